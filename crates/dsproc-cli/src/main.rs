@@ -1,0 +1,225 @@
+//! The `dsproc` binary: the only crate that uses anyhow. Exit codes: 0 success,
+//! 1 the job ran and failed, 2 usage or spec error.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use dsproc_common::DsprocError;
+use dsproc_job::LoadedSpec;
+use dsproc_runtime::{Engine, EngineOptions, RunOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "dsproc", version, about = "Turn raw text corpora into training-ready shards")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print one JSON summary object on stdout at the end.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Only print errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a job locally, in-process (the embedded default).
+    Run(RunArgs),
+    /// Run a job on the Ballista cluster named by --cluster or DSPROC_CLUSTER; locally with neither.
+    Submit {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Scheduler URL, df://HOST:PORT.
+        #[arg(long, env = "DSPROC_CLUSTER")]
+        cluster: Option<String>,
+    },
+    /// Check a spec and its inputs without moving data.
+    Validate(SpecArgs),
+    /// Print the logical and physical plans of a job.
+    Explain {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Target partitions to plan for (default: number of cores).
+        #[arg(long)]
+        partitions: Option<usize>,
+    },
+    /// Summarise a committed dataset from its manifest.
+    Inspect {
+        /// The dataset's directory (the job's output.uri).
+        output: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SpecArgs {
+    /// The job spec (TOML).
+    job: PathBuf,
+    /// Override a spec value: --set output.uri=/tmp/out, --set steps.0.form=nfkc.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Memory pool limit (e.g. 1GiB); sorts and aggregations spill to disk beyond it.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
+    /// Target partitions (default: number of cores).
+    #[arg(long)]
+    partitions: Option<usize>,
+    /// Fail the job if it runs longer than this many seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+}
+
+fn engine_options(partitions: Option<usize>, memory_limit: Option<&str>) -> Result<EngineOptions, DsprocError> {
+    let mut o = EngineOptions::default();
+    if let Some(p) = partitions {
+        if p == 0 {
+            return Err(DsprocError::usage("--partitions must be at least 1"));
+        }
+        o.target_partitions = p;
+    }
+    if let Some(m) = memory_limit {
+        o.memory_limit = Some(dsproc_common::size::parse_size(m).map_err(|e| DsprocError::usage(format!("--memory-limit: {e}")))?);
+    }
+    Ok(o)
+}
+
+async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
+    let tty = std::io::stderr().is_terminal() && !cli.quiet;
+    match &cli.command {
+        Command::Run(args) => run_job(cli, args, Engine::Local, tty).await,
+        Command::Submit { run, cluster } => {
+            let engine = match cluster.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+                Some(url) => Engine::Remote(url.to_string()),
+                None => Engine::Local,
+            };
+            run_job(cli, run, engine, tty).await
+        }
+        Command::Validate(args) => {
+            let loaded = LoadedSpec::load(&args.job, &args.set)?;
+            let input = dsproc_job::lower::resolve_input(&loaded).await?;
+            dsproc_job::lower::resolve_output(&loaded)?;
+            // Lowering checks every step (SQL parses, columns exist).
+            let ctx = dsproc_runtime::make_context(&Engine::Local, &EngineOptions::default()).await?;
+            dsproc_job::lower(&ctx, &loaded, "validate").await?;
+            if !cli.json && !cli.quiet {
+                println!(
+                    "{}: ok ({} steps; {} input files, {} bytes, format {})",
+                    args.job.display(),
+                    loaded.spec.steps.len(),
+                    input.files.len(),
+                    input.files.iter().map(|f| f.size).sum::<u64>(),
+                    input.format.name()
+                );
+            }
+            Ok(serde_json::json!({"status": "ok", "job": loaded.spec.name, "steps": loaded.spec.steps.len(), "input_files": input.files.len()}))
+        }
+        Command::Explain { spec, partitions } => {
+            let loaded = LoadedSpec::load(&spec.job, &spec.set)?;
+            let text = dsproc_runtime::explain_job(&loaded, &engine_options(*partitions, None)?).await?;
+            if !cli.json {
+                println!("{text}");
+            }
+            Ok(serde_json::json!({"status": "ok", "plan": text}))
+        }
+        Command::Inspect { output } => {
+            let m = dsproc_runtime::driver::inspect(output)?;
+            if !cli.json && !cli.quiet {
+                println!("dataset {output}");
+                println!("  job {} (dataset_version {}), created {}", m.job_name, &m.dataset_version[..16], m.created_at);
+                println!(
+                    "  rows: in {}, out {}, quarantined {}, dropped {}",
+                    m.rows.rows_in,
+                    m.rows.out,
+                    m.rows.quarantined,
+                    m.rows.dropped.values().sum::<u64>()
+                );
+                for (k, v) in &m.rows.dropped {
+                    println!("    dropped {k}: {v}");
+                }
+                println!("  {} shards ({}), {} bytes", m.shards.len(), m.format, m.shards.iter().map(|s| s.bytes).sum::<u64>());
+                for s in &m.steps {
+                    println!("  step {} {}: {} -> {}", s.step, s.op, s.rows_in, s.rows_out);
+                }
+            }
+            Ok(serde_json::to_value(&m).unwrap_or_default())
+        }
+    }
+}
+
+async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result<serde_json::Value, DsprocError> {
+    let loaded = LoadedSpec::load(&args.spec.job, &args.spec.set)?;
+    let opts = RunOptions {
+        engine,
+        engine_opts: engine_options(args.partitions, args.memory_limit.as_deref())?,
+        progress: tty,
+        timeout: args.timeout.map(Duration::from_secs),
+    };
+    let summary = dsproc_runtime::run_job(&loaded, &opts).await?;
+    let m = &summary.manifest;
+    if !cli.json && !cli.quiet {
+        let dropped: u64 = m.rows.dropped.values().sum();
+        eprintln!(
+            "committed {} rows in {} shards to {} ({} in, {} quarantined, {} dropped) in {:.1}s",
+            m.rows.out,
+            m.shards.len(),
+            summary.output,
+            m.rows.rows_in,
+            m.rows.quarantined,
+            dropped,
+            m.elapsed_s
+        );
+    }
+    Ok(serde_json::json!({"status": "ok", "output": summary.output, "manifest": m}))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(&cli)) {
+        Ok(v) => {
+            if cli.json {
+                println!("{v}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = e.exit_code();
+            let err = anyhow::Error::new(e);
+            eprintln!("error: {err:#}");
+            if cli.json {
+                println!("{}", serde_json::json!({"status": "error", "error": format!("{err:#}"), "exit_code": code}));
+            }
+            ExitCode::from(code as u8)
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Namespaced configuration keys and defaults, in one place.
+
+/// Rows per batch produced by the readers.
+pub const DEFAULT_BATCH_ROWS: usize = 4096;
+/// Bytes per batch produced by the readers (a batch is cut at whichever comes first).
+pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
+/// Plain-text inputs larger than this are split into byte ranges read in parallel.
+pub const DEFAULT_SPLIT_BYTES: u64 = 32 << 20;
+/// Rows per write call in the shard writers; fixed so that bytes do not depend on
+/// how upstream operators happened to batch rows.
+pub const WRITE_SLICE_ROWS: usize = 1024;
+/// Default shard size.
+pub const DEFAULT_SHARD_SIZE: &str = "256MiB";
+/// Name of the committed manifest.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Directory of quarantined rows in an output.
+pub const QUARANTINE_DIR: &str = "_quarantine";
+/// Directory of staged, not yet committed, files in an output.
+pub const STAGING_DIR: &str = "_staging";
+/// Column holding the shard bucket of a row just before the sink.
+pub const SHARD_COLUMN: &str = "__dsproc_shard";

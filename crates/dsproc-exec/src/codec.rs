@@ -1,0 +1,204 @@
+//! Ballista codecs for dsproc's plan nodes. Each wraps Ballista's own codec and
+//! handles our nodes first: a tagged JSON payload (`DSPROC1` + JSON), so the
+//! node set is a closed enum rather than an order-sensitive codec list.
+
+use std::sync::Arc;
+
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::{internal_err, DataFusionError, Result, TableReference};
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use serde::{Deserialize, Serialize};
+
+use dsproc_io::read::ReadSpec;
+
+use crate::nodes::{ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
+use crate::read_exec::ReadInputExec;
+use crate::stats_exec::StepStatsExec;
+use crate::write_exec::WriteShardsExec;
+
+const MAGIC: &[u8] = b"DSPROC1";
+
+/// Every dsproc node, logical or physical, as carried between processes.
+#[derive(Debug, Serialize, Deserialize)]
+enum NodeProto {
+    Read { spec: ReadSpec, input_schema: String, staging: String },
+    Stats { step: usize, op: String, staging: String },
+    Write { params: WriteParams },
+}
+
+fn encode(node: &NodeProto, buf: &mut Vec<u8>) -> Result<()> {
+    buf.extend_from_slice(MAGIC);
+    serde_json::to_writer(buf, node).map_err(|e| DataFusionError::Internal(format!("encoding dsproc node: {e}")))
+}
+
+fn decode(buf: &[u8]) -> Option<Result<NodeProto>> {
+    let body = buf.strip_prefix(MAGIC)?;
+    Some(serde_json::from_slice(body).map_err(|e| DataFusionError::Internal(format!("decoding dsproc node: {e}"))))
+}
+
+fn schema_hex(s: &SchemaRef) -> String {
+    hex::encode(dsproc_io::schema::schema_to_bytes(s))
+}
+
+fn schema_from_hex(s: &str) -> Result<SchemaRef> {
+    let bytes = hex::decode(s).map_err(|e| DataFusionError::Internal(format!("bad schema hex: {e}")))?;
+    Ok(Arc::new(dsproc_io::schema::schema_from_bytes(&bytes).map_err(DataFusionError::Internal)?))
+}
+
+/// Logical codec: dsproc nodes, then Ballista's.
+#[derive(Debug, Default)]
+pub struct DsprocLogicalCodec {
+    inner: BallistaLogicalExtensionCodec,
+}
+
+impl LogicalExtensionCodec for DsprocLogicalCodec {
+    fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
+        let Some(node) = decode(buf) else {
+            return self.inner.try_decode(buf, inputs, ctx);
+        };
+        let input = || -> Result<LogicalPlan> {
+            inputs.first().cloned().ok_or_else(|| DataFusionError::Internal("dsproc node without input".into()))
+        };
+        let node: Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode> = match node? {
+            NodeProto::Read { spec, input_schema, staging } => {
+                Arc::new(ReadInputNode::try_new(spec, schema_from_hex(&input_schema)?, staging)?)
+            }
+            NodeProto::Stats { step, op, staging } => Arc::new(StepStatsNode::new(input()?, step, &op, staging)),
+            NodeProto::Write { params } => Arc::new(WriteShardsNode::try_new(input()?, params)?),
+        };
+        Ok(Extension { node })
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        let any = node.node.as_any();
+        if let Some(n) = any.downcast_ref::<ReadInputNode>() {
+            let p = NodeProto::Read {
+                spec: n.spec.clone(),
+                input_schema: schema_hex(&n.input_schema),
+                staging: n.staging.clone(),
+            };
+            return encode(&p, buf);
+        }
+        if let Some(n) = any.downcast_ref::<StepStatsNode>() {
+            return encode(&NodeProto::Stats { step: n.step, op: n.op.clone(), staging: n.staging.clone() }, buf);
+        }
+        if let Some(n) = any.downcast_ref::<WriteShardsNode>() {
+            return encode(&NodeProto::Write { params: n.params.clone() }, buf);
+        }
+        self.inner.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
+        self.inner.try_decode_table_provider(buf, table_ref, schema, ctx)
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.inner.try_encode_table_provider(table_ref, node, buf)
+    }
+
+    fn try_decode_file_format(&self, buf: &[u8], ctx: &TaskContext) -> Result<Arc<dyn FileFormatFactory>> {
+        self.inner.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(&self, buf: &mut Vec<u8>, node: Arc<dyn FileFormatFactory>) -> Result<()> {
+        self.inner.try_encode_file_format(buf, node)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        self.inner.try_decode_udf(name, buf)
+    }
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udf(node, buf)
+    }
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        self.inner.try_decode_udaf(name, buf)
+    }
+    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udaf(node, buf)
+    }
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
+        self.inner.try_decode_udwf(name, buf)
+    }
+    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udwf(node, buf)
+    }
+}
+
+/// Physical codec: dsproc execs, then Ballista's.
+#[derive(Debug, Default)]
+pub struct DsprocPhysicalCodec {
+    inner: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for DsprocPhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(node) = decode(buf) else {
+            return self.inner.try_decode(buf, inputs, ctx, proto_converter);
+        };
+        let [input] = inputs else {
+            return internal_err!("dsproc exec with {} inputs, expected 1", inputs.len());
+        };
+        let input = Arc::clone(input);
+        Ok(match node? {
+            NodeProto::Read { spec, input_schema, staging } => {
+                Arc::new(ReadInputExec::try_new(Arc::new(spec), schema_from_hex(&input_schema)?, staging, input)?)
+            }
+            NodeProto::Stats { step, op, staging } => Arc::new(StepStatsExec::new(input, step, op, staging)),
+            NodeProto::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
+        })
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        if let Some(n) = node.downcast_ref::<ReadInputExec>() {
+            let p = NodeProto::Read {
+                spec: n.spec.as_ref().clone(),
+                input_schema: schema_hex(&n.input_schema),
+                staging: n.staging.clone(),
+            };
+            return encode(&p, buf);
+        }
+        if let Some(n) = node.downcast_ref::<StepStatsExec>() {
+            return encode(&NodeProto::Stats { step: n.step, op: n.op.clone(), staging: n.staging.clone() }, buf);
+        }
+        if let Some(n) = node.downcast_ref::<WriteShardsExec>() {
+            return encode(&NodeProto::Write { params: n.params.clone() }, buf);
+        }
+        self.inner.try_encode(node, buf, proto_converter)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        self.inner.try_decode_udf(name, buf)
+    }
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udf(node, buf)
+    }
+}

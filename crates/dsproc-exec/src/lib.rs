@@ -1,0 +1,70 @@
+//! dsproc's plan nodes: the logical nodes the job lowers to, their physical
+//! executions, the [`ExtensionPlanner`](datafusion::physical_planner::ExtensionPlanner)
+//! that maps one to the other, and the Ballista codecs that carry both to a
+//! scheduler and executors.
+//!
+//! | logical | physical | role |
+//! |---|---|---|
+//! | [`ReadInputNode`] | [`ReadInputExec`] | read file ranges, quarantine bad rows |
+//! | [`StepStatsNode`] | [`StepStatsExec`] | count rows leaving a step |
+//! | [`WriteShardsNode`] | [`WriteShardsExec`] | one shard writer per partition |
+//!
+//! Side outputs (quarantined rows, statistics) are written under the run's
+//! staging directory with names that a retried task reproduces exactly, so a
+//! retry overwrites instead of duplicating.
+
+pub mod codec;
+pub mod nodes;
+pub mod planner;
+pub mod read_exec;
+pub mod stats_exec;
+pub mod write_exec;
+
+pub use codec::{DsprocLogicalCodec, DsprocPhysicalCodec};
+pub use nodes::{ReadInputNode, StepStatsNode, WriteShardsNode, WriteParams, sink_result_schema};
+pub use planner::{DsprocExtensionPlanner, DsprocQueryPlanner};
+pub use read_exec::ReadInputExec;
+pub use stats_exec::StepStatsExec;
+pub use write_exec::WriteShardsExec;
+
+use serde::{Deserialize, Serialize};
+
+/// Statistics of one read range, written as `_stats/read-*.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadStats {
+    pub file: String,
+    pub start: u64,
+    pub rows: u64,
+    pub quarantined: u64,
+}
+
+/// Statistics of one partition leaving a step, written as `_stats/step-*.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepStats {
+    pub step: usize,
+    pub rows: u64,
+}
+
+/// Writes a small file atomically (write to a temp name, then rename), so a
+/// reader never sees half of it and a retry simply replaces it.
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", unique_suffix()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A process- and time-unique token for naming task attempts.
+pub(crate) fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let h = xxhash_rust::xxh3::xxh3_64(format!("{t}-{}-{n}", std::process::id()).as_bytes());
+    format!("{h:016x}")
+}

@@ -1,0 +1,223 @@
+//! Logical plan nodes.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{DFSchema, DFSchemaRef, Result};
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
+use serde::{Deserialize, Serialize};
+
+use dsproc_io::read::ReadSpec;
+use dsproc_io::OutputFormat;
+
+/// Reads the job's input files. A leaf.
+#[derive(Debug, Clone)]
+pub struct ReadInputNode {
+    pub spec: ReadSpec,
+    /// Schema of the input files (all columns, as stored).
+    pub input_schema: SchemaRef,
+    /// Staging directory of the run (local path): quarantine and stats go below it.
+    pub staging: String,
+    schema: DFSchemaRef,
+    key: String,
+}
+
+impl ReadInputNode {
+    pub fn try_new(spec: ReadSpec, input_schema: SchemaRef, staging: String) -> Result<Self> {
+        let out = dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
+        let schema = Arc::new(DFSchema::try_from(out.as_ref().clone())?);
+        let key = format!(
+            "{}|{}|{:?}",
+            serde_json::to_string(&spec).unwrap_or_default(),
+            staging,
+            input_schema
+        );
+        Ok(Self { spec, input_schema, staging, schema, key })
+    }
+
+    pub fn output_schema(&self) -> SchemaRef {
+        Arc::new(self.schema.as_arrow().clone())
+    }
+}
+
+macro_rules! keyed_node_traits {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.key == other.key && self.inputs_eq(other)
+            }
+        }
+        impl Eq for $t {}
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.key.hash(state);
+            }
+        }
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                self.key.partial_cmp(&other.key)
+            }
+        }
+    };
+}
+
+keyed_node_traits!(ReadInputNode);
+keyed_node_traits!(StepStatsNode);
+keyed_node_traits!(WriteShardsNode);
+
+impl ReadInputNode {
+    fn inputs_eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl UserDefinedLogicalNodeCore for ReadInputNode {
+    fn name(&self) -> &str {
+        "ReadInput"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "ReadInput: format={}, files={}, text={}, id={}, on_error={:?}",
+            self.spec.format.name(),
+            self.spec.files.len(),
+            self.spec.text,
+            self.spec.id.as_deref().unwrap_or("<path>:<line>"),
+            self.spec.on_error
+        )
+    }
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> Result<Self> {
+        Ok(self.clone())
+    }
+}
+
+/// Counts the rows leaving step `step` (pass-through).
+#[derive(Debug, Clone)]
+pub struct StepStatsNode {
+    pub input: LogicalPlan,
+    pub step: usize,
+    pub op: String,
+    pub staging: String,
+    key: String,
+}
+
+impl StepStatsNode {
+    pub fn new(input: LogicalPlan, step: usize, op: &str, staging: String) -> Self {
+        let key = format!("{step}|{op}|{staging}");
+        Self { input, step, op: op.to_string(), staging, key }
+    }
+    fn inputs_eq(&self, other: &Self) -> bool {
+        self.input == other.input
+    }
+}
+
+impl UserDefinedLogicalNodeCore for StepStatsNode {
+    fn name(&self) -> &str {
+        "StepStats"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        self.input.schema()
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+    /// Filters must not move across a step boundary: that would change what the
+    /// step's counts mean.
+    fn prevent_predicate_push_down_columns(&self) -> HashSet<String> {
+        self.input.schema().fields().iter().map(|f| f.name().clone()).collect()
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "StepStats: step={} op={}", self.step, self.op)
+    }
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
+        Ok(Self { input: inputs.swap_remove(0), ..self.clone() })
+    }
+}
+
+/// Parameters of the shard sink.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WriteParams {
+    /// Staging directory of the run (local path).
+    pub staging: String,
+    pub format: OutputFormat,
+    /// Target shard size in bytes; a shard bucket larger than this is cut into several files.
+    pub shard_size: u64,
+    /// Number of shard buckets rows are hashed into.
+    pub buckets: u32,
+}
+
+/// Writes the rows into shards; outputs one row per file written.
+#[derive(Debug, Clone)]
+pub struct WriteShardsNode {
+    pub input: LogicalPlan,
+    pub params: WriteParams,
+    schema: DFSchemaRef,
+    key: String,
+}
+
+/// Schema of the sink's result rows.
+pub fn sink_result_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("bucket", DataType::UInt32, false),
+        Field::new("seq", DataType::UInt32, false),
+        Field::new("staged_path", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("bytes", DataType::UInt64, false),
+        Field::new("sha256", DataType::Utf8, false),
+    ]))
+}
+
+impl WriteShardsNode {
+    pub fn try_new(input: LogicalPlan, params: WriteParams) -> Result<Self> {
+        let schema = Arc::new(DFSchema::try_from(sink_result_schema().as_ref().clone())?);
+        let key = serde_json::to_string(&params).unwrap_or_default();
+        Ok(Self { input, params, schema, key })
+    }
+    fn inputs_eq(&self, other: &Self) -> bool {
+        self.input == other.input
+    }
+}
+
+impl UserDefinedLogicalNodeCore for WriteShardsNode {
+    fn name(&self) -> &str {
+        "WriteShards"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+    fn prevent_predicate_push_down_columns(&self) -> HashSet<String> {
+        self.input.schema().fields().iter().map(|f| f.name().clone()).collect()
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "WriteShards: format={:?}, buckets={}, shard_size={}",
+            self.params.format, self.params.buckets, self.params.shard_size
+        )
+    }
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
+        Self::try_new(inputs.swap_remove(0), self.params.clone())
+    }
+}

@@ -1,0 +1,250 @@
+//! [`ReadInputExec`]: reads file ranges into documents.
+//!
+//! Its child is a small in-memory table of range descriptors (file, start, end),
+//! one group per partition. Ballista slices that table when it splits a stage
+//! into tasks, so each task reads exactly its own ranges.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{internal_err, DataFusionError, Result};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use futures::StreamExt;
+
+use dsproc_io::read::{plan_ranges, RangeReader, ReadSpec};
+use dsproc_io::Location;
+
+use crate::{write_atomic, ReadStats};
+
+/// Schema of the range descriptors.
+pub fn descriptor_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("file", DataType::UInt32, false),
+        Field::new("start", DataType::UInt64, false),
+        Field::new("end", DataType::UInt64, false),
+    ]))
+}
+
+#[derive(Debug)]
+pub struct ReadInputExec {
+    pub spec: Arc<ReadSpec>,
+    pub input_schema: SchemaRef,
+    pub staging: String,
+    output_schema: SchemaRef,
+    child: Arc<dyn ExecutionPlan>,
+    props: Arc<PlanProperties>,
+}
+
+impl ReadInputExec {
+    /// Plans the ranges of the input over `partitions` partitions: each partition
+    /// gets a contiguous run of ranges, so it numbers lines without re-counting.
+    pub fn try_plan(spec: ReadSpec, input_schema: SchemaRef, staging: String, partitions: usize) -> Result<Self> {
+        let total: u64 = spec.files.iter().map(|f| f.size).sum();
+        let partitions = partitions.max(1);
+        let split = (total / partitions as u64).clamp(8 << 20, 1 << 30);
+        let ranges = plan_ranges(&spec, split);
+        let groups = ranges.len().clamp(1, partitions);
+        let mut batches = Vec::with_capacity(groups);
+        for g in 0..groups {
+            let lo = g * ranges.len() / groups;
+            let hi = (g + 1) * ranges.len() / groups;
+            let part = &ranges[lo..hi];
+            let batch = RecordBatch::try_new(
+                descriptor_schema(),
+                vec![
+                    Arc::new(UInt32Array::from_iter_values(part.iter().map(|r| r.0))),
+                    Arc::new(UInt64Array::from_iter_values(part.iter().map(|r| r.1))),
+                    Arc::new(UInt64Array::from_iter_values(part.iter().map(|r| r.2))),
+                ],
+            )?;
+            batches.push(vec![batch]);
+        }
+        let child = MemorySourceConfig::try_new_exec(&batches, descriptor_schema(), None)?;
+        Self::try_new(Arc::new(spec), input_schema, staging, child)
+    }
+
+    pub fn try_new(
+        spec: Arc<ReadSpec>,
+        input_schema: SchemaRef,
+        staging: String,
+        child: Arc<dyn ExecutionPlan>,
+    ) -> Result<Self> {
+        let output_schema = dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
+        let n = child.properties().output_partitioning().partition_count();
+        let props = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&output_schema)),
+            Partitioning::UnknownPartitioning(n),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(Self { spec, input_schema, staging, output_schema, child, props })
+    }
+}
+
+impl DisplayAs for ReadInputExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ReadInputExec: format={}, files={}", self.spec.format.name(), self.spec.files.len())
+    }
+}
+
+impl ExecutionPlan for ReadInputExec {
+    fn name(&self) -> &str {
+        "ReadInputExec"
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.child]
+    }
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return internal_err!("ReadInputExec takes one child");
+        }
+        Ok(Arc::new(Self::try_new(
+            Arc::clone(&self.spec),
+            Arc::clone(&self.input_schema),
+            self.staging.clone(),
+            children.swap_remove(0),
+        )?))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let mut descriptors = self.child.execute(partition, Arc::clone(&context))?;
+        let spec = Arc::clone(&self.spec);
+        let input_schema = Arc::clone(&self.input_schema);
+        let output_schema = Arc::clone(&self.output_schema);
+        let staging = PathBuf::from(&self.staging);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
+        let task = tokio::spawn(async move {
+            let store = match Location::parse(&format!("{}/", spec.store_url), None).and_then(|l| l.store()) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(DataFusionError::Execution(e))).await;
+                    return;
+                }
+            };
+            let mut carry: Option<(u32, u64, u64)> = None;
+            while let Some(batch) = descriptors.next().await {
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let col = |i: usize| batch.column(i).as_any();
+                let (Some(files), Some(starts), Some(ends)) = (
+                    col(0).downcast_ref::<UInt32Array>(),
+                    col(1).downcast_ref::<UInt64Array>(),
+                    col(2).downcast_ref::<UInt64Array>(),
+                ) else {
+                    let _ = tx.send(internal_err!("bad range descriptors")).await;
+                    return;
+                };
+                for row in 0..files.len() {
+                    let (file_idx, start, end) = (files.value(row), starts.value(row), ends.value(row));
+                    let first_line = carry.filter(|c| c.0 == file_idx && c.1 == start).map(|c| c.2);
+                    let spec2 = Arc::clone(&spec);
+                    let (store2, in_s, out_s) = (Arc::clone(&store), Arc::clone(&input_schema), Arc::clone(&output_schema));
+                    let tx2 = tx.clone();
+                    let handle = tokio::runtime::Handle::current();
+                    let result = tokio::task::spawn_blocking(move || {
+                        let file = &spec2.files[file_idx as usize];
+                        let reader = RangeReader {
+                            spec: &spec2,
+                            store: store2,
+                            handle,
+                            input_schema: in_s,
+                            output_schema: out_s,
+                            file,
+                        };
+                        reader.read(start..end, first_line, &mut |b| {
+                            tx2.blocking_send(Ok(b)).map_err(|_| "output closed".to_string())
+                        })
+                    })
+                    .await;
+                    let outcome = match result {
+                        Ok(Ok(o)) => o,
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(DataFusionError::Execution(e))).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(DataFusionError::Execution(format!("reader task failed: {e}")))).await;
+                            return;
+                        }
+                    };
+                    carry = Some((file_idx, end, outcome.next_line));
+                    if let Err(e) = write_side_outputs(&staging, &spec, file_idx, start, &outcome) {
+                        let _ = tx.send(Err(DataFusionError::Execution(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        let guard = AbortOnDrop(task);
+        let stream = futures::stream::poll_fn(move |cx| {
+            let _ = &guard;
+            rx.poll_recv(cx)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.output_schema), stream)))
+    }
+}
+
+/// Aborts the reading task when the output stream is dropped (query cancelled).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes the range's quarantined rows and its counts. Names depend only on the
+/// range, so a retried task replaces its earlier files.
+fn write_side_outputs(
+    staging: &std::path::Path,
+    spec: &ReadSpec,
+    file_idx: u32,
+    start: u64,
+    outcome: &dsproc_io::read::RangeOutcome,
+) -> Result<(), String> {
+    let name = format!("{file_idx:05}-{start:013}");
+    if !outcome.quarantined.is_empty() {
+        let mut body = Vec::new();
+        for rec in &outcome.quarantined {
+            serde_json::to_writer(&mut body, rec).map_err(|e| e.to_string())?;
+            body.push(b'\n');
+        }
+        let p = staging.join("_quarantine").join(format!("part-{name}.jsonl"));
+        write_atomic(&p, &body).map_err(|e| format!("writing {}: {e}", p.display()))?;
+    }
+    let stats = ReadStats {
+        file: spec.files[file_idx as usize].path.clone(),
+        start,
+        rows: outcome.rows,
+        quarantined: outcome.quarantined.len() as u64,
+    };
+    let p = staging.join("_stats").join(format!("read-{name}.json"));
+    write_atomic(&p, &serde_json::to_vec(&stats).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("writing {}: {e}", p.display()))
+}

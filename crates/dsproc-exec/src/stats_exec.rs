@@ -1,0 +1,145 @@
+//! [`StepStatsExec`]: counts the rows leaving a step, per partition.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use datafusion::arrow::array::{Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{internal_err, DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::Stream;
+
+use crate::{write_atomic, StepStats};
+
+#[derive(Debug)]
+pub struct StepStatsExec {
+    pub input: Arc<dyn ExecutionPlan>,
+    pub step: usize,
+    pub op: String,
+    pub staging: String,
+}
+
+impl StepStatsExec {
+    pub fn new(input: Arc<dyn ExecutionPlan>, step: usize, op: String, staging: String) -> Self {
+        Self { input, step, op, staging }
+    }
+}
+
+impl DisplayAs for StepStatsExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "StepStatsExec: step={} op={}", self.step, self.op)
+    }
+}
+
+impl ExecutionPlan for StepStatsExec {
+    fn name(&self) -> &str {
+        "StepStatsExec"
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return internal_err!("StepStatsExec takes one child");
+        }
+        Ok(Arc::new(Self::new(children.swap_remove(0), self.step, self.op.clone(), self.staging.clone())))
+    }
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        Ok(Box::pin(CountingStream {
+            input,
+            rows: 0,
+            digest: 0,
+            step: self.step,
+            dir: PathBuf::from(&self.staging).join("_stats"),
+            done: false,
+        }))
+    }
+}
+
+struct CountingStream {
+    input: SendableRecordBatchStream,
+    rows: u64,
+    digest: u64,
+    step: usize,
+    dir: PathBuf,
+    done: bool,
+}
+
+impl CountingStream {
+    fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        let Ok(i) = batch.schema().index_of("id") else {
+            return Ok(());
+        };
+        let ids = cast(batch.column(i), &DataType::Utf8)?;
+        let ids = ids.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+        for id in ids.iter().flatten() {
+            self.digest = dsproc_common::hash::id_digest_add(self.digest, id.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// The file name is derived from the rows counted, so a retried attempt of the
+    /// same partition writes the same file.
+    fn finish(&self) -> Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let stats = StepStats { step: self.step, rows: self.rows };
+        let p = self.dir.join(format!("step-{:03}-{:016x}-{}.json", self.step, self.digest, self.rows));
+        let body = serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        write_atomic(&p, &body).map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", p.display())))
+    }
+}
+
+impl Stream for CountingStream {
+    type Item = Result<RecordBatch>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.input.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(batch))) => match self.observe(&batch) {
+                Ok(()) => Poll::Ready(Some(Ok(batch))),
+                Err(e) => Poll::Ready(Some(Err(e))),
+            },
+            Poll::Ready(None) => {
+                self.done = true;
+                match self.finish() {
+                    Ok(()) => Poll::Ready(None),
+                    Err(e) => Poll::Ready(Some(Err(e))),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl RecordBatchStream for CountingStream {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.input.schema()
+    }
+}

@@ -1,0 +1,3 @@
+//! Hash functions.
+pub mod content_hash;
+pub mod shard_of;

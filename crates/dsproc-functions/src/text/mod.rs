@@ -1,0 +1,2 @@
+//! Text functions.
+pub mod normalize_text;

@@ -1,0 +1,17 @@
+//! Input and output for dsproc: object-store locations by URL scheme, input
+//! listing with globs, the record readers (JSONL plain/.gz/.zst, Parquet, CSV,
+//! text) with per-row quarantine, and the shard writers (Parquet, JSONL.zst).
+//!
+//! Everything here runs on executors as well as in the driver.
+
+pub mod format;
+pub mod listing;
+pub mod quarantine;
+pub mod read;
+pub mod schema;
+pub mod shards;
+pub mod store;
+
+pub use format::{Compression, InputFormat, OutputFormat};
+pub use listing::InputFile;
+pub use store::Location;

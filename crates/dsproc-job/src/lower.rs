@@ -1,0 +1,137 @@
+//! Spec → one DataFusion logical plan:
+//! `ReadInput → step 1 → StepStats(1) → … → project shard bucket → WriteShards`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::logical_expr::{cast, col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
+use datafusion::prelude::SessionContext;
+
+use dsproc_common::config::{SHARD_COLUMN, STAGING_DIR};
+use dsproc_common::DsprocError;
+use dsproc_exec::{ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
+use dsproc_functions::hash::shard_of::ShardOfFunc;
+use dsproc_io::listing::list_inputs;
+use dsproc_io::read::ReadSpec;
+use dsproc_io::{InputFile, InputFormat, Location};
+
+use crate::ops::PlanContext;
+use crate::spec::LoadedSpec;
+
+/// The job's inputs, resolved before any data moves.
+#[derive(Debug, Clone)]
+pub struct ResolvedInput {
+    pub location: Location,
+    pub files: Vec<InputFile>,
+    pub format: InputFormat,
+    pub schema: SchemaRef,
+}
+
+/// Lists the input files, checks the format and reads the schema (text column
+/// present and a string). Errors here are usage errors (exit 2).
+pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocError> {
+    let input = &loaded.spec.input;
+    let location = Location::parse(&input.uri, Some(&loaded.base)).map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?;
+    let files = list_inputs(&location).await.map_err(DsprocError::usage)?;
+    let format = match input.format {
+        Some(f) => f,
+        None => InputFormat::from_path(&files[0].path).ok_or_else(|| {
+            DsprocError::usage(format!(
+                "input.format: cannot tell the format of {} from its extension; set input.format",
+                files[0].path
+            ))
+        })?,
+    };
+    let store = location.store().map_err(DsprocError::usage)?;
+    let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, input.id.as_deref())
+        .await
+        .map_err(DsprocError::usage)?;
+    Ok(ResolvedInput { location, files, format, schema: Arc::new(schema) })
+}
+
+/// A lowered job.
+#[derive(Debug, Clone)]
+pub struct LoweredJob {
+    pub plan: LogicalPlan,
+    pub input: ResolvedInput,
+    pub output: Location,
+    /// `OUTPUT/_staging/<run id>` (local path).
+    pub staging: PathBuf,
+    pub run_id: String,
+    pub buckets: u32,
+    pub shard_size: u64,
+    /// (1-based step, op, drop reason) per step.
+    pub steps: Vec<(usize, &'static str, Option<&'static str>)>,
+}
+
+/// Resolves the output location (local filesystem for now).
+pub fn resolve_output(loaded: &LoadedSpec) -> Result<Location, DsprocError> {
+    let out = Location::parse(&loaded.spec.output.uri, Some(&loaded.base))
+        .map_err(|e| DsprocError::usage(format!("output.uri: {e}")))?;
+    if out.local.is_none() {
+        return Err(DsprocError::usage(format!("output.uri {:?}: only local outputs are supported yet", out.uri)));
+    }
+    Ok(out)
+}
+
+/// Lowers the spec. `ctx` must have the dsproc functions registered.
+pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> Result<LoweredJob, DsprocError> {
+    let spec = &loaded.spec;
+    let input = resolve_input(loaded).await?;
+    let output = resolve_output(loaded)?;
+    let out_dir = output.local.clone().expect("local output");
+    let staging = out_dir.join(STAGING_DIR).join(run_id);
+    let staging_s = staging.to_str().ok_or_else(|| DsprocError::usage("output path is not UTF-8"))?.to_string();
+
+    let read_spec = ReadSpec {
+        store_url: input.location.store_url.clone(),
+        files: input.files.clone(),
+        format: input.format,
+        text: spec.input.text.clone(),
+        id: spec.input.id.clone(),
+        on_error: spec.input.on_error,
+    };
+    let node = ReadInputNode::try_new(read_spec, Arc::clone(&input.schema), staging_s.clone())
+        .map_err(|e| DsprocError::usage(format!("input: {e}")))?;
+    let mut plan = LogicalPlan::Extension(Extension { node: Arc::new(node) });
+    let mut steps = Vec::new();
+    for (i, op) in spec.steps.iter().enumerate() {
+        let step = i + 1;
+        let pc = PlanContext { ctx, step };
+        plan = op.plan(&pc, plan).await?;
+        plan = LogicalPlan::Extension(Extension {
+            node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging_s.clone())),
+        });
+        steps.push((step, op.name(), op.drop_reason()));
+    }
+
+    let shard_size = dsproc_common::size::parse_size(&spec.output.shard_size).map_err(DsprocError::usage)?;
+    let total: u64 = input.files.iter().map(|f| f.size).sum();
+    let buckets = total.div_ceil(shard_size).clamp(1, 100_000) as u32;
+
+    // id and text as Utf8, every other column as it is, plus the shard bucket.
+    let shard_of = ScalarUDF::from(ShardOfFunc::new());
+    let mut exprs: Vec<Expr> = Vec::new();
+    for c in plan.schema().columns() {
+        let e = match c.name.as_str() {
+            "id" | "text" => cast(col(c.clone()), DataType::Utf8).alias(c.name.clone()),
+            _ => col(c.clone()),
+        };
+        exprs.push(e);
+    }
+    for required in ["id", "text"] {
+        if plan.schema().field_with_unqualified_name(required).is_err() {
+            return Err(DsprocError::usage(format!("the last step's output has no `{required}` column")));
+        }
+    }
+    exprs.push(shard_of.call(vec![cast(col("id"), DataType::Utf8), lit(buckets)]).alias(SHARD_COLUMN));
+    let plan = LogicalPlanBuilder::from(plan)
+        .project(exprs)
+        .and_then(|b| b.build())
+        .map_err(|e| DsprocError::usage(format!("output: {e}")))?;
+    let params = WriteParams { staging: staging_s, format: spec.output.format, shard_size, buckets };
+    let sink = WriteShardsNode::try_new(plan, params).map_err(|e| DsprocError::usage(format!("output: {e}")))?;
+    let plan = LogicalPlan::Extension(Extension { node: Arc::new(sink) });
+    Ok(LoweredJob { plan, input, output, staging, run_id: run_id.to_string(), buckets, shard_size, steps })
+}

@@ -1,0 +1,75 @@
+//! `manifest.json`: the commit marker of a dataset, written last.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub dsproc_version: String,
+    pub job_name: String,
+    /// sha256 of the effective spec text (after `--set`).
+    pub spec_sha256: String,
+    /// Content hash of spec + input fingerprints + op versions: equal versions mean
+    /// equal data.
+    pub dataset_version: String,
+    pub created_at: String,
+    pub run_id: String,
+    /// `local` or `ballista`.
+    pub engine: String,
+    pub format: String,
+    pub inputs: Vec<ManifestInput>,
+    pub shards: Vec<ManifestShard>,
+    pub rows: RowCounts,
+    pub steps: Vec<StepReport>,
+    /// Quarantine files, relative to the dataset root.
+    pub quarantine: Vec<String>,
+    /// Hash family of ids → shards and exact dedup.
+    pub hash_family: String,
+    pub buckets: u32,
+    pub elapsed_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestInput {
+    pub uri: String,
+    pub bytes: u64,
+    /// etag or mtime.
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestShard {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RowCounts {
+    #[serde(rename = "in")]
+    pub rows_in: u64,
+    pub out: u64,
+    pub quarantined: u64,
+    /// `"<step>:<op>:<reason>"` → rows.
+    pub dropped: BTreeMap<String, u64>,
+}
+
+impl RowCounts {
+    /// `in == out + quarantined + sum(dropped)`.
+    pub fn balanced(&self) -> bool {
+        self.rows_in == self.out + self.quarantined + self.dropped.values().sum::<u64>()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepReport {
+    pub step: usize,
+    pub op: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+}
+
+/// Op versions that go into `dataset_version`; bump one when an op's output changes.
+pub const OP_VERSIONS: &[(&str, u32)] = &[("read", 1), ("normalize", 1), ("filter", 1), ("sql", 1), ("dedup_exact", 1), ("write", 1)];

@@ -1,0 +1,133 @@
+//! Job steps. Each op is one file: a serde config struct (its keys are the spec
+//! keys, documented on the fields) and its lowering to plan nodes. Adding an op
+//! is one file plus one variant here.
+
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use dsproc_common::DsprocError;
+
+use crate::spec::OpParseError;
+
+pub mod dedup_exact;
+pub mod filter;
+pub mod normalize;
+pub mod sql;
+
+/// What an op gets when it lowers itself.
+pub struct PlanContext<'a> {
+    /// A session with every dsproc function registered (for SQL parsing).
+    pub ctx: &'a SessionContext,
+    /// 1-based step number, for messages.
+    pub step: usize,
+}
+
+/// A job step.
+pub trait Op {
+    /// The spec and SQL name (`op = "..."`).
+    fn name(&self) -> &'static str;
+    /// Appends the step to `input`.
+    fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> impl std::future::Future<Output = Result<LogicalPlan, DsprocError>>;
+    /// Why rows this step removes are dropped (the manifest's `"<step>:<op>:<reason>"`),
+    /// or `None` for ops that keep every row.
+    fn drop_reason(&self) -> Option<&'static str>;
+}
+
+/// Every op, as written in a spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum OpSpec {
+    Normalize(normalize::Normalize),
+    Filter(filter::Filter),
+    Sql(sql::Sql),
+    DedupExact(dedup_exact::DedupExact),
+}
+
+/// Names of all ops, in the order of [`OpSpec`].
+pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact"];
+
+fn from<T: serde::de::DeserializeOwned>(mut table: toml::Table) -> Result<T, OpParseError> {
+    table.remove("op");
+    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| OpParseError::Serde(e.message().to_string()))
+}
+
+impl OpSpec {
+    /// Parses one `[[steps]]` table whose `op` is `op`.
+    pub fn from_table(op: &str, table: toml::Table) -> Result<Self, OpParseError> {
+        let spec = match op {
+            "normalize" => Self::Normalize(from(table)?),
+            "filter" => Self::Filter(from(table)?),
+            "sql" => Self::Sql(from(table)?),
+            "dedup_exact" => Self::DedupExact(from(table)?),
+            _ => return Err(OpParseError::UnknownOp { valid: OP_NAMES.to_vec() }),
+        };
+        spec.check()?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<(), OpParseError> {
+        match self {
+            Self::Normalize(n) => n.check(),
+            Self::DedupExact(d) => d.check(),
+            Self::Filter(_) | Self::Sql(_) => Ok(()),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Normalize(o) => o.name(),
+            Self::Filter(o) => o.name(),
+            Self::Sql(o) => o.name(),
+            Self::DedupExact(o) => o.name(),
+        }
+    }
+
+    pub fn drop_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Normalize(o) => o.drop_reason(),
+            Self::Filter(o) => o.drop_reason(),
+            Self::Sql(o) => o.drop_reason(),
+            Self::DedupExact(o) => o.drop_reason(),
+        }
+    }
+
+    pub async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
+        match self {
+            Self::Normalize(o) => o.plan(pc, input).await,
+            Self::Filter(o) => o.plan(pc, input).await,
+            Self::Sql(o) => o.plan(pc, input).await,
+            Self::DedupExact(o) => o.plan(pc, input).await,
+        }
+    }
+}
+
+/// Quotes an identifier for SQL.
+pub(crate) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL.
+pub(crate) fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Registers `plan` as view `name`, runs `query`, deregisters the view.
+pub(crate) async fn sql_over(
+    pc: &PlanContext<'_>,
+    op: &str,
+    name: &str,
+    plan: LogicalPlan,
+    query: &str,
+) -> Result<LogicalPlan, DsprocError> {
+    use datafusion::catalog::TableProvider;
+    use std::sync::Arc;
+    let err = |e: datafusion::error::DataFusionError| {
+        DsprocError::usage(format!("step {} ({op}): {}", pc.step, e.message()))
+    };
+    let view: Arc<dyn TableProvider> = Arc::new(datafusion::catalog::view::ViewTable::new(plan, None));
+    pc.ctx.register_table(name, view).map_err(err)?;
+    let result = pc.ctx.sql(query).await;
+    let _ = pc.ctx.deregister_table(name);
+    Ok(result.map_err(err)?.into_unoptimized_plan())
+}

@@ -1,0 +1,367 @@
+//! The job spec. Parsing keeps positions: an unknown key, a wrong type or a bad
+//! value is reported as `file:line:col`, with the key, the step and op, and the
+//! nearest valid key.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use dsproc_common::error::SpecLocation;
+use dsproc_common::DsprocError;
+use dsproc_io::read::OnError;
+use dsproc_io::{InputFormat, OutputFormat};
+
+use crate::ops::OpSpec;
+
+/// `[input]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Path, directory, glob or URL (`file://`) of the input files.
+    pub uri: String,
+    /// `jsonl` | `parquet` | `csv` | `text`; default: from the first file's extension.
+    #[serde(default)]
+    pub format: Option<InputFormat>,
+    /// Name of the text column (default `text`).
+    #[serde(default = "default_text")]
+    pub text: String,
+    /// Name of the id column. Default: a stable `"<path relative to the glob root>:<line>"`.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `quarantine` (default): bad rows go to `OUTPUT/_quarantine/`; `fail`: stop at the first.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_text() -> String {
+    "text".into()
+}
+
+/// What to do when the output already holds a committed dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// Refuse to run (the default, like Spark's `errorifexists`).
+    #[default]
+    Error,
+    /// Replace the committed dataset at commit time.
+    Overwrite,
+}
+
+/// `[output]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Directory (path or `file://` URL) the dataset is committed to.
+    pub uri: String,
+    /// `parquet` (default) | `jsonl` (zstd-compressed `.jsonl.zst`).
+    #[serde(default = "default_output_format")]
+    pub format: OutputFormat,
+    /// Target size of one shard file, e.g. `"256MiB"` (default).
+    #[serde(default = "default_shard_size")]
+    pub shard_size: String,
+    /// Deterministic global shuffle (not implemented yet: rejected with an error).
+    #[serde(default)]
+    pub shuffle_seed: Option<u64>,
+    /// `error` (default) | `overwrite`: what to do if OUTPUT already has a dataset.
+    #[serde(default)]
+    pub mode: WriteMode,
+}
+
+fn default_output_format() -> OutputFormat {
+    OutputFormat::Parquet
+}
+fn default_shard_size() -> String {
+    dsproc_common::config::DEFAULT_SHARD_SIZE.into()
+}
+
+/// The top level of a spec file as deserialized; steps are checked per op.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    input: InputSpec,
+    #[serde(default)]
+    steps: Vec<toml::Table>,
+    output: OutputSpec,
+}
+
+/// A validated spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSpec {
+    pub name: String,
+    pub input: InputSpec,
+    pub steps: Vec<OpSpec>,
+    pub output: OutputSpec,
+}
+
+/// A spec with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    pub spec: JobSpec,
+    /// Path of the spec file.
+    pub path: String,
+    /// Directory relative input/output paths are resolved against (the current directory).
+    pub base: std::path::PathBuf,
+    /// sha256 of the effective spec text (after `--set`).
+    pub sha256: String,
+}
+
+impl LoadedSpec {
+    /// Reads, applies `--set KEY=VALUE` overrides and validates a spec file.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, DsprocError> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| DsprocError::usage(format!("cannot read job spec {file}: {e}")))?;
+        let src = apply_overrides(&file, &src, overrides)?;
+        let spec = parse(&file, &src)?;
+        use sha2::Digest;
+        let sha256 = hex::encode(sha2::Sha256::digest(src.as_bytes()));
+        let base = std::env::current_dir().map_err(|e| DsprocError::usage(format!("current directory: {e}")))?;
+        Ok(Self { spec, path: file, base, sha256 })
+    }
+}
+
+/// Applies `KEY=VALUE` overrides (dotted paths; `steps.N.key` addresses step N,
+/// counting from 0). VALUE is read as a TOML value when it parses as one, else
+/// as a string.
+pub fn apply_overrides(file: &str, src: &str, overrides: &[String]) -> Result<String, DsprocError> {
+    if overrides.is_empty() {
+        return Ok(src.to_string());
+    }
+    let mut doc: toml_edit::DocumentMut = src.parse().map_err(|e: toml_edit::TomlError| syntax_error(file, src, &e))?;
+    for o in overrides {
+        let Some((key, value)) = o.split_once('=') else {
+            return Err(DsprocError::usage(format!("--set {o:?}: expected KEY=VALUE")));
+        };
+        let value: toml_edit::Value = match format!("v = {value}").parse::<toml_edit::DocumentMut>() {
+            Ok(d) => d["v"].as_value().cloned().unwrap_or_else(|| value.into()),
+            Err(_) => value.into(),
+        };
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(DsprocError::usage(format!("--set {key}: empty path component")));
+        }
+        set_table(doc.as_table_mut(), &parts, value).map_err(|m| DsprocError::usage(format!("--set {key}: {m}")))?;
+    }
+    Ok(doc.to_string())
+}
+
+fn set_table(t: &mut toml_edit::Table, parts: &[&str], value: toml_edit::Value) -> Result<(), String> {
+    if parts.len() == 1 {
+        t[parts[0]] = toml_edit::Item::Value(value);
+        return Ok(());
+    }
+    let child = t.entry(parts[0]).or_insert(toml_edit::Item::Table(toml_edit::Table::new()));
+    match child {
+        toml_edit::Item::Table(c) => set_table(c, &parts[1..], value),
+        toml_edit::Item::ArrayOfTables(a) => {
+            let idx: usize = parts[1].parse().map_err(|_| format!("{} is a list: index it with a number", parts[0]))?;
+            let len = a.len();
+            let t = a.get_mut(idx).ok_or_else(|| format!("{} has only {len} entries", parts[0]))?;
+            if parts.len() < 3 {
+                return Err("cannot replace a whole table".into());
+            }
+            set_table(t, &parts[2..], value)
+        }
+        _ => Err(format!("{} is not a table", parts[0])),
+    }
+}
+
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn loc(file: &str, src: &str, span: Option<std::ops::Range<usize>>) -> SpecLocation {
+    match span {
+        Some(s) => {
+            let (line, col) = line_col(src, s.start);
+            SpecLocation { file: file.to_string(), line: Some(line), col: Some(col) }
+        }
+        None => SpecLocation { file: file.to_string(), line: None, col: None },
+    }
+}
+
+fn syntax_error(file: &str, src: &str, e: &toml_edit::TomlError) -> DsprocError {
+    DsprocError::spec(loc(file, src, e.span()), format!("invalid TOML: {}", e.message()))
+}
+
+/// The nearest candidate to `word`, when it is close enough to be a likely typo.
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score >= 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Parses serde's "unknown field `x`, expected one of `a`, `b`" / "expected `a`".
+fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.split("unknown field `").nth(1)?;
+    let (field, tail) = rest.split_once('`')?;
+    let expected: Vec<String> = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    Some((field.to_string(), expected))
+}
+
+/// The span of `key` inside the table at `path` (e.g. `["input"]`).
+fn key_span(doc: &toml_edit::ImDocument<&str>, path: &[String], key: &str) -> Option<std::ops::Range<usize>> {
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    for p in path {
+        table = table.get(p)?.as_table_like()?;
+    }
+    let (k, v) = table.get_key_value(key)?;
+    k.span().or_else(|| v.span())
+}
+
+fn step_key_span(doc: &toml_edit::ImDocument<&str>, step: usize, key: &str) -> Option<std::ops::Range<usize>> {
+    let steps = doc.as_table().get("steps")?.as_array_of_tables()?;
+    let t = steps.get(step)?;
+    match t.get_key_value(key) {
+        Some((k, v)) => k.span().or_else(|| v.span()),
+        None => t.span(),
+    }
+}
+
+/// Parses and validates spec text.
+pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
+    let doc = toml_edit::ImDocument::parse(src).map_err(|e| syntax_error(file, src, &e))?;
+    let raw: RawSpec = toml::from_str(src).map_err(|e| {
+        let msg = e.message().to_string();
+        let mut span = e.span();
+        let mut message = msg.clone();
+        if let Some((field, expected)) = unknown_field(&msg) {
+            // Find the key: at the top level or in [input]/[output].
+            for path in [vec![], vec!["input".to_string()], vec!["output".to_string()]] {
+                if let Some(s) = key_span(&doc, &path, &field) {
+                    span = Some(s);
+                    let table = if path.is_empty() { "the top level".to_string() } else { format!("[{}]", path[0]) };
+                    message = format!("unknown key `{field}` in {table}");
+                    break;
+                }
+            }
+            if let Some(n) = nearest(&field, expected.iter().map(String::as_str)) {
+                message.push_str(&format!("; did you mean `{n}`?"));
+            } else if !expected.is_empty() {
+                message.push_str(&format!("; valid keys: {}", expected.join(", ")));
+            }
+        }
+        DsprocError::spec(loc(file, src, span), message)
+    })?;
+    if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+        let span = key_span(&doc, &[], "name");
+        return Err(DsprocError::spec(loc(file, src, span), format!("name {:?} must match [a-z0-9_-]+", raw.name)));
+    }
+    let mut steps = Vec::with_capacity(raw.steps.len());
+    for (i, table) in raw.steps.into_iter().enumerate() {
+        let at = |key: &str| loc(file, src, step_key_span(&doc, i, key));
+        let op = match table.get("op") {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(_) => return Err(DsprocError::spec(at("op"), format!("step {}: `op` must be a string", i + 1))),
+            None => return Err(DsprocError::spec(at("op"), format!("step {}: missing key `op`", i + 1))),
+        };
+        let step = OpSpec::from_table(&op, table).map_err(|e| match e {
+            OpParseError::UnknownOp { valid } => {
+                let hint = nearest(&op, valid.iter().copied())
+                    .map(|n| format!("did you mean `{n}`?"))
+                    .unwrap_or_else(|| format!("valid ops: {}", valid.join(", ")));
+                DsprocError::spec(at("op"), format!("step {} : unknown op `{op}`; {hint}", i + 1))
+            }
+            OpParseError::Serde(msg) => {
+                if let Some((field, expected)) = unknown_field(&msg) {
+                    let hint = nearest(&field, expected.iter().map(String::as_str))
+                        .map(|n| format!("; did you mean `{n}`?"))
+                        .unwrap_or_else(|| format!("; valid keys: op, {}", expected.join(", ")));
+                    DsprocError::spec(at(&field), format!("step {} ({op}): unknown key `{field}`{hint}", i + 1))
+                } else {
+                    let key = msg.split("for key `").nth(1).and_then(|r| r.split('`').next()).unwrap_or("op");
+                    DsprocError::spec(at(key), format!("step {} ({op}): {msg}", i + 1))
+                }
+            }
+            OpParseError::Invalid { key, message } => {
+                DsprocError::spec(at(&key), format!("step {} ({op}): {key}: {message}", i + 1))
+            }
+        })?;
+        steps.push(step);
+    }
+    let spec = JobSpec { name: raw.name, input: raw.input, steps, output: raw.output };
+    if let Err(e) = dsproc_common::size::parse_size(&spec.output.shard_size) {
+        let span = key_span(&doc, &["output".to_string()], "shard_size");
+        return Err(DsprocError::spec(loc(file, src, span), format!("output.shard_size: {e}")));
+    }
+    if spec.output.shuffle_seed.is_some() {
+        let span = key_span(&doc, &["output".to_string()], "shuffle_seed");
+        return Err(DsprocError::spec(
+            loc(file, src, span),
+            "output.shuffle_seed: the global shuffle is not implemented yet; remove the key".to_string(),
+        ));
+    }
+    Ok(spec)
+}
+
+/// Errors from parsing one step table.
+#[derive(Debug)]
+pub enum OpParseError {
+    UnknownOp { valid: Vec<&'static str> },
+    Serde(String),
+    Invalid { key: String, message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"name = "t"
+[input]
+uri = "x/*.jsonl"
+[[steps]]
+op = "normalize"
+[[steps]]
+op = "filter"
+where = "length(text) > 3"
+[output]
+uri = "out"
+"#;
+
+    #[test]
+    fn parses_a_good_spec() {
+        let s = parse("j.toml", GOOD).unwrap();
+        assert_eq!(s.steps.len(), 2);
+        assert_eq!(s.input.text, "text");
+    }
+
+    #[test]
+    fn misspelled_step_key_names_line_key_and_suggestion() {
+        let src = GOOD.replace("where =", "wher =");
+        let e = parse("j.toml", &src).unwrap_err().to_string();
+        assert!(e.starts_with("j.toml:8:1:"), "{e}");
+        assert!(e.contains("`wher`") && e.contains("did you mean `where`"), "{e}");
+    }
+
+    #[test]
+    fn misspelled_input_key() {
+        let src = GOOD.replace("uri = \"x/", "url = \"x/");
+        let e = parse("j.toml", &src).unwrap_err().to_string();
+        assert!(e.starts_with("j.toml:3:1:"), "{e}");
+        assert!(e.contains("`url`") && e.contains("did you mean `uri`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_op_and_bad_type() {
+        let e = parse("j.toml", &GOOD.replace("\"normalize\"", "\"normalise\"")).unwrap_err().to_string();
+        assert!(e.contains("j.toml:5:") && e.contains("did you mean `normalize`"), "{e}");
+        let e = parse("j.toml", &GOOD.replace("uri = \"out\"", "uri = 3")).unwrap_err().to_string();
+        assert!(e.contains("j.toml:10:"), "{e}");
+    }
+
+    #[test]
+    fn overrides() {
+        let src = apply_overrides("j", GOOD, &["output.uri=/tmp/o".into(), "steps.1.where=length(text) > 9".into()]).unwrap();
+        let s = parse("j", &src).unwrap();
+        assert_eq!(s.output.uri, "/tmp/o");
+        assert!(format!("{:?}", s.steps[1]).contains("length(text) > 9"));
+    }
+}

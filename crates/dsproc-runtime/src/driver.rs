@@ -1,0 +1,299 @@
+//! The driver: lower → run → account → commit.
+
+use std::collections::BTreeMap;
+
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, StringArray, UInt32Array, UInt64Array};
+use datafusion::physical_plan::displayable;
+use datafusion::prelude::SessionContext;
+use sha2::{Digest, Sha256};
+
+use dsproc_common::config::MANIFEST_FILE;
+use dsproc_common::DsprocError;
+use dsproc_job::manifest::{Manifest, ManifestInput, ManifestShard, RowCounts, StepReport, OP_VERSIONS};
+use dsproc_job::spec::WriteMode;
+use dsproc_job::{lower, LoadedSpec, LoweredJob};
+
+use crate::commit::{commit, read_manifest, read_stats, StagedShard};
+use crate::session::{make_context, Engine, EngineOptions};
+
+/// How to run a job.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub engine: Engine,
+    pub engine_opts: EngineOptions,
+    /// Show a progress spinner on stderr.
+    pub progress: bool,
+    /// Fail the job when it runs longer than this.
+    pub timeout: Option<Duration>,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub output: String,
+    pub manifest: Manifest,
+}
+
+fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let salt = format!("{}-{:?}", std::process::id(), now.timestamp_nanos_opt());
+    let h = hex::encode(&Sha256::digest(salt.as_bytes())[..4]);
+    format!("{}-{h}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// A local session for lowering (SQL parsing needs the functions registered).
+async fn planning_context(opts: &EngineOptions) -> Result<SessionContext, DsprocError> {
+    make_context(&Engine::Local, opts).await
+}
+
+/// Lowers the job and returns the logical and physical plans as text.
+pub async fn explain_job(loaded: &LoadedSpec, opts: &EngineOptions) -> Result<String, DsprocError> {
+    let ctx = planning_context(opts).await?;
+    let job = lower(&ctx, loaded, "explain").await?;
+    let optimized = ctx.state().optimize(&job.plan).map_err(|e| DsprocError::usage(format!("planning: {e}")))?;
+    let physical = ctx
+        .state()
+        .create_physical_plan(&job.plan)
+        .await
+        .map_err(|e| DsprocError::usage(format!("planning: {e}")))?;
+    Ok(format!(
+        "== logical plan ==\n{}\n\n== optimized logical plan ==\n{}\n\n== physical plan ({} partitions) ==\n{}",
+        job.plan.display_indent(),
+        optimized.display_indent(),
+        opts.target_partitions,
+        displayable(physical.as_ref()).indent(true)
+    ))
+}
+
+/// Runs a job and commits its output.
+pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummary, DsprocError> {
+    let started = Instant::now();
+    let spec = &loaded.spec;
+    let out = dsproc_job::lower::resolve_output(loaded)?;
+    let out_dir = out.local.clone().expect("local output");
+    let overwrite = spec.output.mode == WriteMode::Overwrite;
+    if !overwrite && out_dir.join(MANIFEST_FILE).exists() {
+        return Err(DsprocError::usage(format!(
+            "{} already holds a committed dataset; set output.mode = \"overwrite\" (or --set output.mode=overwrite) or choose another output.uri",
+            out_dir.display()
+        )));
+    }
+    let run_id = new_run_id();
+    let planning = planning_context(&opts.engine_opts).await?;
+    let job = lower(&planning, loaded, &run_id).await?;
+    std::fs::create_dir_all(&job.staging)
+        .map_err(|e| DsprocError::job(format!("cannot create {}: {e}", job.staging.display())))?;
+
+    let result = execute(&job, opts).await;
+    let batches = match result {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&job.staging);
+            return Err(e);
+        }
+    };
+    match finish(loaded, &job, opts, &batches, started, overwrite) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&job.staging);
+            Err(e)
+        }
+    }
+}
+
+async fn execute(
+    job: &LoweredJob,
+    opts: &RunOptions,
+) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DsprocError> {
+    let ctx = make_context(&opts.engine, &opts.engine_opts).await?;
+    let progress = opts.progress.then(|| spawn_progress(job.staging.clone(), job.input.files.len()));
+    let run = async {
+        let df = ctx.execute_logical_plan(job.plan.clone()).await?;
+        df.collect().await
+    };
+    let result = match opts.timeout {
+        Some(t) => match tokio::time::timeout(t, run).await {
+            Ok(r) => r.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
+            Err(_) => Err(DsprocError::job(format!("job timed out after {}s", t.as_secs()))),
+        },
+        None => run.await.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
+    };
+    if let Some((handle, bar)) = progress {
+        handle.abort();
+        bar.finish_and_clear();
+    }
+    result
+}
+
+/// The innermost useful message of a DataFusion error (it wraps context layers).
+fn clean(e: &datafusion::error::DataFusionError) -> String {
+    let s = e.to_string();
+    s.replace("Execution error: ", "").replace("External error: ", "")
+}
+
+fn spawn_progress(staging: std::path::PathBuf, files: usize) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let b = bar.clone();
+    let handle = tokio::spawn(async move {
+        loop {
+            if let Ok(s) = read_stats(&staging) {
+                let steps: Vec<String> = s.step_rows.iter().map(|(k, v)| format!("step {k}: {v}")).collect();
+                b.set_message(format!(
+                    "{} input files; read {} rows in {} ranges, {} quarantined{}{}",
+                    files,
+                    s.read_rows,
+                    s.ranges,
+                    s.quarantined,
+                    if steps.is_empty() { "" } else { "; " },
+                    steps.join(", ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    (handle, bar)
+}
+
+fn finish(
+    loaded: &LoadedSpec,
+    job: &LoweredJob,
+    opts: &RunOptions,
+    batches: &[datafusion::arrow::array::RecordBatch],
+    started: Instant,
+    overwrite: bool,
+) -> Result<RunSummary, DsprocError> {
+    // The shards the sink reported: exactly one attempt per (bucket, seq).
+    let mut shards: BTreeMap<(u32, u32), (String, u64, u64, String)> = BTreeMap::new();
+    for b in batches {
+        let col = |i: usize| b.column(i).as_any();
+        let (Some(bucket), Some(seq), Some(path), Some(rows), Some(bytes), Some(sha)) = (
+            col(0).downcast_ref::<UInt32Array>(),
+            col(1).downcast_ref::<UInt32Array>(),
+            col(2).downcast_ref::<StringArray>(),
+            col(3).downcast_ref::<UInt64Array>(),
+            col(4).downcast_ref::<UInt64Array>(),
+            col(5).downcast_ref::<StringArray>(),
+        ) else {
+            return Err(DsprocError::job("internal: unexpected shard sink result"));
+        };
+        for i in 0..b.num_rows() {
+            let key = (bucket.value(i), seq.value(i));
+            let v = (path.value(i).to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string());
+            if shards.insert(key, v).is_some() {
+                return Err(DsprocError::job(format!("internal: shard {key:?} reported twice")));
+            }
+        }
+    }
+
+    let stats = read_stats(&job.staging)?;
+    let mut counts = RowCounts { rows_in: stats.read_rows + stats.quarantined, quarantined: stats.quarantined, ..Default::default() };
+    let mut steps = Vec::new();
+    let mut rows = stats.read_rows;
+    for (step, op, reason) in &job.steps {
+        let out = stats.step_rows.get(step).copied().unwrap_or(0);
+        if out > rows {
+            return Err(DsprocError::job(format!(
+                "step {step} ({op}) produced {out} rows from {rows}: steps may not add rows"
+            )));
+        }
+        if out < rows {
+            let Some(reason) = reason else {
+                return Err(DsprocError::job(format!("step {step} ({op}) lost {} rows; it must keep every row", rows - out)));
+            };
+            counts.dropped.insert(format!("{step}:{op}:{reason}"), rows - out);
+        }
+        steps.push(StepReport { step: *step, op: op.to_string(), rows_in: rows, rows_out: out });
+        rows = out;
+    }
+    counts.out = shards.values().map(|s| s.1).sum();
+    if counts.out != rows {
+        return Err(DsprocError::job(format!(
+            "row accounting: the last step passed {rows} rows but the shards hold {}; not committing",
+            counts.out
+        )));
+    }
+    if !counts.balanced() {
+        return Err(DsprocError::job(format!(
+            "row accounting does not balance: in {} != out {} + quarantined {} + dropped {}; not committing",
+            counts.rows_in,
+            counts.out,
+            counts.quarantined,
+            counts.dropped.values().sum::<u64>()
+        )));
+    }
+
+    let staged: Vec<StagedShard> = shards
+        .values()
+        .map(|(p, ..)| StagedShard {
+            staged: job.staging.join(p),
+            name: p.rsplit('/').next().unwrap_or(p).to_string(),
+        })
+        .collect();
+    let manifest_shards: Vec<ManifestShard> = shards
+        .values()
+        .map(|(p, r, b, s)| ManifestShard {
+            path: p.rsplit('/').next().unwrap_or(p).to_string(),
+            rows: *r,
+            bytes: *b,
+            sha256: s.clone(),
+        })
+        .collect();
+    let inputs: Vec<ManifestInput> = job
+        .input
+        .files
+        .iter()
+        .map(|f| ManifestInput {
+            uri: format!("{}/{}", job.input.location.store_url.trim_end_matches('/').trim_end_matches(':').to_string() + "://", f.path),
+            bytes: f.size,
+            version: f.version.clone(),
+        })
+        .collect();
+    let mut h = Sha256::new();
+    h.update(loaded.sha256.as_bytes());
+    for i in &inputs {
+        h.update(format!("{}|{}|{}\n", i.uri, i.bytes, i.version).as_bytes());
+    }
+    for (op, v) in OP_VERSIONS {
+        h.update(format!("{op}={v}\n").as_bytes());
+    }
+    let manifest = Manifest {
+        dsproc_version: env!("CARGO_PKG_VERSION").to_string(),
+        job_name: loaded.spec.name.clone(),
+        spec_sha256: loaded.sha256.clone(),
+        dataset_version: hex::encode(h.finalize()),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        run_id: job.run_id.clone(),
+        engine: opts.engine.name().to_string(),
+        format: loaded.spec.output.format.extension().to_string(),
+        inputs,
+        shards: manifest_shards,
+        rows: counts,
+        steps,
+        quarantine: Vec::new(),
+        hash_family: dsproc_common::hash::HASH_FAMILY.to_string(),
+        buckets: job.buckets,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    let out_dir = job.output.local.clone().expect("local output");
+    let quarantine = commit(&out_dir, &job.staging, &staged, &manifest, overwrite)?;
+    let mut manifest = manifest;
+    manifest.quarantine = quarantine;
+    Ok(RunSummary { output: out_dir.display().to_string(), manifest })
+}
+
+/// Reads a committed dataset's manifest (`dsproc inspect`).
+pub fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
+    let loc = dsproc_io::Location::parse(uri, None).map_err(DsprocError::usage)?;
+    let dir = loc.local.ok_or_else(|| DsprocError::usage("inspect: only local outputs are supported yet"))?;
+    read_manifest(&dir)?.ok_or_else(|| {
+        DsprocError::job(format!("{}: no committed dataset (no {MANIFEST_FILE})", dir.display()))
+    })
+}
+

@@ -1,0 +1,10 @@
+//! Wiring: sessions for the local engine and for Ballista (standalone or a
+//! remote scheduler) with every dsproc function, plan node and codec installed,
+//! and the driver that runs a job, checks its row accounting and commits it.
+
+pub mod commit;
+pub mod driver;
+pub mod session;
+
+pub use driver::{explain_job, run_job, RunOptions, RunSummary};
+pub use session::{make_context, Engine, EngineOptions};

@@ -1,0 +1,103 @@
+//! Session construction: one place that knows everything a dsproc session needs.
+
+use std::sync::Arc;
+
+use ballista::prelude::SessionContextExt;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::FunctionRegistry;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use dsproc_common::DsprocError;
+use dsproc_exec::{DsprocLogicalCodec, DsprocPhysicalCodec, DsprocQueryPlanner};
+
+/// Where a job's plan runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// In-process DataFusion (the embedded default).
+    Local,
+    /// Ballista with an in-process scheduler and executor: plans are serialised
+    /// through the codecs exactly as on a cluster.
+    Standalone,
+    /// A Ballista scheduler at `df://host:port`.
+    Remote(String),
+}
+
+impl Engine {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Standalone => "ballista-standalone",
+            Self::Remote(_) => "ballista",
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// DataFusion target partitions (default: the number of cores).
+    pub target_partitions: usize,
+    /// Memory pool limit in bytes; sorts and aggregations spill beyond it.
+    pub memory_limit: Option<u64>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()), memory_limit: None }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> DsprocError {
+    DsprocError::job(format!("cannot start the engine: {e}"))
+}
+
+/// A session state with the dsproc planner, functions and codecs.
+pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState, DsprocError> {
+    let mut config = if ballista { SessionConfig::new_with_ballista() } else { SessionConfig::new() };
+    config = config
+        .with_target_partitions(opts.target_partitions.max(1))
+        .with_batch_size(8192)
+        .with_ballista_logical_extension_codec(Arc::new(DsprocLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(DsprocPhysicalCodec::default()));
+    if ballista {
+        // Adaptive planning hangs a job that loses an executor after a map stage
+        // (upstream issue #2150); the static planner recomputes the stage.
+        config = config.set_str(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, "false");
+    }
+    let mut rt = RuntimeEnvBuilder::new();
+    if let Some(limit) = opts.memory_limit {
+        rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit as usize)));
+    }
+    let runtime = rt.build_arc().map_err(err)?;
+    let mut state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_query_planner(Arc::new(DsprocQueryPlanner))
+        .build();
+    for udf in dsproc_functions::all_udfs() {
+        state.register_udf(udf).map_err(err)?;
+    }
+    Ok(state)
+}
+
+/// A session context for `engine`.
+pub async fn make_context(engine: &Engine, opts: &EngineOptions) -> Result<SessionContext, DsprocError> {
+    let ctx = match engine {
+        Engine::Local => SessionContext::new_with_state(dsproc_state(opts, false)?),
+        Engine::Standalone => SessionContext::standalone_with_state(dsproc_state(opts, true)?).await.map_err(err)?,
+        Engine::Remote(url) => {
+            SessionContext::remote_with_state(url, dsproc_state(opts, true)?).await.map_err(|e| {
+                DsprocError::job(format!("cannot connect to the Ballista scheduler at {url}: {e}"))
+            })?
+        }
+    };
+    // Registrations made before a Ballista upgrade are dropped on the client.
+    for udf in dsproc_functions::all_udfs() {
+        ctx.register_udf(udf.as_ref().clone());
+    }
+    Ok(ctx)
+}
