@@ -1,1 +1,8 @@
-//! Integration tests (one binary).
+//! Integration tests: one binary (faster links). Every op runs in local mode
+//! and in Ballista standalone mode (plans serialised through our codecs) and the
+//! shards must be byte-identical.
+
+mod cli;
+mod common;
+mod input;
+mod ops;

@@ -13,7 +13,11 @@ use dsproc_job::LoadedSpec;
 use dsproc_runtime::{Engine, EngineOptions, RunOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "dsproc", version, about = "Turn raw text corpora into training-ready shards")]
+#[command(
+    name = "dsproc",
+    version,
+    about = "Turn raw text corpora into training-ready shards"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,7 +85,10 @@ struct RunArgs {
     timeout: Option<u64>,
 }
 
-fn engine_options(partitions: Option<usize>, memory_limit: Option<&str>) -> Result<EngineOptions, DsprocError> {
+fn engine_options(
+    partitions: Option<usize>,
+    memory_limit: Option<&str>,
+) -> Result<EngineOptions, DsprocError> {
     let mut o = EngineOptions::default();
     if let Some(p) = partitions {
         if p == 0 {
@@ -90,7 +97,10 @@ fn engine_options(partitions: Option<usize>, memory_limit: Option<&str>) -> Resu
         o.target_partitions = p;
     }
     if let Some(m) = memory_limit {
-        o.memory_limit = Some(dsproc_common::size::parse_size(m).map_err(|e| DsprocError::usage(format!("--memory-limit: {e}")))?);
+        o.memory_limit = Some(
+            dsproc_common::size::parse_size(m)
+                .map_err(|e| DsprocError::usage(format!("--memory-limit: {e}")))?,
+        );
     }
     Ok(o)
 }
@@ -111,7 +121,8 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             let input = dsproc_job::lower::resolve_input(&loaded).await?;
             dsproc_job::lower::resolve_output(&loaded)?;
             // Lowering checks every step (SQL parses, columns exist).
-            let ctx = dsproc_runtime::make_context(&Engine::Local, &EngineOptions::default()).await?;
+            let ctx =
+                dsproc_runtime::make_context(&Engine::Local, &EngineOptions::default()).await?;
             dsproc_job::lower(&ctx, &loaded, "validate").await?;
             if !cli.json && !cli.quiet {
                 println!(
@@ -123,11 +134,14 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
                     input.format.name()
                 );
             }
-            Ok(serde_json::json!({"status": "ok", "job": loaded.spec.name, "steps": loaded.spec.steps.len(), "input_files": input.files.len()}))
+            Ok(
+                serde_json::json!({"status": "ok", "job": loaded.spec.name, "steps": loaded.spec.steps.len(), "input_files": input.files.len()}),
+            )
         }
         Command::Explain { spec, partitions } => {
             let loaded = LoadedSpec::load(&spec.job, &spec.set)?;
-            let text = dsproc_runtime::explain_job(&loaded, &engine_options(*partitions, None)?).await?;
+            let text =
+                dsproc_runtime::explain_job(&loaded, &engine_options(*partitions, None)?).await?;
             if !cli.json {
                 println!("{text}");
             }
@@ -137,7 +151,12 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             let m = dsproc_runtime::driver::inspect(output)?;
             if !cli.json && !cli.quiet {
                 println!("dataset {output}");
-                println!("  job {} (dataset_version {}), created {}", m.job_name, &m.dataset_version[..16], m.created_at);
+                println!(
+                    "  job {} (dataset_version {}), created {}",
+                    m.job_name,
+                    &m.dataset_version[..16],
+                    m.created_at
+                );
                 println!(
                     "  rows: in {}, out {}, quarantined {}, dropped {}",
                     m.rows.rows_in,
@@ -148,9 +167,17 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
                 for (k, v) in &m.rows.dropped {
                     println!("    dropped {k}: {v}");
                 }
-                println!("  {} shards ({}), {} bytes", m.shards.len(), m.format, m.shards.iter().map(|s| s.bytes).sum::<u64>());
+                println!(
+                    "  {} shards ({}), {} bytes",
+                    m.shards.len(),
+                    m.format,
+                    m.shards.iter().map(|s| s.bytes).sum::<u64>()
+                );
                 for s in &m.steps {
-                    println!("  step {} {}: {} -> {}", s.step, s.op, s.rows_in, s.rows_out);
+                    println!(
+                        "  step {} {}: {} -> {}",
+                        s.step, s.op, s.rows_in, s.rows_out
+                    );
                 }
             }
             Ok(serde_json::to_value(&m).unwrap_or_default())
@@ -158,7 +185,12 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
     }
 }
 
-async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result<serde_json::Value, DsprocError> {
+async fn run_job(
+    cli: &Cli,
+    args: &RunArgs,
+    engine: Engine,
+    tty: bool,
+) -> Result<serde_json::Value, DsprocError> {
     let loaded = LoadedSpec::load(&args.spec.job, &args.spec.set)?;
     let opts = RunOptions {
         engine,
@@ -194,11 +226,15 @@ fn main() -> ExitCode {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -217,7 +253,10 @@ fn main() -> ExitCode {
             let err = anyhow::Error::new(e);
             eprintln!("error: {err:#}");
             if cli.json {
-                println!("{}", serde_json::json!({"status": "error", "error": format!("{err:#}"), "exit_code": code}));
+                println!(
+                    "{}",
+                    serde_json::json!({"status": "error", "error": format!("{err:#}"), "exit_code": code})
+                );
             }
             ExitCode::from(code as u8)
         }

@@ -8,7 +8,10 @@ use std::fmt;
 pub enum DsprocError {
     /// The job spec is invalid. `location` is `file:line:col` when known.
     #[error("{location}: {message}")]
-    Spec { location: SpecLocation, message: String },
+    Spec {
+        location: SpecLocation,
+        message: String,
+    },
     /// Bad usage that is not tied to a spec position (a missing input, an existing output).
     #[error("{0}")]
     Usage(String),
@@ -19,7 +22,10 @@ pub enum DsprocError {
 
 impl DsprocError {
     pub fn spec(location: SpecLocation, message: impl Into<String>) -> Self {
-        Self::Spec { location, message: message.into() }
+        Self::Spec {
+            location,
+            message: message.into(),
+        }
     }
     pub fn usage(message: impl Into<String>) -> Self {
         Self::Usage(message.into())

@@ -25,22 +25,45 @@ use crate::write_exec::WriteShardsExec;
 
 const MAGIC: &[u8] = b"DSPROC1";
 
+static DECODED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many dsproc nodes (logical or physical) this process has decoded: a plan
+/// that crossed a process boundary was decoded, one that ran locally was not.
+pub fn decoded_nodes() -> usize {
+    DECODED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Every dsproc node, logical or physical, as carried between processes.
 #[derive(Debug, Serialize, Deserialize)]
 enum NodeProto {
-    Read { spec: ReadSpec, input_schema: String, staging: String },
-    Stats { step: usize, op: String, staging: String },
-    Write { params: WriteParams },
+    Read {
+        spec: ReadSpec,
+        input_schema: String,
+        staging: String,
+    },
+    Stats {
+        step: usize,
+        op: String,
+        staging: String,
+    },
+    Write {
+        params: WriteParams,
+    },
 }
 
 fn encode(node: &NodeProto, buf: &mut Vec<u8>) -> Result<()> {
     buf.extend_from_slice(MAGIC);
-    serde_json::to_writer(buf, node).map_err(|e| DataFusionError::Internal(format!("encoding dsproc node: {e}")))
+    serde_json::to_writer(buf, node)
+        .map_err(|e| DataFusionError::Internal(format!("encoding dsproc node: {e}")))
 }
 
 fn decode(buf: &[u8]) -> Option<Result<NodeProto>> {
     let body = buf.strip_prefix(MAGIC)?;
-    Some(serde_json::from_slice(body).map_err(|e| DataFusionError::Internal(format!("decoding dsproc node: {e}"))))
+    DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(
+        serde_json::from_slice(body)
+            .map_err(|e| DataFusionError::Internal(format!("decoding dsproc node: {e}"))),
+    )
 }
 
 fn schema_hex(s: &SchemaRef) -> String {
@@ -48,8 +71,11 @@ fn schema_hex(s: &SchemaRef) -> String {
 }
 
 fn schema_from_hex(s: &str) -> Result<SchemaRef> {
-    let bytes = hex::decode(s).map_err(|e| DataFusionError::Internal(format!("bad schema hex: {e}")))?;
-    Ok(Arc::new(dsproc_io::schema::schema_from_bytes(&bytes).map_err(DataFusionError::Internal)?))
+    let bytes =
+        hex::decode(s).map_err(|e| DataFusionError::Internal(format!("bad schema hex: {e}")))?;
+    Ok(Arc::new(
+        dsproc_io::schema::schema_from_bytes(&bytes).map_err(DataFusionError::Internal)?,
+    ))
 }
 
 /// Logical codec: dsproc nodes, then Ballista's.
@@ -59,18 +85,34 @@ pub struct DsprocLogicalCodec {
 }
 
 impl LogicalExtensionCodec for DsprocLogicalCodec {
-    fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
         let Some(node) = decode(buf) else {
             return self.inner.try_decode(buf, inputs, ctx);
         };
         let input = || -> Result<LogicalPlan> {
-            inputs.first().cloned().ok_or_else(|| DataFusionError::Internal("dsproc node without input".into()))
+            inputs
+                .first()
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal("dsproc node without input".into()))
         };
         let node: Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode> = match node? {
-            NodeProto::Read { spec, input_schema, staging } => {
-                Arc::new(ReadInputNode::try_new(spec, schema_from_hex(&input_schema)?, staging)?)
+            NodeProto::Read {
+                spec,
+                input_schema,
+                staging,
+            } => Arc::new(ReadInputNode::try_new(
+                spec,
+                schema_from_hex(&input_schema)?,
+                staging,
+            )?),
+            NodeProto::Stats { step, op, staging } => {
+                Arc::new(StepStatsNode::new(input()?, step, &op, staging))
             }
-            NodeProto::Stats { step, op, staging } => Arc::new(StepStatsNode::new(input()?, step, &op, staging)),
             NodeProto::Write { params } => Arc::new(WriteShardsNode::try_new(input()?, params)?),
         };
         Ok(Extension { node })
@@ -87,10 +129,22 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
             return encode(&p, buf);
         }
         if let Some(n) = any.downcast_ref::<StepStatsNode>() {
-            return encode(&NodeProto::Stats { step: n.step, op: n.op.clone(), staging: n.staging.clone() }, buf);
+            return encode(
+                &NodeProto::Stats {
+                    step: n.step,
+                    op: n.op.clone(),
+                    staging: n.staging.clone(),
+                },
+                buf,
+            );
         }
         if let Some(n) = any.downcast_ref::<WriteShardsNode>() {
-            return encode(&NodeProto::Write { params: n.params.clone() }, buf);
+            return encode(
+                &NodeProto::Write {
+                    params: n.params.clone(),
+                },
+                buf,
+            );
         }
         self.inner.try_encode(node, buf)
     }
@@ -102,7 +156,8 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        self.inner.try_decode_table_provider(buf, table_ref, schema, ctx)
+        self.inner
+            .try_decode_table_provider(buf, table_ref, schema, ctx)
     }
 
     fn try_encode_table_provider(
@@ -114,11 +169,19 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
         self.inner.try_encode_table_provider(table_ref, node, buf)
     }
 
-    fn try_decode_file_format(&self, buf: &[u8], ctx: &TaskContext) -> Result<Arc<dyn FileFormatFactory>> {
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
         self.inner.try_decode_file_format(buf, ctx)
     }
 
-    fn try_encode_file_format(&self, buf: &mut Vec<u8>, node: Arc<dyn FileFormatFactory>) -> Result<()> {
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
         self.inner.try_encode_file_format(buf, node)
     }
 
@@ -164,10 +227,19 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
         };
         let input = Arc::clone(input);
         Ok(match node? {
-            NodeProto::Read { spec, input_schema, staging } => {
-                Arc::new(ReadInputExec::try_new(Arc::new(spec), schema_from_hex(&input_schema)?, staging, input)?)
+            NodeProto::Read {
+                spec,
+                input_schema,
+                staging,
+            } => Arc::new(ReadInputExec::try_new(
+                Arc::new(spec),
+                schema_from_hex(&input_schema)?,
+                staging,
+                input,
+            )?),
+            NodeProto::Stats { step, op, staging } => {
+                Arc::new(StepStatsExec::new(input, step, op, staging))
             }
-            NodeProto::Stats { step, op, staging } => Arc::new(StepStatsExec::new(input, step, op, staging)),
             NodeProto::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
         })
     }
@@ -187,10 +259,22 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
             return encode(&p, buf);
         }
         if let Some(n) = node.downcast_ref::<StepStatsExec>() {
-            return encode(&NodeProto::Stats { step: n.step, op: n.op.clone(), staging: n.staging.clone() }, buf);
+            return encode(
+                &NodeProto::Stats {
+                    step: n.step,
+                    op: n.op.clone(),
+                    staging: n.staging.clone(),
+                },
+                buf,
+            );
         }
         if let Some(n) = node.downcast_ref::<WriteShardsExec>() {
-            return encode(&NodeProto::Write { params: n.params.clone() }, buf);
+            return encode(
+                &NodeProto::Write {
+                    params: n.params.clone(),
+                },
+                buf,
+            );
         }
         self.inner.try_encode(node, buf, proto_converter)
     }

@@ -21,7 +21,7 @@ pub mod stats_exec;
 pub mod write_exec;
 
 pub use codec::{DsprocLogicalCodec, DsprocPhysicalCodec};
-pub use nodes::{ReadInputNode, StepStatsNode, WriteShardsNode, WriteParams, sink_result_schema};
+pub use nodes::{sink_result_schema, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 pub use planner::{DsprocExtensionPlanner, DsprocQueryPlanner};
 pub use read_exec::ReadInputExec;
 pub use stats_exec::StepStatsExec;

@@ -36,7 +36,13 @@ impl ReadInputNode {
             staging,
             input_schema
         );
-        Ok(Self { spec, input_schema, staging, schema, key })
+        Ok(Self {
+            spec,
+            input_schema,
+            staging,
+            schema,
+            key,
+        })
     }
 
     pub fn output_schema(&self) -> SchemaRef {
@@ -117,7 +123,13 @@ pub struct StepStatsNode {
 impl StepStatsNode {
     pub fn new(input: LogicalPlan, step: usize, op: &str, staging: String) -> Self {
         let key = format!("{step}|{op}|{staging}");
-        Self { input, step, op: op.to_string(), staging, key }
+        Self {
+            input,
+            step,
+            op: op.to_string(),
+            staging,
+            key,
+        }
     }
     fn inputs_eq(&self, other: &Self) -> bool {
         self.input == other.input
@@ -140,13 +152,25 @@ impl UserDefinedLogicalNodeCore for StepStatsNode {
     /// Filters must not move across a step boundary: that would change what the
     /// step's counts mean.
     fn prevent_predicate_push_down_columns(&self) -> HashSet<String> {
-        self.input.schema().fields().iter().map(|f| f.name().clone()).collect()
+        self.input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "StepStats: step={} op={}", self.step, self.op)
     }
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
-        Ok(Self { input: inputs.swap_remove(0), ..self.clone() })
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
+        Ok(Self {
+            input: inputs.swap_remove(0),
+            ..self.clone()
+        })
     }
 }
 
@@ -187,7 +211,12 @@ impl WriteShardsNode {
     pub fn try_new(input: LogicalPlan, params: WriteParams) -> Result<Self> {
         let schema = Arc::new(DFSchema::try_from(sink_result_schema().as_ref().clone())?);
         let key = serde_json::to_string(&params).unwrap_or_default();
-        Ok(Self { input, params, schema, key })
+        Ok(Self {
+            input,
+            params,
+            schema,
+            key,
+        })
     }
     fn inputs_eq(&self, other: &Self) -> bool {
         self.input == other.input
@@ -208,7 +237,12 @@ impl UserDefinedLogicalNodeCore for WriteShardsNode {
         vec![]
     }
     fn prevent_predicate_push_down_columns(&self) -> HashSet<String> {
-        self.input.schema().fields().iter().map(|f| f.name().clone()).collect()
+        self.input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
@@ -217,7 +251,11 @@ impl UserDefinedLogicalNodeCore for WriteShardsNode {
             self.params.format, self.params.buckets, self.params.shard_size
         )
     }
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
         Self::try_new(inputs.swap_remove(0), self.params.clone())
     }
 }

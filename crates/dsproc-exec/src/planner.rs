@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::DataFusionError;
 use datafusion::common::Result;
 use datafusion::execution::context::QueryPlanner;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
 use datafusion::physical_expr::expressions::col;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
@@ -12,9 +15,6 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::common::DataFusionError;
-use datafusion::catalog::Session;
 
 use dsproc_common::config::SHARD_COLUMN;
 
@@ -40,12 +40,22 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         let partitions = session.config().target_partitions();
         if let Some(n) = node.as_any().downcast_ref::<ReadInputNode>() {
-            let exec = ReadInputExec::try_plan(n.spec.clone(), Arc::clone(&n.input_schema), n.staging.clone(), partitions)?;
+            let exec = ReadInputExec::try_plan(
+                n.spec.clone(),
+                Arc::clone(&n.input_schema),
+                n.staging.clone(),
+                partitions,
+            )?;
             return Ok(Some(Arc::new(exec)));
         }
         if let Some(n) = node.as_any().downcast_ref::<StepStatsNode>() {
             let input = Arc::clone(&physical_inputs[0]);
-            return Ok(Some(Arc::new(StepStatsExec::new(input, n.step, n.op.clone(), n.staging.clone()))));
+            return Ok(Some(Arc::new(StepStatsExec::new(
+                input,
+                n.step,
+                n.op.clone(),
+                n.staging.clone(),
+            ))));
         }
         if let Some(n) = node.as_any().downcast_ref::<WriteShardsNode>() {
             let input = Arc::clone(&physical_inputs[0]);
@@ -55,10 +65,18 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
                 Partitioning::Hash(vec![col(SHARD_COLUMN, &schema)?], partitions),
             )?);
             let requirement = WriteShardsExec::sort_requirement(&schema)?;
-            let ordering = LexOrdering::new(requirement.iter().map(|r| PhysicalSortExpr::from(r.clone())))
-                .ok_or_else(|| DataFusionError::Internal("empty ordering".into()))?;
-            let sorted = Arc::new(SortExec::new(ordering, repartitioned).with_preserve_partitioning(true));
-            return Ok(Some(Arc::new(WriteShardsExec::new(sorted, n.params.clone()))));
+            let ordering = LexOrdering::new(
+                requirement
+                    .iter()
+                    .map(|r| PhysicalSortExpr::from(r.clone())),
+            )
+            .ok_or_else(|| DataFusionError::Internal("empty ordering".into()))?;
+            let sorted =
+                Arc::new(SortExec::new(ordering, repartitioned).with_preserve_partitioning(true));
+            return Ok(Some(Arc::new(WriteShardsExec::new(
+                sorted,
+                n.params.clone(),
+            ))));
         }
         Ok(None)
     }
@@ -71,7 +89,11 @@ pub struct DsprocQueryPlanner;
 
 #[async_trait]
 impl QueryPlanner for DsprocQueryPlanner {
-    async fn create_physical_plan(&self, logical_plan: &LogicalPlan, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(DsprocExtensionPlanner)])
             .create_physical_plan(logical_plan, session)
             .await

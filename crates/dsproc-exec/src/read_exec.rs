@@ -17,7 +17,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use futures::StreamExt;
 
 use dsproc_io::read::{plan_ranges, RangeReader, ReadSpec};
@@ -47,7 +49,12 @@ pub struct ReadInputExec {
 impl ReadInputExec {
     /// Plans the ranges of the input over `partitions` partitions: each partition
     /// gets a contiguous run of ranges, so it numbers lines without re-counting.
-    pub fn try_plan(spec: ReadSpec, input_schema: SchemaRef, staging: String, partitions: usize) -> Result<Self> {
+    pub fn try_plan(
+        spec: ReadSpec,
+        input_schema: SchemaRef,
+        staging: String,
+        partitions: usize,
+    ) -> Result<Self> {
         let total: u64 = spec.files.iter().map(|f| f.size).sum();
         let partitions = partitions.max(1);
         let split = (total / partitions as u64).clamp(8 << 20, 1 << 30);
@@ -78,7 +85,8 @@ impl ReadInputExec {
         staging: String,
         child: Arc<dyn ExecutionPlan>,
     ) -> Result<Self> {
-        let output_schema = dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
+        let output_schema =
+            dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
         let n = child.properties().output_partitioning().partition_count();
         let props = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&output_schema)),
@@ -86,13 +94,25 @@ impl ReadInputExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(Self { spec, input_schema, staging, output_schema, child, props })
+        Ok(Self {
+            spec,
+            input_schema,
+            staging,
+            output_schema,
+            child,
+            props,
+        })
     }
 }
 
 impl DisplayAs for ReadInputExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ReadInputExec: format={}, files={}", self.spec.format.name(), self.spec.files.len())
+        write!(
+            f,
+            "ReadInputExec: format={}, files={}",
+            self.spec.format.name(),
+            self.spec.files.len()
+        )
     }
 }
 
@@ -115,7 +135,10 @@ impl ExecutionPlan for ReadInputExec {
     ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         if children.len() != 1 {
             return internal_err!("ReadInputExec takes one child");
         }
@@ -127,7 +150,11 @@ impl ExecutionPlan for ReadInputExec {
         )?))
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         let mut descriptors = self.child.execute(partition, Arc::clone(&context))?;
         let spec = Arc::clone(&self.spec);
         let input_schema = Arc::clone(&self.input_schema);
@@ -135,7 +162,9 @@ impl ExecutionPlan for ReadInputExec {
         let staging = PathBuf::from(&self.staging);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let task = tokio::spawn(async move {
-            let store = match Location::parse(&format!("{}/", spec.store_url), None).and_then(|l| l.store()) {
+            let store = match Location::parse(&format!("{}/", spec.store_url), None)
+                .and_then(|l| l.store())
+            {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = tx.send(Err(DataFusionError::Execution(e))).await;
@@ -161,10 +190,17 @@ impl ExecutionPlan for ReadInputExec {
                     return;
                 };
                 for row in 0..files.len() {
-                    let (file_idx, start, end) = (files.value(row), starts.value(row), ends.value(row));
-                    let first_line = carry.filter(|c| c.0 == file_idx && c.1 == start).map(|c| c.2);
+                    let (file_idx, start, end) =
+                        (files.value(row), starts.value(row), ends.value(row));
+                    let first_line = carry
+                        .filter(|c| c.0 == file_idx && c.1 == start)
+                        .map(|c| c.2);
                     let spec2 = Arc::clone(&spec);
-                    let (store2, in_s, out_s) = (Arc::clone(&store), Arc::clone(&input_schema), Arc::clone(&output_schema));
+                    let (store2, in_s, out_s) = (
+                        Arc::clone(&store),
+                        Arc::clone(&input_schema),
+                        Arc::clone(&output_schema),
+                    );
                     let tx2 = tx.clone();
                     let handle = tokio::runtime::Handle::current();
                     let result = tokio::task::spawn_blocking(move || {
@@ -178,7 +214,8 @@ impl ExecutionPlan for ReadInputExec {
                             file,
                         };
                         reader.read(start..end, first_line, &mut |b| {
-                            tx2.blocking_send(Ok(b)).map_err(|_| "output closed".to_string())
+                            tx2.blocking_send(Ok(b))
+                                .map_err(|_| "output closed".to_string())
                         })
                     })
                     .await;
@@ -189,7 +226,11 @@ impl ExecutionPlan for ReadInputExec {
                             return;
                         }
                         Err(e) => {
-                            let _ = tx.send(Err(DataFusionError::Execution(format!("reader task failed: {e}")))).await;
+                            let _ = tx
+                                .send(Err(DataFusionError::Execution(format!(
+                                    "reader task failed: {e}"
+                                ))))
+                                .await;
                             return;
                         }
                     };
@@ -206,7 +247,10 @@ impl ExecutionPlan for ReadInputExec {
             let _ = &guard;
             rx.poll_recv(cx)
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.output_schema), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.output_schema),
+            stream,
+        )))
     }
 }
 
@@ -235,7 +279,9 @@ fn write_side_outputs(
             serde_json::to_writer(&mut body, rec).map_err(|e| e.to_string())?;
             body.push(b'\n');
         }
-        let p = staging.join("_quarantine").join(format!("part-{name}.jsonl"));
+        let p = staging
+            .join("_quarantine")
+            .join(format!("part-{name}.jsonl"));
         write_atomic(&p, &body).map_err(|e| format!("writing {}: {e}", p.display()))?;
     }
     let stats = ReadStats {

@@ -17,7 +17,9 @@ pub mod text;
 /// Every dsproc scalar function.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![
-        Arc::new(ScalarUDF::from(text::normalize_text::NormalizeTextFunc::new())),
+        Arc::new(ScalarUDF::from(
+            text::normalize_text::NormalizeTextFunc::new(),
+        )),
         Arc::new(ScalarUDF::from(hash::content_hash::ContentHashFunc::new())),
         Arc::new(ScalarUDF::from(hash::shard_of::ShardOfFunc::new())),
     ]
@@ -44,7 +46,9 @@ pub(crate) fn string_arg(arg: &ColumnarValue, rows: usize, name: &str) -> Result
 pub(crate) fn literal_str(arg: &ColumnarValue, name: &str, what: &str) -> Result<String> {
     match arg {
         ColumnarValue::Scalar(
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
         ) => Ok(s.clone()),
         _ => exec_err!("{name}: the {what} argument must be a string literal"),
     }
@@ -52,7 +56,12 @@ pub(crate) fn literal_str(arg: &ColumnarValue, name: &str, what: &str) -> Result
 
 pub(crate) fn check_arg_types(name: &str, types: &[DataType], want: &[&str]) -> Result<()> {
     if types.len() != want.len() {
-        return plan_err!("{name} takes {} arguments ({}), got {}", want.len(), want.join(", "), types.len());
+        return plan_err!(
+            "{name} takes {} arguments ({}), got {}",
+            want.len(),
+            want.join(", "),
+            types.len()
+        );
     }
     for (t, w) in types.iter().zip(want) {
         let ok = match *w {
@@ -69,5 +78,7 @@ pub(crate) fn check_arg_types(name: &str, types: &[DataType], want: &[&str]) -> 
 
 /// Downcasts an `ArrayRef` produced by [`string_arg`].
 pub(crate) fn as_strings(a: &ArrayRef) -> &StringArray {
-    a.as_any().downcast_ref::<StringArray>().expect("string_arg returns Utf8")
+    a.as_any()
+        .downcast_ref::<StringArray>()
+        .expect("string_arg returns Utf8")
 }

@@ -22,9 +22,18 @@ impl QuarantineRecord {
     pub fn new(file: &str, line: u64, reason: impl Into<String>, raw: &[u8]) -> Self {
         let (raw_s, raw_hex) = match std::str::from_utf8(raw) {
             Ok(s) => (s.to_string(), None),
-            Err(_) => (String::from_utf8_lossy(raw).into_owned(), Some(hex::encode(raw))),
+            Err(_) => (
+                String::from_utf8_lossy(raw).into_owned(),
+                Some(hex::encode(raw)),
+            ),
         };
-        Self { file: file.to_string(), line, reason: reason.into(), raw: raw_s, raw_hex }
+        Self {
+            file: file.to_string(),
+            line,
+            reason: reason.into(),
+            raw: raw_s,
+            raw_hex,
+        }
     }
 
     /// The message used when `on_error = "fail"`.

@@ -10,12 +10,17 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder,
+};
 use datafusion::arrow::compute::{cast, filter, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder;
-#[allow(deprecated)] // ParquetObjectReader: still the simplest object_store bridge in parquet 59
-use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+#[allow(deprecated)]
+// ParquetObjectReader: still the simplest object_store bridge in parquet 59
+use datafusion::parquet::arrow::async_reader::{
+    ParquetObjectReader, ParquetRecordBatchStreamBuilder,
+};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -79,7 +84,12 @@ impl RangeReader<'_> {
     /// Reads `range` of the file (the whole file for formats that cannot split).
     /// `first_line` is the number of the first line starting in the range when the
     /// caller knows it (it read the previous range); otherwise it is counted.
-    pub fn read(&self, range: Range<u64>, first_line: Option<u64>, emit: &mut Emit<'_>) -> Result<RangeOutcome, String> {
+    pub fn read(
+        &self,
+        range: Range<u64>,
+        first_line: Option<u64>,
+        emit: &mut Emit<'_>,
+    ) -> Result<RangeOutcome, String> {
         let mut out = RangeOutcome::default();
         match self.spec.format {
             InputFormat::Jsonl => self.read_jsonl(range, first_line, emit, &mut out)?,
@@ -87,16 +97,38 @@ impl RangeReader<'_> {
             InputFormat::Csv => self.read_csv(emit, &mut out)?,
             InputFormat::Parquet => self.read_parquet(emit, &mut out)?,
         }
+        self.check_fail(&out)?;
         Ok(out)
     }
 
-    fn quarantine(&self, out: &mut RangeOutcome, line: u64, reason: String, raw: &[u8]) -> Result<(), String> {
-        let rec = QuarantineRecord::new(&self.file.path, line, reason, raw);
-        if self.spec.on_error == OnError::Fail {
-            return Err(rec.as_error());
-        }
-        out.quarantined.push(rec);
+    /// Records a rejected row. With `on_error = "fail"` the caller stops at the next
+    /// [`Self::check_fail`], which reports the earliest bad line seen so far.
+    fn quarantine(
+        &self,
+        out: &mut RangeOutcome,
+        line: u64,
+        reason: String,
+        raw: &[u8],
+    ) -> Result<(), String> {
+        out.quarantined
+            .push(QuarantineRecord::new(&self.shown(), line, reason, raw));
         Ok(())
+    }
+
+    fn check_fail(&self, out: &RangeOutcome) -> Result<(), String> {
+        match out.quarantined.iter().min_by_key(|r| r.line) {
+            Some(first) if self.spec.on_error == OnError::Fail => Err(first.as_error()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The file as users know it: an absolute path for local files, else a URL.
+    fn shown(&self) -> String {
+        if self.spec.store_url == "file://" {
+            format!("/{}", self.file.path)
+        } else {
+            format!("{}{}", self.spec.store_url, self.file.path)
+        }
     }
 
     /// Opens the raw bytes of the file from `pos` (decompressed when compressed).
@@ -106,7 +138,8 @@ impl RangeReader<'_> {
             let p = format!("/{}", self.file.path);
             let mut f = File::open(&p).map_err(|e| format!("cannot open input {p}: {e}"))?;
             if pos > 0 {
-                f.seek(SeekFrom::Start(pos)).map_err(|e| format!("cannot seek in {p}: {e}"))?;
+                f.seek(SeekFrom::Start(pos))
+                    .map_err(|e| format!("cannot seek in {p}: {e}"))?;
             }
             Box::new(f)
         } else {
@@ -120,16 +153,18 @@ impl RangeReader<'_> {
         };
         Ok(match compression {
             Compression::None => raw,
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw))),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 20, raw),
+            )),
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::new(raw)
-                    .map_err(|e| format!("{}: cannot start zstd decoding: {e}", self.file.path))?,
+                    .map_err(|e| format!("{}: cannot start zstd decoding: {e}", self.shown()))?,
             ),
         })
     }
 
     fn io_err(&self, e: std::io::Error) -> String {
-        format!("error reading {}: {e}", self.file.path)
+        format!("error reading {}: {e}", self.shown())
     }
 
     fn read_jsonl(
@@ -140,7 +175,11 @@ impl RangeReader<'_> {
         out: &mut RangeOutcome,
     ) -> Result<(), String> {
         let (_, compression) = Compression::strip(&self.file.path);
-        let (start, end) = if compression == Compression::None { (range.start, range.end) } else { (0, u64::MAX) };
+        let (start, end) = if compression == Compression::None {
+            (range.start, range.end)
+        } else {
+            (0, u64::MAX)
+        };
         let mut line_no: u64 = 1;
         let mut offset: u64 = 0;
         let mut line = Vec::new();
@@ -153,7 +192,9 @@ impl RangeReader<'_> {
             // has number (newlines before start-1) + 2.
             offset = start - 1;
             reader = BufReader::with_capacity(8 << 20, self.open(offset)?);
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_err(e))?;
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| self.io_err(e))?;
             offset += n as u64;
             if line.last() != Some(&b'\n') {
                 out.next_line = first_line.unwrap_or(0);
@@ -179,7 +220,9 @@ impl RangeReader<'_> {
         let mut chunk = JsonChunk::default();
         while offset < end {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_err(e))?;
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| self.io_err(e))?;
             if n == 0 {
                 break;
             }
@@ -197,7 +240,12 @@ impl RangeReader<'_> {
         self.flush_jsonl(&mut chunk, emit, out)
     }
 
-    fn flush_jsonl(&self, chunk: &mut JsonChunk, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
+    fn flush_jsonl(
+        &self,
+        chunk: &mut JsonChunk,
+        emit: &mut Emit<'_>,
+        out: &mut RangeOutcome,
+    ) -> Result<(), String> {
         if chunk.lines.is_empty() {
             return Ok(());
         }
@@ -225,18 +273,34 @@ impl RangeReader<'_> {
                     if let Some(reason) = self.classify_json(raw) {
                         self.quarantine(out, *line_no, reason, raw)?;
                     } else if let Err(e) = self.decode_lines(chunk, &[i]) {
-                        self.quarantine(out, *line_no, format!("does not fit the input schema: {e}"), raw)?;
+                        self.quarantine(
+                            out,
+                            *line_no,
+                            format!("does not fit the input schema: {e}"),
+                            raw,
+                        )?;
                     } else {
                         still_good.push(i);
                     }
                 }
                 good = still_good;
-                self.decode_lines(chunk, &good).map_err(|e| format!("{}: {e}", self.file.path))?
+                self.decode_lines(chunk, &good)
+                    .map_err(|e| format!("{}: {e}", self.shown()))?
             }
         };
         let lines: Vec<u64> = good.iter().map(|&i| chunk.lines[i].0).collect();
-        let raws: Vec<&[u8]> = good.iter().map(|&i| &chunk.buf[chunk.lines[i].1.clone()]).collect();
-        let assembled = self.assemble(&batch, &lines, &|row| raws[row], &|row| self.classify_json(raws[row]), out)?;
+        let raws: Vec<&[u8]> = good
+            .iter()
+            .map(|&i| &chunk.buf[chunk.lines[i].1.clone()])
+            .collect();
+        let assembled = self.assemble(
+            &batch,
+            &lines,
+            &|row| raws[row],
+            &|row| self.classify_json(raws[row]),
+            out,
+        )?;
+        self.check_fail(out)?;
         if let Some(b) = assembled {
             out.rows += b.num_rows() as u64;
             emit(b)?;
@@ -265,7 +329,11 @@ impl RangeReader<'_> {
             .map_err(|e| e.to_string())?
             .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.input_schema)));
         if batch.num_rows() != which.len() {
-            return Err(format!("{} lines decoded into {} rows", which.len(), batch.num_rows()));
+            return Err(format!(
+                "{} lines decoded into {} rows",
+                which.len(),
+                batch.num_rows()
+            ));
         }
         Ok(batch)
     }
@@ -284,11 +352,18 @@ impl RangeReader<'_> {
             None => return Some(format!("missing text key {text:?}")),
             Some(serde_json::Value::Null) => return Some(format!("text key {text:?} is null")),
             Some(serde_json::Value::String(_)) => {}
-            Some(other) => return Some(format!("text key {text:?} is not a string (found {})", json_type(other))),
+            Some(other) => {
+                return Some(format!(
+                    "text key {text:?} is not a string (found {})",
+                    json_type(other)
+                ))
+            }
         }
         if let Some(id) = &self.spec.id {
             match map.get(id) {
-                None | Some(serde_json::Value::Null) => return Some(format!("id key {id:?} is missing or null")),
+                None | Some(serde_json::Value::Null) => {
+                    return Some(format!("id key {id:?} is missing or null"))
+                }
                 _ => {}
             }
         }
@@ -297,7 +372,9 @@ impl RangeReader<'_> {
 
     fn read_text(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
         let mut bytes = Vec::with_capacity(self.file.size as usize);
-        self.open(0)?.read_to_end(&mut bytes).map_err(|e| self.io_err(e))?;
+        self.open(0)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io_err(e))?;
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -325,13 +402,23 @@ impl RangeReader<'_> {
             .has_headers(true)
             .flexible(true)
             .from_reader(self.open(0)?);
-        let headers = rdr.byte_headers().map_err(|e| format!("{}: cannot read the CSV header: {e}", self.file.path))?;
-        let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
-        let expected: Vec<&str> = self.input_schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let headers = rdr
+            .byte_headers()
+            .map_err(|e| format!("{}: cannot read the CSV header: {e}", self.shown()))?;
+        let names: Vec<String> = headers
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .collect();
+        let expected: Vec<&str> = self
+            .input_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         if names != expected {
             return Err(format!(
                 "{}: CSV header [{}] differs from the first input file's [{}]",
-                self.file.path,
+                self.shown(),
                 names.join(","),
                 expected.join(",")
             ));
@@ -355,7 +442,12 @@ impl RangeReader<'_> {
             let line = record.position().map_or(line, |p| p.line());
             let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
             if record.len() != ncols {
-                self.quarantine(out, line, format!("expected {ncols} fields, found {}", record.len()), &raw)?;
+                self.quarantine(
+                    out,
+                    line,
+                    format!("expected {ncols} fields, found {}", record.len()),
+                    &raw,
+                )?;
                 continue;
             }
             let fields: Result<Vec<&str>, _> = record.iter().map(std::str::from_utf8).collect();
@@ -386,9 +478,14 @@ impl RangeReader<'_> {
         if lines.is_empty() {
             return Ok(());
         }
-        let arrays: Vec<ArrayRef> = cols.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
-        let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), arrays).map_err(|e| e.to_string())?;
+        let arrays: Vec<ArrayRef> = cols
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), arrays)
+            .map_err(|e| e.to_string())?;
         let assembled = self.assemble(&batch, lines, &|r| raws[r].as_slice(), &|_| None, out)?;
+        self.check_fail(out)?;
         if let Some(b) = assembled {
             out.rows += b.num_rows() as u64;
             emit(b)?;
@@ -401,7 +498,8 @@ impl RangeReader<'_> {
     fn read_parquet(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
         let path = Path::from(self.file.path.as_str());
         #[allow(deprecated)]
-        let reader = ParquetObjectReader::new(Arc::clone(&self.store), path).with_file_size(self.file.size);
+        let reader =
+            ParquetObjectReader::new(Arc::clone(&self.store), path).with_file_size(self.file.size);
         let mut stream = self
             .handle
             .block_on(async {
@@ -410,13 +508,14 @@ impl RangeReader<'_> {
                     .with_batch_size(DEFAULT_BATCH_ROWS)
                     .build()
             })
-            .map_err(|e| format!("{}: cannot read Parquet: {e}", self.file.path))?;
+            .map_err(|e| format!("{}: cannot read Parquet: {e}", self.shown()))?;
         let mut row: u64 = 0;
         while let Some(batch) = self.handle.block_on(stream.next()) {
-            let batch = batch.map_err(|e| format!("{}: cannot read Parquet: {e}", self.file.path))?;
+            let batch = batch.map_err(|e| format!("{}: cannot read Parquet: {e}", self.shown()))?;
             let lines: Vec<u64> = (row + 1..=row + batch.num_rows() as u64).collect();
             row += batch.num_rows() as u64;
             let assembled = self.assemble(&batch, &lines, &|_| &[], &|_| None, out)?;
+            self.check_fail(out)?;
             if let Some(b) = assembled {
                 out.rows += b.num_rows() as u64;
                 emit(b)?;
@@ -435,15 +534,19 @@ impl RangeReader<'_> {
         why_null: &dyn Fn(usize) -> Option<String>,
         out: &mut RangeOutcome,
     ) -> Result<Option<RecordBatch>, String> {
-        let text_col = column(batch, &self.spec.text, &self.file.path)?;
-        let text = to_utf8(&text_col, &self.spec.text, &self.file.path)?;
+        let text_col = column(batch, &self.spec.text, &self.shown())?;
+        let text = to_utf8(&text_col, &self.spec.text, &self.shown())?;
         let id = match &self.spec.id {
-            Some(name) => Some(to_utf8(&column(batch, name, &self.file.path)?, name, &self.file.path)?),
+            Some(name) => Some(to_utf8(
+                &column(batch, name, &self.shown())?,
+                name,
+                &self.shown(),
+            )?),
             None => None,
         };
         let n = batch.num_rows();
         let mut keep = Vec::with_capacity(n);
-        for row in 0..n {
+        for (row, &line) in lines.iter().enumerate().take(n) {
             let text_null = text.is_null(row);
             let id_null = id.as_ref().is_some_and(|a| a.is_null(row));
             if text_null || id_null {
@@ -451,10 +554,13 @@ impl RangeReader<'_> {
                     if text_null {
                         format!("text column {:?} is null", self.spec.text)
                     } else {
-                        format!("id column {:?} is null", self.spec.id.as_deref().unwrap_or("id"))
+                        format!(
+                            "id column {:?} is null",
+                            self.spec.id.as_deref().unwrap_or("id")
+                        )
                     }
                 });
-                self.quarantine(out, lines[row], reason, raw(row))?;
+                self.quarantine(out, line, reason, raw(row))?;
                 keep.push(false);
             } else {
                 keep.push(true);
@@ -487,7 +593,11 @@ impl RangeReader<'_> {
             }
         };
         let mut arrays = vec![id_array, pick(&text)?];
-        let filtered = if all { batch.clone() } else { filter_record_batch(batch, &mask).map_err(|e| e.to_string())? };
+        let filtered = if all {
+            batch.clone()
+        } else {
+            filter_record_batch(batch, &mask).map_err(|e| e.to_string())?
+        };
         for f in self.output_schema.fields().iter().skip(2) {
             let name = f.name();
             let source = if let Some(orig) = name.strip_prefix("input_") {
@@ -506,13 +616,14 @@ impl RangeReader<'_> {
             let a = if a.data_type() == f.data_type() {
                 a
             } else {
-                cast(&a, f.data_type()).map_err(|e| format!("{}: column {name:?}: {e}", self.file.path))?
+                cast(&a, f.data_type())
+                    .map_err(|e| format!("{}: column {name:?}: {e}", self.shown()))?
             };
             arrays.push(a);
         }
         RecordBatch::try_new(Arc::clone(&self.output_schema), arrays)
             .map(Some)
-            .map_err(|e| format!("{}: {e}", self.file.path))
+            .map_err(|e| format!("{}: {e}", self.shown()))
     }
 }
 
@@ -528,7 +639,8 @@ fn to_utf8(a: &ArrayRef, name: &str, file: &str) -> Result<ArrayRef, String> {
     if a.data_type() == &DataType::Utf8 {
         return Ok(Arc::clone(a));
     }
-    cast(a, &DataType::Utf8).map_err(|e| format!("{file}: column {name:?} cannot be read as a string: {e}"))
+    cast(a, &DataType::Utf8)
+        .map_err(|e| format!("{file}: column {name:?} cannot be read as a string: {e}"))
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {

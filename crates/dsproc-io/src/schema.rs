@@ -7,8 +7,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
-#[allow(deprecated)] // ParquetObjectReader: still the simplest object_store bridge in parquet 59
-use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+#[allow(deprecated)]
+// ParquetObjectReader: still the simplest object_store bridge in parquet 59
+use datafusion::parquet::arrow::async_reader::{
+    ParquetObjectReader, ParquetRecordBatchStreamBuilder,
+};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -42,7 +45,9 @@ pub async fn infer_input_schema(
                 if line.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }
-                if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_slice::<serde_json::Value>(line) {
+                if let Ok(v @ serde_json::Value::Object(_)) =
+                    serde_json::from_slice::<serde_json::Value>(line)
+                {
                     values.push(v);
                 }
             }
@@ -67,14 +72,24 @@ pub async fn infer_input_schema(
         }
         InputFormat::Csv => {
             let head = read_head(store, first).await?;
-            let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(head.as_slice());
-            let headers = rdr.headers().map_err(|e| format!("{}: cannot read the CSV header: {e}", first.path))?;
-            Schema::new(headers.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>())
+            let mut rdr = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_reader(head.as_slice());
+            let headers = rdr
+                .headers()
+                .map_err(|e| format!("{}: cannot read the CSV header: {e}", first.path))?;
+            Schema::new(
+                headers
+                    .iter()
+                    .map(|h| Field::new(h, DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            )
         }
         InputFormat::Parquet => {
             #[allow(deprecated)]
-            let reader = ParquetObjectReader::new(Arc::clone(store), Path::from(first.path.as_str()))
-                .with_file_size(first.size);
+            let reader =
+                ParquetObjectReader::new(Arc::clone(store), Path::from(first.path.as_str()))
+                    .with_file_size(first.size);
             let builder = ParquetRecordBatchStreamBuilder::new(reader)
                 .await
                 .map_err(|e| format!("{}: cannot read the Parquet footer: {e}", first.path))?;
@@ -88,7 +103,11 @@ pub async fn infer_input_schema(
         return Err(format!(
             "text column {text:?} not found in {} (columns: {}); set input.text to one of them",
             first.path,
-            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+            if keys.is_empty() {
+                "none".to_string()
+            } else {
+                keys.join(", ")
+            }
         ));
     };
     match format {
@@ -136,7 +155,10 @@ async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec
     };
     match compression {
         Compression::None => out = bytes.to_vec(),
-        Compression::Gzip => limited(&mut flate2::read::MultiGzDecoder::new(Cursor::new(bytes)), &mut out),
+        Compression::Gzip => limited(
+            &mut flate2::read::MultiGzDecoder::new(Cursor::new(bytes)),
+            &mut out,
+        ),
         Compression::Zstd => {
             let mut d = zstd::stream::read::Decoder::new(Cursor::new(bytes))
                 .map_err(|e| format!("{}: cannot start zstd decoding: {e}", file.path))?;
@@ -161,13 +183,20 @@ pub fn renamed_input_column(name: &str) -> String {
 /// columns in input order. An input column named `id` or `text` that is not the
 /// configured id/text column is kept as `input_id` / `input_text`.
 pub fn output_schema(input: &Schema, text: &str, id: Option<&str>) -> SchemaRef {
-    let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("text", DataType::Utf8, false)];
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, false),
+    ];
     for f in input.fields() {
         let name = f.name().as_str();
         if name == text || Some(name) == id {
             continue;
         }
-        let out_name = if name == "id" || name == "text" { renamed_input_column(name) } else { name.to_string() };
+        let out_name = if name == "id" || name == "text" {
+            renamed_input_column(name)
+        } else {
+            name.to_string()
+        };
         fields.push(Field::new(out_name, f.data_type().clone(), true));
     }
     Arc::new(Schema::new(fields))
@@ -185,6 +214,7 @@ pub fn schema_to_bytes(schema: &Schema) -> Vec<u8> {
 
 /// Inverse of [`schema_to_bytes`].
 pub fn schema_from_bytes(bytes: &[u8]) -> Result<Schema, String> {
-    let r = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| format!("bad schema bytes: {e}"))?;
+    let r = StreamReader::try_new(Cursor::new(bytes), None)
+        .map_err(|e| format!("bad schema bytes: {e}"))?;
     Ok(r.schema().as_ref().clone())
 }

@@ -71,18 +71,25 @@ impl ShardFileWriter {
             std::fs::create_dir_all(dir).map_err(|e| err(path, e))?;
         }
         let file = File::create(path).map_err(|e| err(path, e))?;
-        let sink = HashWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
+        let sink = HashWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
         let inner = match format {
             OutputFormat::Parquet => {
                 let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| err(path, e))?))
+                    .set_compression(Compression::ZSTD(
+                        ZstdLevel::try_new(1).map_err(|e| err(path, e))?,
+                    ))
                     .set_created_by(format!("dsproc {}", env!("CARGO_PKG_VERSION")))
                     .set_column_dictionary_enabled(ColumnPath::from("text"), false)
                     .set_column_dictionary_enabled(ColumnPath::from("id"), false)
                     .set_statistics_truncate_length(Some(64))
                     .build();
                 Inner::Parquet(Box::new(
-                    ArrowWriter::try_new(sink, SchemaRef::clone(schema), Some(props)).map_err(|e| err(path, e))?,
+                    ArrowWriter::try_new(sink, SchemaRef::clone(schema), Some(props))
+                        .map_err(|e| err(path, e))?,
                 ))
             }
             OutputFormat::Jsonl => {
@@ -90,7 +97,11 @@ impl ShardFileWriter {
                 Inner::Jsonl(Box::new(LineDelimitedWriter::new(enc)))
             }
         };
-        Ok(Self { inner, path: path.to_path_buf(), rows: 0 })
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+            rows: 0,
+        })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
@@ -126,7 +137,11 @@ impl ShardFileWriter {
         sink.flush().map_err(|e| err(&path, e))?;
         let file = sink.inner.into_inner().map_err(|e| err(&path, e.error()))?;
         file.sync_all().map_err(|e| err(&path, e))?;
-        Ok(WrittenShard { rows: self.rows, bytes: sink.bytes, sha256: hex::encode(sink.hasher.finalize()) })
+        Ok(WrittenShard {
+            rows: self.rows,
+            bytes: sink.bytes,
+            sha256: hex::encode(sink.hasher.finalize()),
+        })
     }
 }
 
@@ -146,7 +161,10 @@ mod tests {
         ]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
-            vec![Arc::new(StringArray::from(vec!["a", "b"])), Arc::new(StringArray::from(vec!["x", "y"]))],
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(StringArray::from(vec!["x", "y"])),
+            ],
         )
         .unwrap();
         for fmt in [OutputFormat::Parquet, OutputFormat::Jsonl] {
@@ -160,7 +178,10 @@ mod tests {
             assert_eq!(done.sha256, hex::encode(Sha256::digest(&bytes)));
             if fmt == OutputFormat::Jsonl {
                 let text = String::from_utf8(zstd::decode_all(bytes.as_slice()).unwrap()).unwrap();
-                assert_eq!(text, "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n");
+                assert_eq!(
+                    text,
+                    "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n"
+                );
             }
         }
     }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::logical_expr::{cast, col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
+use datafusion::logical_expr::{
+    cast, col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF,
+};
 use datafusion::prelude::SessionContext;
 
 use dsproc_common::config::{SHARD_COLUMN, STAGING_DIR};
@@ -32,7 +34,8 @@ pub struct ResolvedInput {
 /// present and a string). Errors here are usage errors (exit 2).
 pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocError> {
     let input = &loaded.spec.input;
-    let location = Location::parse(&input.uri, Some(&loaded.base)).map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?;
+    let location = Location::parse(&input.uri, Some(&loaded.base))
+        .map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?;
     let files = list_inputs(&location).await.map_err(DsprocError::usage)?;
     let format = match input.format {
         Some(f) => f,
@@ -44,10 +47,21 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
         })?,
     };
     let store = location.store().map_err(DsprocError::usage)?;
-    let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, input.id.as_deref())
-        .await
-        .map_err(DsprocError::usage)?;
-    Ok(ResolvedInput { location, files, format, schema: Arc::new(schema) })
+    let schema = dsproc_io::schema::infer_input_schema(
+        &store,
+        &files,
+        format,
+        &input.text,
+        input.id.as_deref(),
+    )
+    .await
+    .map_err(DsprocError::usage)?;
+    Ok(ResolvedInput {
+        location,
+        files,
+        format,
+        schema: Arc::new(schema),
+    })
 }
 
 /// A lowered job.
@@ -70,19 +84,29 @@ pub fn resolve_output(loaded: &LoadedSpec) -> Result<Location, DsprocError> {
     let out = Location::parse(&loaded.spec.output.uri, Some(&loaded.base))
         .map_err(|e| DsprocError::usage(format!("output.uri: {e}")))?;
     if out.local.is_none() {
-        return Err(DsprocError::usage(format!("output.uri {:?}: only local outputs are supported yet", out.uri)));
+        return Err(DsprocError::usage(format!(
+            "output.uri {:?}: only local outputs are supported yet",
+            out.uri
+        )));
     }
     Ok(out)
 }
 
 /// Lowers the spec. `ctx` must have the dsproc functions registered.
-pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> Result<LoweredJob, DsprocError> {
+pub async fn lower(
+    ctx: &SessionContext,
+    loaded: &LoadedSpec,
+    run_id: &str,
+) -> Result<LoweredJob, DsprocError> {
     let spec = &loaded.spec;
     let input = resolve_input(loaded).await?;
     let output = resolve_output(loaded)?;
     let out_dir = output.local.clone().expect("local output");
     let staging = out_dir.join(STAGING_DIR).join(run_id);
-    let staging_s = staging.to_str().ok_or_else(|| DsprocError::usage("output path is not UTF-8"))?.to_string();
+    let staging_s = staging
+        .to_str()
+        .ok_or_else(|| DsprocError::usage("output path is not UTF-8"))?
+        .to_string();
 
     let read_spec = ReadSpec {
         store_url: input.location.store_url.clone(),
@@ -94,7 +118,9 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
     };
     let node = ReadInputNode::try_new(read_spec, Arc::clone(&input.schema), staging_s.clone())
         .map_err(|e| DsprocError::usage(format!("input: {e}")))?;
-    let mut plan = LogicalPlan::Extension(Extension { node: Arc::new(node) });
+    let mut plan = LogicalPlan::Extension(Extension {
+        node: Arc::new(node),
+    });
     let mut steps = Vec::new();
     for (i, op) in spec.steps.iter().enumerate() {
         let step = i + 1;
@@ -106,7 +132,8 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         steps.push((step, op.name(), op.drop_reason()));
     }
 
-    let shard_size = dsproc_common::size::parse_size(&spec.output.shard_size).map_err(DsprocError::usage)?;
+    let shard_size =
+        dsproc_common::size::parse_size(&spec.output.shard_size).map_err(DsprocError::usage)?;
     let total: u64 = input.files.iter().map(|f| f.size).sum();
     let buckets = total.div_ceil(shard_size).clamp(1, 100_000) as u32;
 
@@ -122,16 +149,39 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
     }
     for required in ["id", "text"] {
         if plan.schema().field_with_unqualified_name(required).is_err() {
-            return Err(DsprocError::usage(format!("the last step's output has no `{required}` column")));
+            return Err(DsprocError::usage(format!(
+                "the last step's output has no `{required}` column"
+            )));
         }
     }
-    exprs.push(shard_of.call(vec![cast(col("id"), DataType::Utf8), lit(buckets)]).alias(SHARD_COLUMN));
+    exprs.push(
+        shard_of
+            .call(vec![cast(col("id"), DataType::Utf8), lit(buckets)])
+            .alias(SHARD_COLUMN),
+    );
     let plan = LogicalPlanBuilder::from(plan)
         .project(exprs)
         .and_then(|b| b.build())
         .map_err(|e| DsprocError::usage(format!("output: {e}")))?;
-    let params = WriteParams { staging: staging_s, format: spec.output.format, shard_size, buckets };
-    let sink = WriteShardsNode::try_new(plan, params).map_err(|e| DsprocError::usage(format!("output: {e}")))?;
-    let plan = LogicalPlan::Extension(Extension { node: Arc::new(sink) });
-    Ok(LoweredJob { plan, input, output, staging, run_id: run_id.to_string(), buckets, shard_size, steps })
+    let params = WriteParams {
+        staging: staging_s,
+        format: spec.output.format,
+        shard_size,
+        buckets,
+    };
+    let sink = WriteShardsNode::try_new(plan, params)
+        .map_err(|e| DsprocError::usage(format!("output: {e}")))?;
+    let plan = LogicalPlan::Extension(Extension {
+        node: Arc::new(sink),
+    });
+    Ok(LoweredJob {
+        plan,
+        input,
+        output,
+        staging,
+        run_id: run_id.to_string(),
+        buckets,
+        shard_size,
+        steps,
+    })
 }

@@ -72,4 +72,11 @@ pub struct StepReport {
 }
 
 /// Op versions that go into `dataset_version`; bump one when an op's output changes.
-pub const OP_VERSIONS: &[(&str, u32)] = &[("read", 1), ("normalize", 1), ("filter", 1), ("sql", 1), ("dedup_exact", 1), ("write", 1)];
+pub const OP_VERSIONS: &[(&str, u32)] = &[
+    ("read", 1),
+    ("normalize", 1),
+    ("filter", 1),
+    ("sql", 1),
+    ("dedup_exact", 1),
+    ("write", 1),
+];

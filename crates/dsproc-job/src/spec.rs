@@ -117,8 +117,14 @@ impl LoadedSpec {
         let spec = parse(&file, &src)?;
         use sha2::Digest;
         let sha256 = hex::encode(sha2::Sha256::digest(src.as_bytes()));
-        let base = std::env::current_dir().map_err(|e| DsprocError::usage(format!("current directory: {e}")))?;
-        Ok(Self { spec, path: file, base, sha256 })
+        let base = std::env::current_dir()
+            .map_err(|e| DsprocError::usage(format!("current directory: {e}")))?;
+        Ok(Self {
+            spec,
+            path: file,
+            base,
+            sha256,
+        })
     }
 }
 
@@ -129,36 +135,54 @@ pub fn apply_overrides(file: &str, src: &str, overrides: &[String]) -> Result<St
     if overrides.is_empty() {
         return Ok(src.to_string());
     }
-    let mut doc: toml_edit::DocumentMut = src.parse().map_err(|e: toml_edit::TomlError| syntax_error(file, src, &e))?;
+    let mut doc: toml_edit::DocumentMut = src
+        .parse()
+        .map_err(|e: toml_edit::TomlError| syntax_error(file, src, &e))?;
     for o in overrides {
         let Some((key, value)) = o.split_once('=') else {
-            return Err(DsprocError::usage(format!("--set {o:?}: expected KEY=VALUE")));
+            return Err(DsprocError::usage(format!(
+                "--set {o:?}: expected KEY=VALUE"
+            )));
         };
-        let value: toml_edit::Value = match format!("v = {value}").parse::<toml_edit::DocumentMut>() {
+        let value: toml_edit::Value = match format!("v = {value}").parse::<toml_edit::DocumentMut>()
+        {
             Ok(d) => d["v"].as_value().cloned().unwrap_or_else(|| value.into()),
             Err(_) => value.into(),
         };
         let parts: Vec<&str> = key.trim().split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(DsprocError::usage(format!("--set {key}: empty path component")));
+            return Err(DsprocError::usage(format!(
+                "--set {key}: empty path component"
+            )));
         }
-        set_table(doc.as_table_mut(), &parts, value).map_err(|m| DsprocError::usage(format!("--set {key}: {m}")))?;
+        set_table(doc.as_table_mut(), &parts, value)
+            .map_err(|m| DsprocError::usage(format!("--set {key}: {m}")))?;
     }
     Ok(doc.to_string())
 }
 
-fn set_table(t: &mut toml_edit::Table, parts: &[&str], value: toml_edit::Value) -> Result<(), String> {
+fn set_table(
+    t: &mut toml_edit::Table,
+    parts: &[&str],
+    value: toml_edit::Value,
+) -> Result<(), String> {
     if parts.len() == 1 {
         t[parts[0]] = toml_edit::Item::Value(value);
         return Ok(());
     }
-    let child = t.entry(parts[0]).or_insert(toml_edit::Item::Table(toml_edit::Table::new()));
+    let child = t
+        .entry(parts[0])
+        .or_insert(toml_edit::Item::Table(toml_edit::Table::new()));
     match child {
         toml_edit::Item::Table(c) => set_table(c, &parts[1..], value),
         toml_edit::Item::ArrayOfTables(a) => {
-            let idx: usize = parts[1].parse().map_err(|_| format!("{} is a list: index it with a number", parts[0]))?;
+            let idx: usize = parts[1]
+                .parse()
+                .map_err(|_| format!("{} is a list: index it with a number", parts[0]))?;
             let len = a.len();
-            let t = a.get_mut(idx).ok_or_else(|| format!("{} has only {len} entries", parts[0]))?;
+            let t = a
+                .get_mut(idx)
+                .ok_or_else(|| format!("{} has only {len} entries", parts[0]))?;
             if parts.len() < 3 {
                 return Err("cannot replace a whole table".into());
             }
@@ -179,14 +203,25 @@ fn loc(file: &str, src: &str, span: Option<std::ops::Range<usize>>) -> SpecLocat
     match span {
         Some(s) => {
             let (line, col) = line_col(src, s.start);
-            SpecLocation { file: file.to_string(), line: Some(line), col: Some(col) }
+            SpecLocation {
+                file: file.to_string(),
+                line: Some(line),
+                col: Some(col),
+            }
         }
-        None => SpecLocation { file: file.to_string(), line: None, col: None },
+        None => SpecLocation {
+            file: file.to_string(),
+            line: None,
+            col: None,
+        },
     }
 }
 
 fn syntax_error(file: &str, src: &str, e: &toml_edit::TomlError) -> DsprocError {
-    DsprocError::spec(loc(file, src, e.span()), format!("invalid TOML: {}", e.message()))
+    DsprocError::spec(
+        loc(file, src, e.span()),
+        format!("invalid TOML: {}", e.message()),
+    )
 }
 
 /// The nearest candidate to `word`, when it is close enough to be a likely typo.
@@ -203,12 +238,21 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
     let rest = msg.split("unknown field `").nth(1)?;
     let (field, tail) = rest.split_once('`')?;
-    let expected: Vec<String> = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    let expected: Vec<String> = tail
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
     Some((field.to_string(), expected))
 }
 
 /// The span of `key` inside the table at `path` (e.g. `["input"]`).
-fn key_span(doc: &toml_edit::ImDocument<&str>, path: &[String], key: &str) -> Option<std::ops::Range<usize>> {
+fn key_span(
+    doc: &toml_edit::ImDocument<&str>,
+    path: &[String],
+    key: &str,
+) -> Option<std::ops::Range<usize>> {
     let mut table: &dyn toml_edit::TableLike = doc.as_table();
     for p in path {
         table = table.get(p)?.as_table_like()?;
@@ -217,7 +261,11 @@ fn key_span(doc: &toml_edit::ImDocument<&str>, path: &[String], key: &str) -> Op
     k.span().or_else(|| v.span())
 }
 
-fn step_key_span(doc: &toml_edit::ImDocument<&str>, step: usize, key: &str) -> Option<std::ops::Range<usize>> {
+fn step_key_span(
+    doc: &toml_edit::ImDocument<&str>,
+    step: usize,
+    key: &str,
+) -> Option<std::ops::Range<usize>> {
     let steps = doc.as_table().get("steps")?.as_array_of_tables()?;
     let t = steps.get(step)?;
     match t.get_key_value(key) {
@@ -235,10 +283,18 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         let mut message = msg.clone();
         if let Some((field, expected)) = unknown_field(&msg) {
             // Find the key: at the top level or in [input]/[output].
-            for path in [vec![], vec!["input".to_string()], vec!["output".to_string()]] {
+            for path in [
+                vec![],
+                vec!["input".to_string()],
+                vec!["output".to_string()],
+            ] {
                 if let Some(s) = key_span(&doc, &path, &field) {
                     span = Some(s);
-                    let table = if path.is_empty() { "the top level".to_string() } else { format!("[{}]", path[0]) };
+                    let table = if path.is_empty() {
+                        "the top level".to_string()
+                    } else {
+                        format!("[{}]", path[0])
+                    };
                     message = format!("unknown key `{field}` in {table}");
                     break;
                 }
@@ -251,33 +307,61 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         }
         DsprocError::spec(loc(file, src, span), message)
     })?;
-    if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
         let span = key_span(&doc, &[], "name");
-        return Err(DsprocError::spec(loc(file, src, span), format!("name {:?} must match [a-z0-9_-]+", raw.name)));
+        return Err(DsprocError::spec(
+            loc(file, src, span),
+            format!("name {:?} must match [a-z0-9_-]+", raw.name),
+        ));
     }
     let mut steps = Vec::with_capacity(raw.steps.len());
     for (i, table) in raw.steps.into_iter().enumerate() {
         let at = |key: &str| loc(file, src, step_key_span(&doc, i, key));
         let op = match table.get("op") {
             Some(toml::Value::String(s)) => s.clone(),
-            Some(_) => return Err(DsprocError::spec(at("op"), format!("step {}: `op` must be a string", i + 1))),
-            None => return Err(DsprocError::spec(at("op"), format!("step {}: missing key `op`", i + 1))),
+            Some(_) => {
+                return Err(DsprocError::spec(
+                    at("op"),
+                    format!("step {}: `op` must be a string", i + 1),
+                ))
+            }
+            None => {
+                return Err(DsprocError::spec(
+                    at("op"),
+                    format!("step {}: missing key `op`", i + 1),
+                ))
+            }
         };
         let step = OpSpec::from_table(&op, table).map_err(|e| match e {
             OpParseError::UnknownOp { valid } => {
                 let hint = nearest(&op, valid.iter().copied())
                     .map(|n| format!("did you mean `{n}`?"))
                     .unwrap_or_else(|| format!("valid ops: {}", valid.join(", ")));
-                DsprocError::spec(at("op"), format!("step {} : unknown op `{op}`; {hint}", i + 1))
+                DsprocError::spec(
+                    at("op"),
+                    format!("step {} : unknown op `{op}`; {hint}", i + 1),
+                )
             }
             OpParseError::Serde(msg) => {
                 if let Some((field, expected)) = unknown_field(&msg) {
                     let hint = nearest(&field, expected.iter().map(String::as_str))
                         .map(|n| format!("; did you mean `{n}`?"))
                         .unwrap_or_else(|| format!("; valid keys: op, {}", expected.join(", ")));
-                    DsprocError::spec(at(&field), format!("step {} ({op}): unknown key `{field}`{hint}", i + 1))
+                    DsprocError::spec(
+                        at(&field),
+                        format!("step {} ({op}): unknown key `{field}`{hint}", i + 1),
+                    )
                 } else {
-                    let key = msg.split("for key `").nth(1).and_then(|r| r.split('`').next()).unwrap_or("op");
+                    let key = msg
+                        .split("for key `")
+                        .nth(1)
+                        .and_then(|r| r.split('`').next())
+                        .unwrap_or("op");
                     DsprocError::spec(at(key), format!("step {} ({op}): {msg}", i + 1))
                 }
             }
@@ -287,16 +371,25 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         })?;
         steps.push(step);
     }
-    let spec = JobSpec { name: raw.name, input: raw.input, steps, output: raw.output };
+    let spec = JobSpec {
+        name: raw.name,
+        input: raw.input,
+        steps,
+        output: raw.output,
+    };
     if let Err(e) = dsproc_common::size::parse_size(&spec.output.shard_size) {
         let span = key_span(&doc, &["output".to_string()], "shard_size");
-        return Err(DsprocError::spec(loc(file, src, span), format!("output.shard_size: {e}")));
+        return Err(DsprocError::spec(
+            loc(file, src, span),
+            format!("output.shard_size: {e}"),
+        ));
     }
     if spec.output.shuffle_seed.is_some() {
         let span = key_span(&doc, &["output".to_string()], "shuffle_seed");
         return Err(DsprocError::spec(
             loc(file, src, span),
-            "output.shuffle_seed: the global shuffle is not implemented yet; remove the key".to_string(),
+            "output.shuffle_seed: the global shuffle is not implemented yet; remove the key"
+                .to_string(),
         ));
     }
     Ok(spec)
@@ -338,7 +431,10 @@ uri = "out"
         let src = GOOD.replace("where =", "wher =");
         let e = parse("j.toml", &src).unwrap_err().to_string();
         assert!(e.starts_with("j.toml:8:1:"), "{e}");
-        assert!(e.contains("`wher`") && e.contains("did you mean `where`"), "{e}");
+        assert!(
+            e.contains("`wher`") && e.contains("did you mean `where`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -346,20 +442,38 @@ uri = "out"
         let src = GOOD.replace("uri = \"x/", "url = \"x/");
         let e = parse("j.toml", &src).unwrap_err().to_string();
         assert!(e.starts_with("j.toml:3:1:"), "{e}");
-        assert!(e.contains("`url`") && e.contains("did you mean `uri`"), "{e}");
+        assert!(
+            e.contains("`url`") && e.contains("did you mean `uri`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_op_and_bad_type() {
-        let e = parse("j.toml", &GOOD.replace("\"normalize\"", "\"normalise\"")).unwrap_err().to_string();
-        assert!(e.contains("j.toml:5:") && e.contains("did you mean `normalize`"), "{e}");
-        let e = parse("j.toml", &GOOD.replace("uri = \"out\"", "uri = 3")).unwrap_err().to_string();
+        let e = parse("j.toml", &GOOD.replace("\"normalize\"", "\"normalise\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("j.toml:5:") && e.contains("did you mean `normalize`"),
+            "{e}"
+        );
+        let e = parse("j.toml", &GOOD.replace("uri = \"out\"", "uri = 3"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("j.toml:10:"), "{e}");
     }
 
     #[test]
     fn overrides() {
-        let src = apply_overrides("j", GOOD, &["output.uri=/tmp/o".into(), "steps.1.where=length(text) > 9".into()]).unwrap();
+        let src = apply_overrides(
+            "j",
+            GOOD,
+            &[
+                "output.uri=/tmp/o".into(),
+                "steps.1.where=length(text) > 9".into(),
+            ],
+        )
+        .unwrap();
         let s = parse("j", &src).unwrap();
         assert_eq!(s.output.uri, "/tmp/o");
         assert!(format!("{:?}", s.steps[1]).contains("length(text) > 9"));

@@ -43,12 +43,14 @@ pub fn read_stats(staging: &Path) -> Result<RunStats, DsprocError> {
         }
         let bytes = fs::read(entry.path()).map_err(|e| job_err("cannot read", &entry.path(), e))?;
         if name.starts_with("read-") {
-            let s: ReadStats = serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
+            let s: ReadStats = serde_json::from_slice(&bytes)
+                .map_err(|e| job_err("bad stats file", &entry.path(), e))?;
             stats.read_rows += s.rows;
             stats.quarantined += s.quarantined;
             stats.ranges += 1;
         } else if name.starts_with("step-") {
-            let s: StepStats = serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
+            let s: StepStats = serde_json::from_slice(&bytes)
+                .map_err(|e| job_err("bad stats file", &entry.path(), e))?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
         }
     }
@@ -87,7 +89,8 @@ pub fn commit(
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("part-") {
-                fs::remove_file(entry.path()).map_err(|e| job_err("cannot remove", &entry.path(), e))?;
+                fs::remove_file(entry.path())
+                    .map_err(|e| job_err("cannot remove", &entry.path(), e))?;
             }
         }
     }
@@ -102,11 +105,15 @@ pub fn commit(
     let mut quarantine = Vec::new();
     let staged_q = staging.join(QUARANTINE_DIR);
     if let Ok(entries) = fs::read_dir(&staged_q) {
-        let mut names: Vec<_> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<_> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         fs::create_dir_all(&qdir).map_err(|e| job_err("cannot create", &qdir, e))?;
         for n in names.into_iter().filter(|n| n.ends_with(".jsonl")) {
-            fs::rename(staged_q.join(&n), qdir.join(&n)).map_err(|e| job_err("cannot move", &qdir.join(&n), e))?;
+            fs::rename(staged_q.join(&n), qdir.join(&n))
+                .map_err(|e| job_err("cannot move", &qdir.join(&n), e))?;
             quarantine.push(format!("{QUARANTINE_DIR}/{n}"));
         }
     }
@@ -125,16 +132,23 @@ pub fn commit(
 fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DsprocError> {
     let path = out.join(MANIFEST_FILE);
     let tmp = out.join(format!(".{MANIFEST_FILE}.{}", manifest.run_id));
-    let body = serde_json::to_vec_pretty(manifest).map_err(|e| DsprocError::job(format!("manifest: {e}")))?;
+    let body = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| DsprocError::job(format!("manifest: {e}")))?;
     {
         let mut f = fs::File::create(&tmp).map_err(|e| job_err("cannot write", &tmp, e))?;
-        f.write_all(&body).and_then(|_| f.write_all(b"\n")).and_then(|_| f.sync_all()).map_err(|e| job_err("cannot write", &tmp, e))?;
+        f.write_all(&body)
+            .and_then(|_| f.write_all(b"\n"))
+            .and_then(|_| f.sync_all())
+            .map_err(|e| job_err("cannot write", &tmp, e))?;
     }
     let linked = fs::hard_link(&tmp, &path);
     let _ = fs::remove_file(&tmp);
     linked.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            DsprocError::job(format!("{} already exists: another job committed first", path.display()))
+            DsprocError::job(format!(
+                "{} already exists: another job committed first",
+                path.display()
+            ))
         } else {
             job_err("cannot write", &path, e)
         }
@@ -145,7 +159,9 @@ fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DsprocError> {
 pub fn read_manifest(out: &Path) -> Result<Option<Manifest>, DsprocError> {
     let path = out.join(MANIFEST_FILE);
     match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| job_err("invalid manifest", &path, e)),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| job_err("invalid manifest", &path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(job_err("cannot read", &path, e)),
     }

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use dsproc_common::config::MANIFEST_FILE;
 use dsproc_common::DsprocError;
-use dsproc_job::manifest::{Manifest, ManifestInput, ManifestShard, RowCounts, StepReport, OP_VERSIONS};
+use dsproc_job::manifest::{
+    Manifest, ManifestInput, ManifestShard, RowCounts, StepReport, OP_VERSIONS,
+};
 use dsproc_job::spec::WriteMode;
 use dsproc_job::{lower, LoadedSpec, LoweredJob};
 
@@ -52,7 +54,10 @@ async fn planning_context(opts: &EngineOptions) -> Result<SessionContext, Dsproc
 pub async fn explain_job(loaded: &LoadedSpec, opts: &EngineOptions) -> Result<String, DsprocError> {
     let ctx = planning_context(opts).await?;
     let job = lower(&ctx, loaded, "explain").await?;
-    let optimized = ctx.state().optimize(&job.plan).map_err(|e| DsprocError::usage(format!("planning: {e}")))?;
+    let optimized = ctx
+        .state()
+        .optimize(&job.plan)
+        .map_err(|e| DsprocError::usage(format!("planning: {e}")))?;
     let physical = ctx
         .state()
         .create_physical_plan(&job.plan)
@@ -108,7 +113,9 @@ async fn execute(
     opts: &RunOptions,
 ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DsprocError> {
     let ctx = make_context(&opts.engine, &opts.engine_opts).await?;
-    let progress = opts.progress.then(|| spawn_progress(job.staging.clone(), job.input.files.len()));
+    let progress = opts
+        .progress
+        .then(|| spawn_progress(job.staging.clone(), job.input.files.len()));
     let run = async {
         let df = ctx.execute_logical_plan(job.plan.clone()).await?;
         df.collect().await
@@ -116,9 +123,14 @@ async fn execute(
     let result = match opts.timeout {
         Some(t) => match tokio::time::timeout(t, run).await {
             Ok(r) => r.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
-            Err(_) => Err(DsprocError::job(format!("job timed out after {}s", t.as_secs()))),
+            Err(_) => Err(DsprocError::job(format!(
+                "job timed out after {}s",
+                t.as_secs()
+            ))),
         },
-        None => run.await.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
+        None => run
+            .await
+            .map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
     };
     if let Some((handle, bar)) = progress {
         handle.abort();
@@ -130,10 +142,14 @@ async fn execute(
 /// The innermost useful message of a DataFusion error (it wraps context layers).
 fn clean(e: &datafusion::error::DataFusionError) -> String {
     let s = e.to_string();
-    s.replace("Execution error: ", "").replace("External error: ", "")
+    s.replace("Execution error: ", "")
+        .replace("External error: ", "")
 }
 
-fn spawn_progress(staging: std::path::PathBuf, files: usize) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
+fn spawn_progress(
+    staging: std::path::PathBuf,
+    files: usize,
+) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
@@ -144,7 +160,11 @@ fn spawn_progress(staging: std::path::PathBuf, files: usize) -> (tokio::task::Jo
     let handle = tokio::spawn(async move {
         loop {
             if let Ok(s) = read_stats(&staging) {
-                let steps: Vec<String> = s.step_rows.iter().map(|(k, v)| format!("step {k}: {v}")).collect();
+                let steps: Vec<String> = s
+                    .step_rows
+                    .iter()
+                    .map(|(k, v)| format!("step {k}: {v}"))
+                    .collect();
                 b.set_message(format!(
                     "{} input files; read {} rows in {} ranges, {} quarantined{}{}",
                     files,
@@ -185,15 +205,26 @@ fn finish(
         };
         for i in 0..b.num_rows() {
             let key = (bucket.value(i), seq.value(i));
-            let v = (path.value(i).to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string());
+            let v = (
+                path.value(i).to_string(),
+                rows.value(i),
+                bytes.value(i),
+                sha.value(i).to_string(),
+            );
             if shards.insert(key, v).is_some() {
-                return Err(DsprocError::job(format!("internal: shard {key:?} reported twice")));
+                return Err(DsprocError::job(format!(
+                    "internal: shard {key:?} reported twice"
+                )));
             }
         }
     }
 
     let stats = read_stats(&job.staging)?;
-    let mut counts = RowCounts { rows_in: stats.read_rows + stats.quarantined, quarantined: stats.quarantined, ..Default::default() };
+    let mut counts = RowCounts {
+        rows_in: stats.read_rows + stats.quarantined,
+        quarantined: stats.quarantined,
+        ..Default::default()
+    };
     let mut steps = Vec::new();
     let mut rows = stats.read_rows;
     for (step, op, reason) in &job.steps {
@@ -205,11 +236,21 @@ fn finish(
         }
         if out < rows {
             let Some(reason) = reason else {
-                return Err(DsprocError::job(format!("step {step} ({op}) lost {} rows; it must keep every row", rows - out)));
+                return Err(DsprocError::job(format!(
+                    "step {step} ({op}) lost {} rows; it must keep every row",
+                    rows - out
+                )));
             };
-            counts.dropped.insert(format!("{step}:{op}:{reason}"), rows - out);
+            counts
+                .dropped
+                .insert(format!("{step}:{op}:{reason}"), rows - out);
         }
-        steps.push(StepReport { step: *step, op: op.to_string(), rows_in: rows, rows_out: out });
+        steps.push(StepReport {
+            step: *step,
+            op: op.to_string(),
+            rows_in: rows,
+            rows_out: out,
+        });
         rows = out;
     }
     counts.out = shards.values().map(|s| s.1).sum();
@@ -250,7 +291,17 @@ fn finish(
         .files
         .iter()
         .map(|f| ManifestInput {
-            uri: format!("{}/{}", job.input.location.store_url.trim_end_matches('/').trim_end_matches(':').to_string() + "://", f.path),
+            uri: format!(
+                "{}/{}",
+                job.input
+                    .location
+                    .store_url
+                    .trim_end_matches('/')
+                    .trim_end_matches(':')
+                    .to_string()
+                    + "://",
+                f.path
+            ),
             bytes: f.size,
             version: f.version.clone(),
         })
@@ -285,15 +336,22 @@ fn finish(
     let quarantine = commit(&out_dir, &job.staging, &staged, &manifest, overwrite)?;
     let mut manifest = manifest;
     manifest.quarantine = quarantine;
-    Ok(RunSummary { output: out_dir.display().to_string(), manifest })
+    Ok(RunSummary {
+        output: out_dir.display().to_string(),
+        manifest,
+    })
 }
 
 /// Reads a committed dataset's manifest (`dsproc inspect`).
 pub fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
     let loc = dsproc_io::Location::parse(uri, None).map_err(DsprocError::usage)?;
-    let dir = loc.local.ok_or_else(|| DsprocError::usage("inspect: only local outputs are supported yet"))?;
+    let dir = loc
+        .local
+        .ok_or_else(|| DsprocError::usage("inspect: only local outputs are supported yet"))?;
     read_manifest(&dir)?.ok_or_else(|| {
-        DsprocError::job(format!("{}: no committed dataset (no {MANIFEST_FILE})", dir.display()))
+        DsprocError::job(format!(
+            "{}: no committed dataset (no {MANIFEST_FILE})",
+            dir.display()
+        ))
     })
 }
-

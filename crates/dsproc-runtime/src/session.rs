@@ -46,7 +46,10 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()), memory_limit: None }
+        Self {
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_limit: None,
+        }
     }
 }
 
@@ -56,7 +59,11 @@ fn err(e: impl std::fmt::Display) -> DsprocError {
 
 /// A session state with the dsproc planner, functions and codecs.
 pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState, DsprocError> {
-    let mut config = if ballista { SessionConfig::new_with_ballista() } else { SessionConfig::new() };
+    let mut config = if ballista {
+        SessionConfig::new_with_ballista()
+    } else {
+        SessionConfig::new()
+    };
     config = config
         .with_target_partitions(opts.target_partitions.max(1))
         .with_batch_size(8192)
@@ -65,7 +72,10 @@ pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState
     if ballista {
         // Adaptive planning hangs a job that loses an executor after a map stage
         // (upstream issue #2150); the static planner recomputes the stage.
-        config = config.set_str(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, "false");
+        config = config.set_str(
+            ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED,
+            "false",
+        );
     }
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
@@ -85,15 +95,22 @@ pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState
 }
 
 /// A session context for `engine`.
-pub async fn make_context(engine: &Engine, opts: &EngineOptions) -> Result<SessionContext, DsprocError> {
+pub async fn make_context(
+    engine: &Engine,
+    opts: &EngineOptions,
+) -> Result<SessionContext, DsprocError> {
     let ctx = match engine {
         Engine::Local => SessionContext::new_with_state(dsproc_state(opts, false)?),
-        Engine::Standalone => SessionContext::standalone_with_state(dsproc_state(opts, true)?).await.map_err(err)?,
-        Engine::Remote(url) => {
-            SessionContext::remote_with_state(url, dsproc_state(opts, true)?).await.map_err(|e| {
-                DsprocError::job(format!("cannot connect to the Ballista scheduler at {url}: {e}"))
-            })?
-        }
+        Engine::Standalone => SessionContext::standalone_with_state(dsproc_state(opts, true)?)
+            .await
+            .map_err(err)?,
+        Engine::Remote(url) => SessionContext::remote_with_state(url, dsproc_state(opts, true)?)
+            .await
+            .map_err(|e| {
+                DsprocError::job(format!(
+                    "cannot connect to the Ballista scheduler at {url}: {e}"
+                ))
+            })?,
     };
     // Registrations made before a Ballista upgrade are dropped on the client.
     for udf in dsproc_functions::all_udfs() {

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::FixedSizeBinaryBuilder;
 use datafusion::arrow::array::Array;
+use datafusion::arrow::array::FixedSizeBinaryBuilder;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
@@ -21,7 +21,9 @@ pub struct ContentHashFunc {
 
 impl ContentHashFunc {
     pub fn new() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
     }
 }
 
@@ -49,9 +51,9 @@ impl ScalarUDFImpl for ContentHashFunc {
         let mut out = FixedSizeBinaryBuilder::with_capacity(strings.len(), 16);
         for v in strings.iter() {
             match v {
-                Some(s) => {
-                    out.append_value(dsproc_common::hash::content_hash(normalize_str(s, form, ws).as_bytes()))?
-                }
+                Some(s) => out.append_value(dsproc_common::hash::content_hash(
+                    normalize_str(s, form, ws).as_bytes(),
+                ))?,
                 None => out.append_null(),
             }
         }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::UInt32Builder;
 use datafusion::arrow::array::Array;
+use datafusion::arrow::array::UInt32Builder;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{
@@ -20,7 +20,9 @@ pub struct ShardOfFunc {
 
 impl ShardOfFunc {
     pub fn new() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use datafusion::arrow::array::StringBuilder;
 use datafusion::arrow::array::Array;
+use datafusion::arrow::array::StringBuilder;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{
@@ -139,7 +139,9 @@ pub struct NormalizeTextFunc {
 
 impl NormalizeTextFunc {
     pub fn new() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
     }
 }
 
@@ -199,11 +201,23 @@ mod tests {
     fn nfc_and_trim() {
         // "e" + combining acute -> precomposed é
         let s = "cafe\u{301}  \r\nline two\t\n\n";
-        assert_eq!(normalize_str(s, Form::Nfc, Whitespace::Trim), "caf\u{e9}\nline two");
-        assert!(matches!(normalize_str("plain\ntext", Form::Nfc, Whitespace::Trim), Cow::Borrowed(_)));
+        assert_eq!(
+            normalize_str(s, Form::Nfc, Whitespace::Trim),
+            "caf\u{e9}\nline two"
+        );
+        assert!(matches!(
+            normalize_str("plain\ntext", Form::Nfc, Whitespace::Trim),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(normalize_str("ﬁ x", Form::Nfkc, Whitespace::Keep), "fi x");
-        assert_eq!(normalize_str("  a \n\t b  ", Form::None, Whitespace::Collapse), "a b");
-        assert!(matches!(normalize_str("a b", Form::None, Whitespace::Collapse), Cow::Borrowed(_)));
+        assert_eq!(
+            normalize_str("  a \n\t b  ", Form::None, Whitespace::Collapse),
+            "a b"
+        );
+        assert!(matches!(
+            normalize_str("a b", Form::None, Whitespace::Collapse),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -36,8 +36,17 @@ impl Op for DedupExact {
     fn drop_reason(&self) -> Option<&'static str> {
         Some("duplicate")
     }
-    async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
-        let cols: Vec<String> = input.schema().fields().iter().map(|f| quote_ident(f.name())).collect();
+    async fn plan(
+        &self,
+        pc: &PlanContext<'_>,
+        input: LogicalPlan,
+    ) -> Result<LogicalPlan, DsprocError> {
+        let cols: Vec<String> = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| quote_ident(f.name()))
+            .collect();
         let view = format!("__dsproc_step_{}", pc.step);
         let query = format!(
             "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY content_hash(text, {form}, {ws}) ORDER BY id) AS __dsproc_rank FROM {view}) WHERE __dsproc_rank = 1",

@@ -28,7 +28,11 @@ pub trait Op {
     /// The spec and SQL name (`op = "..."`).
     fn name(&self) -> &'static str;
     /// Appends the step to `input`.
-    fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> impl std::future::Future<Output = Result<LogicalPlan, DsprocError>>;
+    fn plan(
+        &self,
+        pc: &PlanContext<'_>,
+        input: LogicalPlan,
+    ) -> impl std::future::Future<Output = Result<LogicalPlan, DsprocError>>;
     /// Why rows this step removes are dropped (the manifest's `"<step>:<op>:<reason>"`),
     /// or `None` for ops that keep every row.
     fn drop_reason(&self) -> Option<&'static str>;
@@ -49,7 +53,9 @@ pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact"];
 
 fn from<T: serde::de::DeserializeOwned>(mut table: toml::Table) -> Result<T, OpParseError> {
     table.remove("op");
-    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| OpParseError::Serde(e.message().to_string()))
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| OpParseError::Serde(e.message().to_string()))
 }
 
 impl OpSpec {
@@ -60,7 +66,11 @@ impl OpSpec {
             "filter" => Self::Filter(from(table)?),
             "sql" => Self::Sql(from(table)?),
             "dedup_exact" => Self::DedupExact(from(table)?),
-            _ => return Err(OpParseError::UnknownOp { valid: OP_NAMES.to_vec() }),
+            _ => {
+                return Err(OpParseError::UnknownOp {
+                    valid: OP_NAMES.to_vec(),
+                })
+            }
         };
         spec.check()?;
         Ok(spec)
@@ -92,7 +102,11 @@ impl OpSpec {
         }
     }
 
-    pub async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
+    pub async fn plan(
+        &self,
+        pc: &PlanContext<'_>,
+        input: LogicalPlan,
+    ) -> Result<LogicalPlan, DsprocError> {
         match self {
             Self::Normalize(o) => o.plan(pc, input).await,
             Self::Filter(o) => o.plan(pc, input).await,
@@ -125,7 +139,8 @@ pub(crate) async fn sql_over(
     let err = |e: datafusion::error::DataFusionError| {
         DsprocError::usage(format!("step {} ({op}): {}", pc.step, e.message()))
     };
-    let view: Arc<dyn TableProvider> = Arc::new(datafusion::catalog::view::ViewTable::new(plan, None));
+    let view: Arc<dyn TableProvider> =
+        Arc::new(datafusion::catalog::view::ViewTable::new(plan, None));
     pc.ctx.register_table(name, view).map_err(err)?;
     let result = pc.ctx.sql(query).await;
     let _ = pc.ctx.deregister_table(name);

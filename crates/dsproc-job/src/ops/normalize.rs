@@ -32,7 +32,10 @@ pub(crate) fn default_ws() -> String {
 
 pub(crate) fn check_form_ws(form: &str, ws: &str) -> Result<(), OpParseError> {
     if Form::parse(form).is_none() {
-        return Err(OpParseError::Invalid { key: "form".into(), message: format!("{form:?} is not one of nfc, nfkc, none") });
+        return Err(OpParseError::Invalid {
+            key: "form".into(),
+            message: format!("{form:?} is not one of nfc, nfkc, none"),
+        });
     }
     if Whitespace::parse(ws).is_none() {
         return Err(OpParseError::Invalid {
@@ -56,7 +59,11 @@ impl Op for Normalize {
     fn drop_reason(&self) -> Option<&'static str> {
         None
     }
-    async fn plan(&self, _pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
+    async fn plan(
+        &self,
+        _pc: &PlanContext<'_>,
+        input: LogicalPlan,
+    ) -> Result<LogicalPlan, DsprocError> {
         let udf = datafusion::logical_expr::ScalarUDF::from(NormalizeTextFunc::new());
         let exprs: Vec<Expr> = input
             .schema()
@@ -64,7 +71,12 @@ impl Op for Normalize {
             .into_iter()
             .map(|c| {
                 if c.name == "text" {
-                    udf.call(vec![col(c.clone()), lit(self.form.clone()), lit(self.whitespace.clone())]).alias("text")
+                    udf.call(vec![
+                        col(c.clone()),
+                        lit(self.form.clone()),
+                        lit(self.whitespace.clone()),
+                    ])
+                    .alias("text")
                 } else {
                     col(c)
                 }

@@ -1,0 +1,92 @@
+//! Test helpers.
+
+use std::path::{Path, PathBuf};
+
+use dsproc_job::manifest::Manifest;
+use dsproc_job::LoadedSpec;
+use dsproc_runtime::{Engine, EngineOptions, RunOptions};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Writes `spec` to `dir/job.toml` and loads it.
+pub fn load(dir: &Path, spec: &str) -> LoadedSpec {
+    let p = dir.join("job.toml");
+    std::fs::write(&p, spec).unwrap();
+    LoadedSpec::load(&p, &[]).unwrap()
+}
+
+pub async fn run(
+    loaded: &LoadedSpec,
+    engine: Engine,
+    partitions: usize,
+) -> Result<Manifest, String> {
+    let opts = RunOptions {
+        engine,
+        engine_opts: EngineOptions {
+            target_partitions: partitions,
+            memory_limit: None,
+        },
+        progress: false,
+        timeout: Some(std::time::Duration::from_secs(300)),
+    };
+    dsproc_runtime::run_job(loaded, &opts)
+        .await
+        .map(|s| s.manifest)
+        .map_err(|e| e.to_string())
+}
+
+/// (path, sha256) of every shard: equal lists mean byte-identical datasets.
+pub fn shard_digests(m: &Manifest) -> Vec<(String, String)> {
+    m.shards
+        .iter()
+        .map(|s| (s.path.clone(), s.sha256.clone()))
+        .collect()
+}
+
+/// A job over `input` with `steps` (TOML `[[steps]]` blocks) writing to `out`.
+pub fn job(input: &str, steps: &str, out: &Path, format: &str) -> String {
+    format!(
+        "name = \"t\"\n[input]\nuri = \"{input}\"\n\n{steps}\n[output]\nuri = \"{}\"\nformat = \"{format}\"\nshard_size = \"64KiB\"\nmode = \"overwrite\"\n",
+        out.display()
+    )
+}
+
+/// Reads every row of a committed JSONL.zst dataset as JSON values, in shard order.
+pub fn read_jsonl_dataset(out: &Path, m: &Manifest) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for s in &m.shards {
+        let bytes = std::fs::read(out.join(&s.path)).unwrap();
+        let text = zstd::decode_all(bytes.as_slice()).unwrap();
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            rows.push(serde_json::from_slice(line).unwrap());
+        }
+    }
+    rows
+}
+
+/// Writes a JSONL file of `n` synthetic docs with some duplicates and short ones.
+pub fn synthetic_jsonl(path: &Path, n: usize) {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for i in 0..n {
+        let text = match i % 7 {
+            0 => "short".to_string(),
+            1 | 2 => format!("duplicated document body number {} with enough length to pass filters", i % 5),
+            3 => format!("Caf\u{e9} cafe\u{301}  \r\n document {i} with trailing spaces   \nand more text to be long enough"),
+            _ => format!("document {i}: {}", "lorem ipsum dolor sit amet ".repeat(1 + i % 4)),
+        };
+        writeln!(
+            s,
+            "{}",
+            serde_json::json!({"text": text, "source": format!("s{}", i % 3), "n": i})
+        )
+        .unwrap();
+    }
+    std::fs::write(path, s).unwrap();
+}
