@@ -187,3 +187,21 @@ fn killed_run_leaves_no_manifest() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("manifest.json").exists());
 }
+
+#[test]
+fn every_example_job_validates_and_explains() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(repo().join("jobs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        n += 1;
+        let p = path.to_str().unwrap();
+        let o = dsproc(&repo(), &["validate", p]);
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+        let o = dsproc(&repo(), &["explain", p]);
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+    }
+    assert!(n >= 2);
+}
