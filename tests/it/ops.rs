@@ -125,7 +125,9 @@ async fn same_job_twice_and_1_vs_4_partitions_are_byte_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pyarrow_reads_parquet_shards() {
     let Some(python) = std::env::var_os("DSPROC_PYTHON") else {
-        eprintln!("SKIP pyarrow_reads_parquet_shards: DSPROC_PYTHON is not set (bash .ci/run sets it)");
+        eprintln!(
+            "SKIP pyarrow_reads_parquet_shards: DSPROC_PYTHON is not set (bash .ci/run sets it)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -134,8 +136,26 @@ async fn pyarrow_reads_parquet_shards() {
     let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n";
     let pq = dir.path().join("pq");
     let js = dir.path().join("js");
-    let m_pq = run(&load(dir.path(), &job(&input.display().to_string(), steps, &pq, "parquet")), Engine::Local, 2).await.unwrap();
-    let m_js = run(&load(dir.path(), &job(&input.display().to_string(), steps, &js, "jsonl")), Engine::Local, 2).await.unwrap();
+    let m_pq = run(
+        &load(
+            dir.path(),
+            &job(&input.display().to_string(), steps, &pq, "parquet"),
+        ),
+        Engine::Local,
+        2,
+    )
+    .await
+    .unwrap();
+    let m_js = run(
+        &load(
+            dir.path(),
+            &job(&input.display().to_string(), steps, &js, "jsonl"),
+        ),
+        Engine::Local,
+        2,
+    )
+    .await
+    .unwrap();
     assert!(m_pq.shards.len() > 1);
     let script = r#"
 import json, sys, pyarrow.parquet as pq
@@ -147,11 +167,16 @@ for s in m["shards"]:
     rows += [[r["id"], r["text"], r["n"]] for r in t.to_pylist()]
 print(json.dumps(rows))
 "#;
-    let o = std::process::Command::new(python).args(["-c", script, pq.to_str().unwrap()]).output().unwrap();
+    let o = std::process::Command::new(python)
+        .args(["-c", script, pq.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let from_pyarrow: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    let expected: Vec<serde_json::Value> =
-        read_jsonl_dataset(&js, &m_js).into_iter().map(|r| serde_json::json!([r["id"], r["text"], r["n"]])).collect();
+    let expected: Vec<serde_json::Value> = read_jsonl_dataset(&js, &m_js)
+        .into_iter()
+        .map(|r| serde_json::json!([r["id"], r["text"], r["n"]]))
+        .collect();
     assert_eq!(from_pyarrow.len() as u64, m_pq.rows.out);
     assert_eq!(from_pyarrow, expected);
 }

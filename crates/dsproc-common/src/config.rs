@@ -1,7 +1,9 @@
 //! Namespaced configuration keys and defaults, in one place.
 
-/// Rows per batch produced by the readers.
-pub const DEFAULT_BATCH_ROWS: usize = 4096;
+/// Rows per batch (readers and the engine). Documents can be large (the median
+/// linux_src file is ~8 KB, some are MBs), so batches stay small enough for a
+/// tight memory pool.
+pub const DEFAULT_BATCH_ROWS: usize = 256;
 /// Bytes per batch produced by the readers (a batch is cut at whichever comes first).
 pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
 /// Plain-text inputs larger than this are split into byte ranges read in parallel.

@@ -66,7 +66,7 @@ pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState
     };
     config = config
         .with_target_partitions(opts.target_partitions.max(1))
-        .with_batch_size(8192)
+        .with_batch_size(dsproc_common::config::DEFAULT_BATCH_ROWS)
         .with_ballista_logical_extension_codec(Arc::new(DsprocLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(DsprocPhysicalCodec::default()));
     if ballista {

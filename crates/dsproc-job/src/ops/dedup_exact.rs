@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use dsproc_common::DsprocError;
 
 use super::normalize::{check_form_ws, default_form, default_ws};
-use super::{quote_ident, quote_str, sql_over, Op, PlanContext};
+use super::{quote_str, sql_over, Op, PlanContext};
 use crate::spec::OpParseError;
 
 /// `op = "dedup_exact"`
@@ -36,21 +36,21 @@ impl Op for DedupExact {
     fn drop_reason(&self) -> Option<&'static str> {
         Some("duplicate")
     }
+    /// Survivors are found on keys only: `min(id)` per content hash (an
+    /// aggregate over small rows), then the input is right-semi-joined on them
+    /// (the small survivor table is the build side; full rows stream through).
+    /// No operator buffers or sorts whole documents, so memory stays bounded
+    /// however large the documents are; the price is reading the input twice.
+    /// Rows that share both id and text all survive (ids are expected unique).
     async fn plan(
         &self,
         pc: &PlanContext<'_>,
         input: LogicalPlan,
     ) -> Result<LogicalPlan, DsprocError> {
-        let cols: Vec<String> = input
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| quote_ident(f.name()))
-            .collect();
         let view = format!("__dsproc_step_{}", pc.step);
         let query = format!(
-            "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY content_hash(text, {form}, {ws}) ORDER BY id) AS __dsproc_rank FROM {view}) WHERE __dsproc_rank = 1",
-            cols = cols.join(", "),
+            "SELECT t.* FROM (SELECT min(id) AS __dsproc_sid FROM {view} GROUP BY content_hash(text, {form}, {ws})) s \
+             RIGHT SEMI JOIN {view} t ON t.id = s.__dsproc_sid",
             form = quote_str(&self.form),
             ws = quote_str(&self.whitespace),
         );

@@ -116,11 +116,6 @@ impl OpSpec {
     }
 }
 
-/// Quotes an identifier for SQL.
-pub(crate) fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 /// Quotes a string literal for SQL.
 pub(crate) fn quote_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
