@@ -80,11 +80,7 @@ fn validate_reports_misspelled_key_with_line_and_exit_2() {
     let spec = std::fs::read_to_string(repo().join("jobs/quickstart.toml"))
         .unwrap()
         .replace("whitespace = ", "whitespce = ");
-    let line = spec
-        .lines()
-        .position(|l| l.starts_with("whitespce"))
-        .unwrap()
-        + 1;
+    let line = spec.lines().position(|l| l.starts_with("whitespce")).unwrap() + 1;
     std::fs::write(dir.path().join("bad.toml"), spec).unwrap();
     let o = dsproc(dir.path(), &["validate", "bad.toml"]);
     assert_eq!(o.status.code(), Some(2));
@@ -104,11 +100,7 @@ fn input_errors_exit_2_before_data_moves() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.jsonl"), "{\"body\":\"x\"}\n").unwrap();
     let out = dir.path().join("out");
-    std::fs::write(
-        dir.path().join("j.toml"),
-        job("a.jsonl", "", &out, "parquet"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("j.toml"), job("a.jsonl", "", &out, "parquet")).unwrap();
     let o = dsproc(dir.path(), &["run", "j.toml"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -117,11 +109,7 @@ fn input_errors_exit_2_before_data_moves() {
         stderr(&o)
     );
     assert!(!out.exists());
-    std::fs::write(
-        dir.path().join("j.toml"),
-        job("nothing/*.jsonl", "", &out, "parquet"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("j.toml"), job("nothing/*.jsonl", "", &out, "parquet")).unwrap();
     let o = dsproc(dir.path(), &["run", "j.toml"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("matches no files"), "{}", stderr(&o));
@@ -129,8 +117,7 @@ fn input_errors_exit_2_before_data_moves() {
     assert_eq!(o.status.code(), Some(2));
     // A failing job (bad SQL at run time is a spec error; a data error with on_error=fail is exit 1).
     std::fs::write(dir.path().join("b.jsonl"), "{\"text\":\"x\"}\n{oops\n").unwrap();
-    let spec =
-        job("b.jsonl", "", &out, "parquet").replace("[input]\n", "[input]\non_error = \"fail\"\n");
+    let spec = job("b.jsonl", "", &out, "parquet").replace("[input]\n", "[input]\non_error = \"fail\"\n");
     std::fs::write(dir.path().join("j.toml"), spec).unwrap();
     let o = dsproc(dir.path(), &["run", "j.toml"]);
     assert_eq!(o.status.code(), Some(1));
@@ -148,11 +135,7 @@ fn killed_run_leaves_no_manifest() {
     }
     let out = dir.path().join("out");
     let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n";
-    std::fs::write(
-        dir.path().join("j.toml"),
-        job("in/*.jsonl", steps, &out, "parquet"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("j.toml"), job("in/*.jsonl", steps, &out, "parquet")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(dir.path())
         .args(["run", "j.toml", "--partitions", "2"])
@@ -161,10 +144,7 @@ fn killed_run_leaves_no_manifest() {
     // Wait until the run is under way (its staging directory exists), then SIGKILL it.
     let start = Instant::now();
     while !out.join("_staging").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "run never started"
-        );
+        assert!(start.elapsed() < Duration::from_secs(60), "run never started");
         assert!(
             child.try_wait().unwrap().is_none(),
             "run finished before it could be killed"
@@ -175,10 +155,7 @@ fn killed_run_leaves_no_manifest() {
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success());
-    assert!(
-        !out.join("manifest.json").exists(),
-        "a killed run committed a manifest"
-    );
+    assert!(!out.join("manifest.json").exists(), "a killed run committed a manifest");
     let o = dsproc(dir.path(), &["inspect", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no committed dataset"));

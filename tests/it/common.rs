@@ -21,11 +21,7 @@ pub fn load(dir: &Path, spec: &str) -> LoadedSpec {
     LoadedSpec::load(&p, &[]).unwrap()
 }
 
-pub async fn run(
-    loaded: &LoadedSpec,
-    engine: Engine,
-    partitions: usize,
-) -> Result<Manifest, String> {
+pub async fn run(loaded: &LoadedSpec, engine: Engine, partitions: usize) -> Result<Manifest, String> {
     let opts = RunOptions {
         engine,
         engine_opts: EngineOptions {
@@ -43,10 +39,7 @@ pub async fn run(
 
 /// (path, sha256) of every shard: equal lists mean byte-identical datasets.
 pub fn shard_digests(m: &Manifest) -> Vec<(String, String)> {
-    m.shards
-        .iter()
-        .map(|s| (s.path.clone(), s.sha256.clone()))
-        .collect()
+    m.shards.iter().map(|s| (s.path.clone(), s.sha256.clone())).collect()
 }
 
 /// A job over `input` with `steps` (TOML `[[steps]]` blocks) writing to `out`.
@@ -77,8 +70,13 @@ pub fn synthetic_jsonl(path: &Path, n: usize) {
     for i in 0..n {
         let text = match i % 7 {
             0 => "short".to_string(),
-            1 | 2 => format!("duplicated document body number {} with enough length to pass filters", i % 5),
-            3 => format!("Caf\u{e9} cafe\u{301}  \r\n document {i} with trailing spaces   \nand more text to be long enough"),
+            1 | 2 => format!(
+                "duplicated document body number {} with enough length to pass filters",
+                i % 5
+            ),
+            3 => format!(
+                "Caf\u{e9} cafe\u{301}  \r\n document {i} with trailing spaces   \nand more text to be long enough"
+            ),
             _ => format!("document {i}: {}", "lorem ipsum dolor sit amet ".repeat(1 + i % 4)),
         };
         writeln!(

@@ -42,10 +42,7 @@ async fn bad_lines_are_quarantined_with_line_numbers_in_both_engines() {
     for engine in [Engine::Local, Engine::Standalone] {
         let out = dir.path().join(format!("out-{}", engine.name()));
         let m = run(
-            &load(
-                dir.path(),
-                &job(&input.display().to_string(), "", &out, "jsonl"),
-            ),
+            &load(dir.path(), &job(&input.display().to_string(), "", &out, "jsonl")),
             engine,
             2,
         )
@@ -58,61 +55,33 @@ async fn bad_lines_are_quarantined_with_line_numbers_in_both_engines() {
         let q = quarantined(&out);
         let lines: Vec<u64> = q.iter().map(|r| r["line"].as_u64().unwrap()).collect();
         assert_eq!(lines, [2, 4, 5, 6, 9, 10]);
-        assert!(
-            q[0]["reason"].as_str().unwrap().contains("malformed JSON"),
-            "{}",
-            q[0]
-        );
-        assert!(
-            q[1]["reason"].as_str().unwrap().contains("invalid UTF-8"),
-            "{}",
-            q[1]
-        );
+        assert!(q[0]["reason"].as_str().unwrap().contains("malformed JSON"), "{}", q[0]);
+        assert!(q[1]["reason"].as_str().unwrap().contains("invalid UTF-8"), "{}", q[1]);
         assert!(q[1]["raw_hex"].as_str().is_some());
-        assert!(
-            q[2]["reason"].as_str().unwrap().contains("null"),
-            "{}",
-            q[2]
-        );
-        assert!(
-            q[4]["reason"].as_str().unwrap().contains("not a string"),
-            "{}",
-            q[4]
-        );
-        assert!(q
-            .iter()
-            .all(|r| r["file"].as_str().unwrap().ends_with("bad.jsonl")));
+        assert!(q[2]["reason"].as_str().unwrap().contains("null"), "{}", q[2]);
+        assert!(q[4]["reason"].as_str().unwrap().contains("not a string"), "{}", q[4]);
+        assert!(q.iter().all(|r| r["file"].as_str().unwrap().ends_with("bad.jsonl")));
         let ids: Vec<String> = read_jsonl_dataset(&out, &m)
             .iter()
             .map(|r| r["id"].as_str().unwrap().to_string())
             .collect();
         let mut sorted = ids.clone();
         sorted.sort();
-        assert_eq!(
-            sorted,
-            ["bad.jsonl:1", "bad.jsonl:11", "bad.jsonl:3", "bad.jsonl:8"]
-        );
+        assert_eq!(sorted, ["bad.jsonl:1", "bad.jsonl:11", "bad.jsonl:3", "bad.jsonl:8"]);
     }
     // on_error = "fail" stops at the first bad line and names it.
     let out = dir.path().join("out-fail");
-    let spec = job(&input.display().to_string(), "", &out, "jsonl")
-        .replace("[input]\n", "[input]\non_error = \"fail\"\n");
-    let e = run(&load(dir.path(), &spec), Engine::Local, 1)
-        .await
-        .unwrap_err();
-    assert!(
-        e.contains("bad.jsonl:2") && e.contains("malformed JSON"),
-        "{e}"
-    );
+    let spec =
+        job(&input.display().to_string(), "", &out, "jsonl").replace("[input]\n", "[input]\non_error = \"fail\"\n");
+    let e = run(&load(dir.path(), &spec), Engine::Local, 1).await.unwrap_err();
+    assert!(e.contains("bad.jsonl:2") && e.contains("malformed JSON"), "{e}");
     assert!(!out.join("manifest.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compressed_csv_parquet_and_text_inputs() {
     let dir = tempfile::tempdir().unwrap();
-    let docs: Vec<String> = (0..50)
-        .map(|i| format!("document number {i}, with a comma"))
-        .collect();
+    let docs: Vec<String> = (0..50).map(|i| format!("document number {i}, with a comma")).collect();
     // JSONL .gz and .zst
     let plain: String = docs
         .iter()
@@ -126,17 +95,10 @@ async fn compressed_csv_parquet_and_text_inputs() {
     );
     enc.write_all(plain.as_bytes()).unwrap();
     enc.finish().unwrap();
-    std::fs::write(
-        gz.join("b.jsonl.zst"),
-        zstd::encode_all(plain.as_bytes(), 3).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(gz.join("b.jsonl.zst"), zstd::encode_all(plain.as_bytes(), 3).unwrap()).unwrap();
     let out = dir.path().join("o1");
     let m = run(
-        &load(
-            dir.path(),
-            &job(&format!("{}/*", gz.display()), "", &out, "jsonl"),
-        ),
+        &load(dir.path(), &job(&format!("{}/*", gz.display()), "", &out, "jsonl")),
         Engine::Local,
         2,
     )
@@ -171,9 +133,7 @@ async fn compressed_csv_parquet_and_text_inputs() {
     .unwrap();
     assert_eq!((m.rows.out, m.rows.quarantined), (50, 1));
     let rows = read_jsonl_dataset(&out, &m);
-    assert!(rows
-        .iter()
-        .any(|r| r["title"] == "t3" && r["text"] == docs[3].as_str()));
+    assert!(rows.iter().any(|r| r["title"] == "t3" && r["text"] == docs[3].as_str()));
 
     // Text files: one document per file, id = relative path.
     let txt = dir.path().join("txt");
@@ -212,20 +172,14 @@ async fn compressed_csv_parquet_and_text_inputs() {
     )
     .unwrap();
     let pq = dir.path().join("in.parquet");
-    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&pq).unwrap(),
-        schema,
-        None,
-    )
-    .unwrap();
+    let mut w =
+        datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&pq).unwrap(), schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     let out = dir.path().join("o4");
     let spec = job(&pq.display().to_string(), "", &out, "jsonl")
         .replace("[input]\n", "[input]\ntext = \"body\"\nid = \"doc_id\"\n");
-    let m = run(&load(dir.path(), &spec), Engine::Standalone, 2)
-        .await
-        .unwrap();
+    let m = run(&load(dir.path(), &spec), Engine::Standalone, 2).await.unwrap();
     let rows = read_jsonl_dataset(&out, &m);
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["5", "7"]);
@@ -248,10 +202,7 @@ async fn big_file_split_into_ranges_keeps_line_ids() {
     for p in [1, 3, 4] {
         let out = dir.path().join(format!("o{p}"));
         let m = run(
-            &load(
-                dir.path(),
-                &job(&input.display().to_string(), "", &out, "jsonl"),
-            ),
+            &load(dir.path(), &job(&input.display().to_string(), "", &out, "jsonl")),
             Engine::Local,
             p,
         )
@@ -259,10 +210,7 @@ async fn big_file_split_into_ranges_keeps_line_ids() {
         .unwrap();
         assert_eq!(m.rows.out, 60_000);
         for r in read_jsonl_dataset(&out, &m) {
-            assert_eq!(
-                r["id"].as_str().unwrap(),
-                format!("big.jsonl:{}", r["line"])
-            );
+            assert_eq!(r["id"].as_str().unwrap(), format!("big.jsonl:{}", r["line"]));
         }
         digests.push(shard_digests(&m));
     }

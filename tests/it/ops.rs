@@ -7,8 +7,14 @@ use crate::common::*;
 
 const STEPS: &[(&str, &str)] = &[
     ("normalize", "[[steps]]\nop = \"normalize\"\nform = \"nfkc\"\n"),
-    ("filter", "[[steps]]\nop = \"filter\"\nwhere = \"length(text) >= 30 AND n % 2 = 0\"\n"),
-    ("sql", "[[steps]]\nop = \"sql\"\nquery = \"SELECT id, upper(text) AS text, source FROM input WHERE source <> 's1'\"\n"),
+    (
+        "filter",
+        "[[steps]]\nop = \"filter\"\nwhere = \"length(text) >= 30 AND n % 2 = 0\"\n",
+    ),
+    (
+        "sql",
+        "[[steps]]\nop = \"sql\"\nquery = \"SELECT id, upper(text) AS text, source FROM input WHERE source <> 's1'\"\n",
+    ),
     ("dedup_exact", "[[steps]]\nop = \"dedup_exact\"\n"),
 ];
 
@@ -76,9 +82,7 @@ async fn dedup_keeps_smallest_id_and_accounts_drops() {
         "jsonl",
     )
     .replace("[input]\n", "[input]\nid = \"id\"\n");
-    let m = run(&load(dir.path(), &spec), Engine::Local, 2)
-        .await
-        .unwrap();
+    let m = run(&load(dir.path(), &spec), Engine::Local, 2).await.unwrap();
     let rows = read_jsonl_dataset(&out, &m);
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     // "same text" and "same text\n" are equal after trim; "same  text" is not (trim keeps inner spaces).
@@ -107,11 +111,7 @@ async fn same_job_twice_and_1_vs_4_partitions_are_byte_identical() {
         )
         .await
         .unwrap();
-        assert!(
-            m.shards.len() > 1,
-            "want several shards, got {}",
-            m.shards.len()
-        );
+        assert!(m.shards.len() > 1, "want several shards, got {}", m.shards.len());
         digests.push(shard_digests(&m));
     }
     for d in &digests[1..] {
@@ -125,9 +125,7 @@ async fn same_job_twice_and_1_vs_4_partitions_are_byte_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pyarrow_reads_parquet_shards() {
     let Some(python) = std::env::var_os("DSPROC_PYTHON") else {
-        eprintln!(
-            "SKIP pyarrow_reads_parquet_shards: DSPROC_PYTHON is not set (bash .ci/run sets it)"
-        );
+        eprintln!("SKIP pyarrow_reads_parquet_shards: DSPROC_PYTHON is not set (bash .ci/run sets it)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -137,20 +135,14 @@ async fn pyarrow_reads_parquet_shards() {
     let pq = dir.path().join("pq");
     let js = dir.path().join("js");
     let m_pq = run(
-        &load(
-            dir.path(),
-            &job(&input.display().to_string(), steps, &pq, "parquet"),
-        ),
+        &load(dir.path(), &job(&input.display().to_string(), steps, &pq, "parquet")),
         Engine::Local,
         2,
     )
     .await
     .unwrap();
     let m_js = run(
-        &load(
-            dir.path(),
-            &job(&input.display().to_string(), steps, &js, "jsonl"),
-        ),
+        &load(dir.path(), &job(&input.display().to_string(), steps, &js, "jsonl")),
         Engine::Local,
         2,
     )

@@ -13,11 +13,7 @@ use dsproc_job::LoadedSpec;
 use dsproc_runtime::{Engine, EngineOptions, RunOptions};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "dsproc",
-    version,
-    about = "Turn raw text corpora into training-ready shards"
-)]
+#[command(name = "dsproc", version, about = "Turn raw text corpora into training-ready shards")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,6 +55,48 @@ enum Command {
         /// The dataset's directory (the job's output.uri).
         output: String,
     },
+    /// Start a Ballista scheduler with everything dsproc needs (runs until stopped).
+    Scheduler {
+        /// Address to bind (and advertise).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// gRPC port clients and executors connect to.
+        #[arg(long, default_value_t = 50050)]
+        port: u16,
+        /// Seconds without a heartbeat after which an executor is declared lost and its tasks rerun.
+        #[arg(long, default_value_t = 180)]
+        executor_timeout: u64,
+        /// Seconds after which a finished job's shuffle files are removed from executors.
+        #[arg(long, default_value_t = 300)]
+        job_cleanup: u64,
+    },
+    /// Start a Ballista executor with everything dsproc needs (runs until stopped).
+    Executor {
+        /// The scheduler, df://HOST:PORT.
+        #[arg(long, env = "DSPROC_CLUSTER", default_value = "df://127.0.0.1:50050")]
+        scheduler: String,
+        /// Address to bind (and advertise to the scheduler).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Arrow Flight port (shuffle reads).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// gRPC port (tasks from the scheduler).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Directory for shuffle files (default: a temporary directory).
+        #[arg(long)]
+        work_dir: Option<String>,
+        /// Concurrent tasks (default: number of cores).
+        #[arg(long, default_value_t = 0)]
+        task_slots: usize,
+        /// Memory pool for this executor's tasks (e.g. 4GiB); sorts spill beyond it.
+        #[arg(long, value_name = "SIZE")]
+        memory_limit: Option<String>,
+        /// Seconds between heartbeats to the scheduler.
+        #[arg(long, default_value_t = 60)]
+        heartbeat: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -85,10 +123,7 @@ struct RunArgs {
     timeout: Option<u64>,
 }
 
-fn engine_options(
-    partitions: Option<usize>,
-    memory_limit: Option<&str>,
-) -> Result<EngineOptions, DsprocError> {
+fn engine_options(partitions: Option<usize>, memory_limit: Option<&str>) -> Result<EngineOptions, DsprocError> {
     let mut o = EngineOptions::default();
     if let Some(p) = partitions {
         if p == 0 {
@@ -97,10 +132,8 @@ fn engine_options(
         o.target_partitions = p;
     }
     if let Some(m) = memory_limit {
-        o.memory_limit = Some(
-            dsproc_common::size::parse_size(m)
-                .map_err(|e| DsprocError::usage(format!("--memory-limit: {e}")))?,
-        );
+        o.memory_limit =
+            Some(dsproc_common::size::parse_size(m).map_err(|e| DsprocError::usage(format!("--memory-limit: {e}")))?);
     }
     Ok(o)
 }
@@ -121,8 +154,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             let input = dsproc_job::lower::resolve_input(&loaded).await?;
             dsproc_job::lower::resolve_output(&loaded)?;
             // Lowering checks every step (SQL parses, columns exist).
-            let ctx =
-                dsproc_runtime::make_context(&Engine::Local, &EngineOptions::default()).await?;
+            let ctx = dsproc_runtime::make_context(&Engine::Local, &EngineOptions::default()).await?;
             dsproc_job::lower(&ctx, &loaded, "validate").await?;
             if !cli.json && !cli.quiet {
                 println!(
@@ -140,12 +172,64 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
         }
         Command::Explain { spec, partitions } => {
             let loaded = LoadedSpec::load(&spec.job, &spec.set)?;
-            let text =
-                dsproc_runtime::explain_job(&loaded, &engine_options(*partitions, None)?).await?;
+            let text = dsproc_runtime::explain_job(&loaded, &engine_options(*partitions, None)?).await?;
             if !cli.json {
                 println!("{text}");
             }
             Ok(serde_json::json!({"status": "ok", "plan": text}))
+        }
+        Command::Scheduler {
+            bind,
+            port,
+            executor_timeout,
+            job_cleanup,
+        } => {
+            if !cli.quiet {
+                eprintln!("dsproc scheduler listening on df://{bind}:{port}");
+            }
+            let opts = dsproc_runtime::cluster::SchedulerOptions {
+                bind: bind.clone(),
+                port: *port,
+                executor_timeout_secs: *executor_timeout,
+                job_cleanup_secs: *job_cleanup,
+            };
+            dsproc_runtime::cluster::run_scheduler(opts).await?;
+            Ok(serde_json::json!({"status": "ok"}))
+        }
+        Command::Executor {
+            scheduler,
+            bind,
+            port,
+            grpc_port,
+            work_dir,
+            task_slots,
+            memory_limit,
+            heartbeat,
+        } => {
+            let (scheduler_host, scheduler_port) = dsproc_runtime::cluster::parse_cluster_url(scheduler)?;
+            let memory_limit = match memory_limit {
+                Some(m) => Some(
+                    dsproc_common::size::parse_size(m)
+                        .map_err(|e| DsprocError::usage(format!("--memory-limit: {e}")))?,
+                ),
+                None => None,
+            };
+            if !cli.quiet {
+                eprintln!("dsproc executor on {bind}:{port} (grpc {grpc_port}) for scheduler {scheduler}");
+            }
+            let opts = dsproc_runtime::cluster::ExecutorOptions {
+                scheduler_host,
+                scheduler_port,
+                bind: bind.clone(),
+                port: *port,
+                grpc_port: *grpc_port,
+                work_dir: work_dir.clone(),
+                task_slots: *task_slots,
+                memory_limit,
+                heartbeat_secs: *heartbeat,
+            };
+            dsproc_runtime::cluster::run_executor(opts).await?;
+            Ok(serde_json::json!({"status": "ok"}))
         }
         Command::Inspect { output } => {
             let m = dsproc_runtime::driver::inspect(output)?;
@@ -174,10 +258,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
                     m.shards.iter().map(|s| s.bytes).sum::<u64>()
                 );
                 for s in &m.steps {
-                    println!(
-                        "  step {} {}: {} -> {}",
-                        s.step, s.op, s.rows_in, s.rows_out
-                    );
+                    println!("  step {} {}: {} -> {}", s.step, s.op, s.rows_in, s.rows_out);
                 }
             }
             Ok(serde_json::to_value(&m).unwrap_or_default())
@@ -185,12 +266,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
     }
 }
 
-async fn run_job(
-    cli: &Cli,
-    args: &RunArgs,
-    engine: Engine,
-    tty: bool,
-) -> Result<serde_json::Value, DsprocError> {
+async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result<serde_json::Value, DsprocError> {
     let loaded = LoadedSpec::load(&args.spec.job, &args.spec.set)?;
     let opts = RunOptions {
         engine,
@@ -231,10 +307,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -8,10 +8,7 @@ use std::fmt;
 pub enum DsprocError {
     /// The job spec is invalid. `location` is `file:line:col` when known.
     #[error("{location}: {message}")]
-    Spec {
-        location: SpecLocation,
-        message: String,
-    },
+    Spec { location: SpecLocation, message: String },
     /// Bad usage that is not tied to a spec position (a missing input, an existing output).
     #[error("{0}")]
     Usage(String),

@@ -10,9 +10,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num.replace('_', "").parse().map_err(|_| {
-        format!("invalid size {s:?}: expected a number with an optional unit like 256MiB")
-    })?;
+    let num: f64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit like 256MiB"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,

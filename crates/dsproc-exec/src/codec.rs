@@ -53,17 +53,13 @@ enum NodeProto {
 
 fn encode(node: &NodeProto, buf: &mut Vec<u8>) -> Result<()> {
     buf.extend_from_slice(MAGIC);
-    serde_json::to_writer(buf, node)
-        .map_err(|e| DataFusionError::Internal(format!("encoding dsproc node: {e}")))
+    serde_json::to_writer(buf, node).map_err(|e| DataFusionError::Internal(format!("encoding dsproc node: {e}")))
 }
 
 fn decode(buf: &[u8]) -> Option<Result<NodeProto>> {
     let body = buf.strip_prefix(MAGIC)?;
     DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Some(
-        serde_json::from_slice(body)
-            .map_err(|e| DataFusionError::Internal(format!("decoding dsproc node: {e}"))),
-    )
+    Some(serde_json::from_slice(body).map_err(|e| DataFusionError::Internal(format!("decoding dsproc node: {e}"))))
 }
 
 fn schema_hex(s: &SchemaRef) -> String {
@@ -71,8 +67,7 @@ fn schema_hex(s: &SchemaRef) -> String {
 }
 
 fn schema_from_hex(s: &str) -> Result<SchemaRef> {
-    let bytes =
-        hex::decode(s).map_err(|e| DataFusionError::Internal(format!("bad schema hex: {e}")))?;
+    let bytes = hex::decode(s).map_err(|e| DataFusionError::Internal(format!("bad schema hex: {e}")))?;
     Ok(Arc::new(
         dsproc_io::schema::schema_from_bytes(&bytes).map_err(DataFusionError::Internal)?,
     ))
@@ -85,12 +80,7 @@ pub struct DsprocLogicalCodec {
 }
 
 impl LogicalExtensionCodec for DsprocLogicalCodec {
-    fn try_decode(
-        &self,
-        buf: &[u8],
-        inputs: &[LogicalPlan],
-        ctx: &TaskContext,
-    ) -> Result<Extension> {
+    fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
         let Some(node) = decode(buf) else {
             return self.inner.try_decode(buf, inputs, ctx);
         };
@@ -105,14 +95,8 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
                 spec,
                 input_schema,
                 staging,
-            } => Arc::new(ReadInputNode::try_new(
-                spec,
-                schema_from_hex(&input_schema)?,
-                staging,
-            )?),
-            NodeProto::Stats { step, op, staging } => {
-                Arc::new(StepStatsNode::new(input()?, step, &op, staging))
-            }
+            } => Arc::new(ReadInputNode::try_new(spec, schema_from_hex(&input_schema)?, staging)?),
+            NodeProto::Stats { step, op, staging } => Arc::new(StepStatsNode::new(input()?, step, &op, staging)),
             NodeProto::Write { params } => Arc::new(WriteShardsNode::try_new(input()?, params)?),
         };
         Ok(Extension { node })
@@ -156,8 +140,7 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        self.inner
-            .try_decode_table_provider(buf, table_ref, schema, ctx)
+        self.inner.try_decode_table_provider(buf, table_ref, schema, ctx)
     }
 
     fn try_encode_table_provider(
@@ -169,19 +152,11 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
         self.inner.try_encode_table_provider(table_ref, node, buf)
     }
 
-    fn try_decode_file_format(
-        &self,
-        buf: &[u8],
-        ctx: &TaskContext,
-    ) -> Result<Arc<dyn FileFormatFactory>> {
+    fn try_decode_file_format(&self, buf: &[u8], ctx: &TaskContext) -> Result<Arc<dyn FileFormatFactory>> {
         self.inner.try_decode_file_format(buf, ctx)
     }
 
-    fn try_encode_file_format(
-        &self,
-        buf: &mut Vec<u8>,
-        node: Arc<dyn FileFormatFactory>,
-    ) -> Result<()> {
+    fn try_encode_file_format(&self, buf: &mut Vec<u8>, node: Arc<dyn FileFormatFactory>) -> Result<()> {
         self.inner.try_encode_file_format(buf, node)
     }
 
@@ -237,9 +212,7 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
                 staging,
                 input,
             )?),
-            NodeProto::Stats { step, op, staging } => {
-                Arc::new(StepStatsExec::new(input, step, op, staging))
-            }
+            NodeProto::Stats { step, op, staging } => Arc::new(StepStatsExec::new(input, step, op, staging)),
             NodeProto::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
         })
     }

@@ -36,6 +36,16 @@ pub struct ReadStats {
     pub start: u64,
     pub rows: u64,
     pub quarantined: u64,
+    /// The process that read the range (`pid N@host`): shows where work ran.
+    pub worker: String,
+}
+
+/// This process as a worker name, `pid N@host`.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("pid {}@{host}", std::process::id())
 }
 
 /// Statistics of one partition leaving a step, written as `_stats/step-*.json`.

@@ -152,21 +152,12 @@ impl UserDefinedLogicalNodeCore for StepStatsNode {
     /// Filters must not move across a step boundary: that would change what the
     /// step's counts mean.
     fn prevent_predicate_push_down_columns(&self) -> HashSet<String> {
-        self.input
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect()
+        self.input.schema().fields().iter().map(|f| f.name().clone()).collect()
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "StepStats: step={} op={}", self.step, self.op)
     }
-    fn with_exprs_and_inputs(
-        &self,
-        _exprs: Vec<Expr>,
-        mut inputs: Vec<LogicalPlan>,
-    ) -> Result<Self> {
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
         Ok(Self {
             input: inputs.swap_remove(0),
             ..self.clone()
@@ -237,12 +228,7 @@ impl UserDefinedLogicalNodeCore for WriteShardsNode {
         vec![]
     }
     fn prevent_predicate_push_down_columns(&self) -> HashSet<String> {
-        self.input
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect()
+        self.input.schema().fields().iter().map(|f| f.name().clone()).collect()
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
@@ -251,11 +237,7 @@ impl UserDefinedLogicalNodeCore for WriteShardsNode {
             self.params.format, self.params.buckets, self.params.shard_size
         )
     }
-    fn with_exprs_and_inputs(
-        &self,
-        _exprs: Vec<Expr>,
-        mut inputs: Vec<LogicalPlan>,
-    ) -> Result<Self> {
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
         Self::try_new(inputs.swap_remove(0), self.params.clone())
     }
 }

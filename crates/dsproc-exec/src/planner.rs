@@ -65,18 +65,10 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
                 Partitioning::Hash(vec![col(SHARD_COLUMN, &schema)?], partitions),
             )?);
             let requirement = WriteShardsExec::sort_requirement(&schema)?;
-            let ordering = LexOrdering::new(
-                requirement
-                    .iter()
-                    .map(|r| PhysicalSortExpr::from(r.clone())),
-            )
-            .ok_or_else(|| DataFusionError::Internal("empty ordering".into()))?;
-            let sorted =
-                Arc::new(SortExec::new(ordering, repartitioned).with_preserve_partitioning(true));
-            return Ok(Some(Arc::new(WriteShardsExec::new(
-                sorted,
-                n.params.clone(),
-            ))));
+            let ordering = LexOrdering::new(requirement.iter().map(|r| PhysicalSortExpr::from(r.clone())))
+                .ok_or_else(|| DataFusionError::Internal("empty ordering".into()))?;
+            let sorted = Arc::new(SortExec::new(ordering, repartitioned).with_preserve_partitioning(true));
+            return Ok(Some(Arc::new(WriteShardsExec::new(sorted, n.params.clone()))));
         }
         Ok(None)
     }

@@ -17,9 +17,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
 
 use dsproc_io::read::{plan_ranges, RangeReader, ReadSpec};
@@ -49,12 +47,7 @@ pub struct ReadInputExec {
 impl ReadInputExec {
     /// Plans the ranges of the input over `partitions` partitions: each partition
     /// gets a contiguous run of ranges, so it numbers lines without re-counting.
-    pub fn try_plan(
-        spec: ReadSpec,
-        input_schema: SchemaRef,
-        staging: String,
-        partitions: usize,
-    ) -> Result<Self> {
+    pub fn try_plan(spec: ReadSpec, input_schema: SchemaRef, staging: String, partitions: usize) -> Result<Self> {
         let total: u64 = spec.files.iter().map(|f| f.size).sum();
         let partitions = partitions.max(1);
         let split = (total / partitions as u64).clamp(8 << 20, 1 << 30);
@@ -85,8 +78,7 @@ impl ReadInputExec {
         staging: String,
         child: Arc<dyn ExecutionPlan>,
     ) -> Result<Self> {
-        let output_schema =
-            dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
+        let output_schema = dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
         let n = child.properties().output_partitioning().partition_count();
         let props = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&output_schema)),
@@ -135,10 +127,7 @@ impl ExecutionPlan for ReadInputExec {
     ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         if children.len() != 1 {
             return internal_err!("ReadInputExec takes one child");
         }
@@ -150,11 +139,7 @@ impl ExecutionPlan for ReadInputExec {
         )?))
     }
 
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let mut descriptors = self.child.execute(partition, Arc::clone(&context))?;
         let spec = Arc::clone(&self.spec);
         let input_schema = Arc::clone(&self.input_schema);
@@ -162,9 +147,7 @@ impl ExecutionPlan for ReadInputExec {
         let staging = PathBuf::from(&self.staging);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let task = tokio::spawn(async move {
-            let store = match Location::parse(&format!("{}/", spec.store_url), None)
-                .and_then(|l| l.store())
-            {
+            let store = match Location::parse(&format!("{}/", spec.store_url), None).and_then(|l| l.store()) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = tx.send(Err(DataFusionError::Execution(e))).await;
@@ -190,11 +173,8 @@ impl ExecutionPlan for ReadInputExec {
                     return;
                 };
                 for row in 0..files.len() {
-                    let (file_idx, start, end) =
-                        (files.value(row), starts.value(row), ends.value(row));
-                    let first_line = carry
-                        .filter(|c| c.0 == file_idx && c.1 == start)
-                        .map(|c| c.2);
+                    let (file_idx, start, end) = (files.value(row), starts.value(row), ends.value(row));
+                    let first_line = carry.filter(|c| c.0 == file_idx && c.1 == start).map(|c| c.2);
                     let spec2 = Arc::clone(&spec);
                     let (store2, in_s, out_s) = (
                         Arc::clone(&store),
@@ -214,8 +194,7 @@ impl ExecutionPlan for ReadInputExec {
                             file,
                         };
                         reader.read(start..end, first_line, &mut |b| {
-                            tx2.blocking_send(Ok(b))
-                                .map_err(|_| "output closed".to_string())
+                            tx2.blocking_send(Ok(b)).map_err(|_| "output closed".to_string())
                         })
                     })
                     .await;
@@ -227,9 +206,7 @@ impl ExecutionPlan for ReadInputExec {
                         }
                         Err(e) => {
                             let _ = tx
-                                .send(Err(DataFusionError::Execution(format!(
-                                    "reader task failed: {e}"
-                                ))))
+                                .send(Err(DataFusionError::Execution(format!("reader task failed: {e}"))))
                                 .await;
                             return;
                         }
@@ -279,9 +256,7 @@ fn write_side_outputs(
             serde_json::to_writer(&mut body, rec).map_err(|e| e.to_string())?;
             body.push(b'\n');
         }
-        let p = staging
-            .join("_quarantine")
-            .join(format!("part-{name}.jsonl"));
+        let p = staging.join("_quarantine").join(format!("part-{name}.jsonl"));
         write_atomic(&p, &body).map_err(|e| format!("writing {}: {e}", p.display()))?;
     }
     let stats = ReadStats {
@@ -289,6 +264,7 @@ fn write_side_outputs(
         start,
         rows: outcome.rows,
         quarantined: outcome.quarantined.len() as u64,
+        worker: crate::worker_name(),
     };
     let p = staging.join("_stats").join(format!("read-{name}.json"));
     write_atomic(&p, &serde_json::to_vec(&stats).map_err(|e| e.to_string())?)

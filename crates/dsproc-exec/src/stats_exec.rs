@@ -65,10 +65,7 @@ impl ExecutionPlan for StepStatsExec {
     ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         if children.len() != 1 {
             return internal_err!("StepStatsExec takes one child");
         }
@@ -79,11 +76,7 @@ impl ExecutionPlan for StepStatsExec {
             self.staging.clone(),
         )))
     }
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
         Ok(Box::pin(CountingStream {
             input,
@@ -112,10 +105,7 @@ impl CountingStream {
             return Ok(());
         };
         let ids = cast(batch.column(i), &DataType::Utf8)?;
-        let ids = ids
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("cast to Utf8");
+        let ids = ids.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
         for id in ids.iter().flatten() {
             self.digest = dsproc_common::hash::id_digest_add(self.digest, id.as_bytes());
         }
@@ -132,14 +122,11 @@ impl CountingStream {
             step: self.step,
             rows: self.rows,
         };
-        let p = self.dir.join(format!(
-            "step-{:03}-{:016x}-{}.json",
-            self.step, self.digest, self.rows
-        ));
-        let body =
-            serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        write_atomic(&p, &body)
-            .map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", p.display())))
+        let p = self
+            .dir
+            .join(format!("step-{:03}-{:016x}-{}.json", self.step, self.digest, self.rows));
+        let body = serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        write_atomic(&p, &body).map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", p.display())))
     }
 }
 

@@ -19,14 +19,11 @@ use datafusion::common::{internal_err, DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::col;
 use datafusion::physical_expr::{
-    Distribution, EquivalenceProperties, LexRequirement, OrderingRequirements, PhysicalExpr,
-    PhysicalSortRequirement,
+    Distribution, EquivalenceProperties, LexRequirement, OrderingRequirements, PhysicalExpr, PhysicalSortRequirement,
 };
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
 
 use dsproc_common::config::{SHARD_COLUMN, WRITE_SLICE_ROWS};
@@ -51,11 +48,7 @@ impl WriteShardsExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self {
-            input,
-            params,
-            props,
-        }
+        Self { input, params, props }
     }
 
     /// (bucket, id) ascending.
@@ -64,8 +57,7 @@ impl WriteShardsExec {
             PhysicalSortRequirement::new(col(SHARD_COLUMN, schema)?, Some(Default::default())),
             PhysicalSortRequirement::new(col("id", schema)?, Some(Default::default())),
         ];
-        LexRequirement::new(reqs)
-            .ok_or_else(|| DataFusionError::Internal("empty sort requirement".into()))
+        LexRequirement::new(reqs).ok_or_else(|| DataFusionError::Internal("empty sort requirement".into()))
     }
 }
 
@@ -112,31 +104,19 @@ impl ExecutionPlan for WriteShardsExec {
     ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         if children.len() != 1 {
             return internal_err!("WriteShardsExec takes one child");
         }
-        Ok(Arc::new(Self::new(
-            children.swap_remove(0),
-            self.params.clone(),
-        )))
+        Ok(Arc::new(Self::new(children.swap_remove(0), self.params.clone())))
     }
 
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let mut input = self.input.execute(partition, context)?;
         let params = self.params.clone();
         let in_schema = self.input.schema();
         let shard_idx = in_schema.index_of(SHARD_COLUMN)?;
-        let out_cols: Vec<usize> = (0..in_schema.fields().len())
-            .filter(|i| *i != shard_idx)
-            .collect();
+        let out_cols: Vec<usize> = (0..in_schema.fields().len()).filter(|i| *i != shard_idx).collect();
         let file_schema = Arc::new(in_schema.project(&out_cols)?);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let attempt = unique_suffix();
@@ -174,15 +154,10 @@ impl ExecutionPlan for WriteShardsExec {
             match writer.await {
                 Ok(Ok(b)) => Ok(b),
                 Ok(Err(e)) => Err(DataFusionError::Execution(e)),
-                Err(e) => Err(DataFusionError::Execution(format!(
-                    "shard writer task failed: {e}"
-                ))),
+                Err(e) => Err(DataFusionError::Execution(format!("shard writer task failed: {e}"))),
             }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            sink_result_schema(),
-            stream,
-        )))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(sink_result_schema(), stream)))
     }
 }
 
@@ -258,8 +233,7 @@ impl BucketWriter {
         self.pending.clear();
         self.pending_rows = 0;
         let mut offset = 0;
-        while merged.num_rows() - offset >= WRITE_SLICE_ROWS || (all && offset < merged.num_rows())
-        {
+        while merged.num_rows() - offset >= WRITE_SLICE_ROWS || (all && offset < merged.num_rows()) {
             let len = WRITE_SLICE_ROWS.min(merged.num_rows() - offset);
             let (bucket, seq) = {
                 let c = self.current.as_ref().ok_or("no open shard")?;
@@ -306,14 +280,10 @@ impl BucketWriter {
             vec![
                 Arc::new(UInt32Array::from_iter_values(d.iter().map(|x| x.bucket))),
                 Arc::new(UInt32Array::from_iter_values(d.iter().map(|x| x.seq))),
-                Arc::new(StringArray::from_iter_values(
-                    d.iter().map(|x| x.path.as_str()),
-                )),
+                Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.path.as_str()))),
                 Arc::new(UInt64Array::from_iter_values(d.iter().map(|x| x.rows))),
                 Arc::new(UInt64Array::from_iter_values(d.iter().map(|x| x.bytes))),
-                Arc::new(StringArray::from_iter_values(
-                    d.iter().map(|x| x.sha256.as_str()),
-                )),
+                Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.sha256.as_str()))),
             ],
         )
         .map_err(|e| e.to_string())

@@ -17,9 +17,7 @@ pub mod text;
 /// Every dsproc scalar function.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![
-        Arc::new(ScalarUDF::from(
-            text::normalize_text::NormalizeTextFunc::new(),
-        )),
+        Arc::new(ScalarUDF::from(text::normalize_text::NormalizeTextFunc::new())),
         Arc::new(ScalarUDF::from(hash::content_hash::ContentHashFunc::new())),
         Arc::new(ScalarUDF::from(hash::shard_of::ShardOfFunc::new())),
     ]
@@ -46,9 +44,7 @@ pub(crate) fn string_arg(arg: &ColumnarValue, rows: usize, name: &str) -> Result
 pub(crate) fn literal_str(arg: &ColumnarValue, name: &str, what: &str) -> Result<String> {
     match arg {
         ColumnarValue::Scalar(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)),
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
         ) => Ok(s.clone()),
         _ => exec_err!("{name}: the {what} argument must be a string literal"),
     }

@@ -33,10 +33,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
     let full = loc.raw.clone();
     let (root, matcher): (String, Option<GlobMatcher>) = if has_glob(&full) {
         let parts: Vec<&str> = full.split('/').collect();
-        let first_glob = parts
-            .iter()
-            .position(|p| has_glob(p))
-            .unwrap_or(parts.len());
+        let first_glob = parts.iter().position(|p| has_glob(p)).unwrap_or(parts.len());
         let root = parts[..first_glob].join("/");
         let pattern = parts[first_glob..].join("/");
         let glob = GlobBuilder::new(&pattern)
@@ -57,10 +54,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
                     path: full.clone(),
                     rel,
                     size: meta.size,
-                    version: meta
-                        .e_tag
-                        .clone()
-                        .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
+                    version: meta.e_tag.clone().unwrap_or_else(|| meta.last_modified.to_rfc3339()),
                 }]);
             }
             Err(object_store::Error::NotFound { .. }) => {}
@@ -85,10 +79,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
             .unwrap_or(&path)
             .trim_start_matches('/')
             .to_string();
-        if rel
-            .split('/')
-            .any(|p| p.starts_with('.') || p.starts_with('_'))
-        {
+        if rel.split('/').any(|p| p.starts_with('.') || p.starts_with('_')) {
             continue; // hidden and underscore files (e.g. _quarantine, .crc) are not inputs
         }
         if let Some(m) = &matcher {
@@ -100,10 +91,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
             path,
             rel,
             size: meta.size,
-            version: meta
-                .e_tag
-                .clone()
-                .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
+            version: meta.e_tag.clone().unwrap_or_else(|| meta.last_modified.to_rfc3339()),
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -121,13 +109,7 @@ mod tests {
     async fn lists_a_glob() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("sub")).unwrap();
-        for f in [
-            "a.jsonl",
-            "b.jsonl.gz",
-            "sub/c.jsonl",
-            "_skip.jsonl",
-            "x.txt",
-        ] {
+        for f in ["a.jsonl", "b.jsonl.gz", "sub/c.jsonl", "_skip.jsonl", "x.txt"] {
             std::fs::write(dir.path().join(f), "{}\n").unwrap();
         }
         let loc = Location::parse(&format!("{}/*.jsonl*", dir.path().display()), None).unwrap();
@@ -135,12 +117,7 @@ mod tests {
         let rels: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(rels, ["a.jsonl", "b.jsonl.gz"]);
         let loc = Location::parse(&format!("{}/**/*.jsonl", dir.path().display()), None).unwrap();
-        let rels: Vec<String> = list_inputs(&loc)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|f| f.rel)
-            .collect();
+        let rels: Vec<String> = list_inputs(&loc).await.unwrap().into_iter().map(|f| f.rel).collect();
         assert_eq!(rels, ["a.jsonl", "sub/c.jsonl"]);
         let loc = Location::parse(&format!("{}", dir.path().display()), None).unwrap();
         assert_eq!(list_inputs(&loc).await.unwrap().len(), 4);

@@ -22,10 +22,7 @@ impl QuarantineRecord {
     pub fn new(file: &str, line: u64, reason: impl Into<String>, raw: &[u8]) -> Self {
         let (raw_s, raw_hex) = match std::str::from_utf8(raw) {
             Ok(s) => (s.to_string(), None),
-            Err(_) => (
-                String::from_utf8_lossy(raw).into_owned(),
-                Some(hex::encode(raw)),
-            ),
+            Err(_) => (String::from_utf8_lossy(raw).into_owned(), Some(hex::encode(raw))),
         };
         Self {
             file: file.to_string(),

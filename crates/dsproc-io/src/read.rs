@@ -10,17 +10,13 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder,
-};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder};
 use datafusion::arrow::compute::{cast, filter, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder;
 #[allow(deprecated)]
 // ParquetObjectReader: still the simplest object_store bridge in parquet 59
-use datafusion::parquet::arrow::async_reader::{
-    ParquetObjectReader, ParquetRecordBatchStreamBuilder,
-};
+use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -103,13 +99,7 @@ impl RangeReader<'_> {
 
     /// Records a rejected row. With `on_error = "fail"` the caller stops at the next
     /// [`Self::check_fail`], which reports the earliest bad line seen so far.
-    fn quarantine(
-        &self,
-        out: &mut RangeOutcome,
-        line: u64,
-        reason: String,
-        raw: &[u8],
-    ) -> Result<(), String> {
+    fn quarantine(&self, out: &mut RangeOutcome, line: u64, reason: String, raw: &[u8]) -> Result<(), String> {
         out.quarantined
             .push(QuarantineRecord::new(&self.shown(), line, reason, raw));
         Ok(())
@@ -153,9 +143,10 @@ impl RangeReader<'_> {
         };
         Ok(match compression {
             Compression::None => raw,
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                BufReader::with_capacity(1 << 20, raw),
-            )),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                1 << 20,
+                raw,
+            ))),
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::new(raw)
                     .map_err(|e| format!("{}: cannot start zstd decoding: {e}", self.shown()))?,
@@ -192,9 +183,7 @@ impl RangeReader<'_> {
             // has number (newlines before start-1) + 2.
             offset = start - 1;
             reader = BufReader::with_capacity(8 << 20, self.open(offset)?);
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| self.io_err(e))?;
+            let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_err(e))?;
             offset += n as u64;
             if line.last() != Some(&b'\n') {
                 out.next_line = first_line.unwrap_or(0);
@@ -220,9 +209,7 @@ impl RangeReader<'_> {
         let mut chunk = JsonChunk::default();
         while offset < end {
             line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| self.io_err(e))?;
+            let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_err(e))?;
             if n == 0 {
                 break;
             }
@@ -240,12 +227,7 @@ impl RangeReader<'_> {
         self.flush_jsonl(&mut chunk, emit, out)
     }
 
-    fn flush_jsonl(
-        &self,
-        chunk: &mut JsonChunk,
-        emit: &mut Emit<'_>,
-        out: &mut RangeOutcome,
-    ) -> Result<(), String> {
+    fn flush_jsonl(&self, chunk: &mut JsonChunk, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
         if chunk.lines.is_empty() {
             return Ok(());
         }
@@ -273,12 +255,7 @@ impl RangeReader<'_> {
                     if let Some(reason) = self.classify_json(raw) {
                         self.quarantine(out, *line_no, reason, raw)?;
                     } else if let Err(e) = self.decode_lines(chunk, &[i]) {
-                        self.quarantine(
-                            out,
-                            *line_no,
-                            format!("does not fit the input schema: {e}"),
-                            raw,
-                        )?;
+                        self.quarantine(out, *line_no, format!("does not fit the input schema: {e}"), raw)?;
                     } else {
                         still_good.push(i);
                     }
@@ -289,10 +266,7 @@ impl RangeReader<'_> {
             }
         };
         let lines: Vec<u64> = good.iter().map(|&i| chunk.lines[i].0).collect();
-        let raws: Vec<&[u8]> = good
-            .iter()
-            .map(|&i| &chunk.buf[chunk.lines[i].1.clone()])
-            .collect();
+        let raws: Vec<&[u8]> = good.iter().map(|&i| &chunk.buf[chunk.lines[i].1.clone()]).collect();
         let assembled = self.assemble(
             &batch,
             &lines,
@@ -329,11 +303,7 @@ impl RangeReader<'_> {
             .map_err(|e| e.to_string())?
             .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.input_schema)));
         if batch.num_rows() != which.len() {
-            return Err(format!(
-                "{} lines decoded into {} rows",
-                which.len(),
-                batch.num_rows()
-            ));
+            return Err(format!("{} lines decoded into {} rows", which.len(), batch.num_rows()));
         }
         Ok(batch)
     }
@@ -361,9 +331,7 @@ impl RangeReader<'_> {
         }
         if let Some(id) = &self.spec.id {
             match map.get(id) {
-                None | Some(serde_json::Value::Null) => {
-                    return Some(format!("id key {id:?} is missing or null"))
-                }
+                None | Some(serde_json::Value::Null) => return Some(format!("id key {id:?} is missing or null")),
                 _ => {}
             }
         }
@@ -372,9 +340,7 @@ impl RangeReader<'_> {
 
     fn read_text(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
         let mut bytes = Vec::with_capacity(self.file.size as usize);
-        self.open(0)?
-            .read_to_end(&mut bytes)
-            .map_err(|e| self.io_err(e))?;
+        self.open(0)?.read_to_end(&mut bytes).map_err(|e| self.io_err(e))?;
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -409,12 +375,7 @@ impl RangeReader<'_> {
             .iter()
             .map(|h| String::from_utf8_lossy(h).into_owned())
             .collect();
-        let expected: Vec<&str> = self
-            .input_schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
+        let expected: Vec<&str> = self.input_schema.fields().iter().map(|f| f.name().as_str()).collect();
         if names != expected {
             return Err(format!(
                 "{}: CSV header [{}] differs from the first input file's [{}]",
@@ -478,12 +439,8 @@ impl RangeReader<'_> {
         if lines.is_empty() {
             return Ok(());
         }
-        let arrays: Vec<ArrayRef> = cols
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
-            .collect();
-        let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), arrays)
-            .map_err(|e| e.to_string())?;
+        let arrays: Vec<ArrayRef> = cols.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), arrays).map_err(|e| e.to_string())?;
         let assembled = self.assemble(&batch, lines, &|r| raws[r].as_slice(), &|_| None, out)?;
         self.check_fail(out)?;
         if let Some(b) = assembled {
@@ -498,8 +455,7 @@ impl RangeReader<'_> {
     fn read_parquet(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
         let path = Path::from(self.file.path.as_str());
         #[allow(deprecated)]
-        let reader =
-            ParquetObjectReader::new(Arc::clone(&self.store), path).with_file_size(self.file.size);
+        let reader = ParquetObjectReader::new(Arc::clone(&self.store), path).with_file_size(self.file.size);
         let mut stream = self
             .handle
             .block_on(async {
@@ -537,11 +493,7 @@ impl RangeReader<'_> {
         let text_col = column(batch, &self.spec.text, &self.shown())?;
         let text = to_utf8(&text_col, &self.spec.text, &self.shown())?;
         let id = match &self.spec.id {
-            Some(name) => Some(to_utf8(
-                &column(batch, name, &self.shown())?,
-                name,
-                &self.shown(),
-            )?),
+            Some(name) => Some(to_utf8(&column(batch, name, &self.shown())?, name, &self.shown())?),
             None => None,
         };
         let n = batch.num_rows();
@@ -554,10 +506,7 @@ impl RangeReader<'_> {
                     if text_null {
                         format!("text column {:?} is null", self.spec.text)
                     } else {
-                        format!(
-                            "id column {:?} is null",
-                            self.spec.id.as_deref().unwrap_or("id")
-                        )
+                        format!("id column {:?} is null", self.spec.id.as_deref().unwrap_or("id"))
                     }
                 });
                 self.quarantine(out, line, reason, raw(row))?;
@@ -616,8 +565,7 @@ impl RangeReader<'_> {
             let a = if a.data_type() == f.data_type() {
                 a
             } else {
-                cast(&a, f.data_type())
-                    .map_err(|e| format!("{}: column {name:?}: {e}", self.shown()))?
+                cast(&a, f.data_type()).map_err(|e| format!("{}: column {name:?}: {e}", self.shown()))?
             };
             arrays.push(a);
         }
@@ -639,8 +587,7 @@ fn to_utf8(a: &ArrayRef, name: &str, file: &str) -> Result<ArrayRef, String> {
     if a.data_type() == &DataType::Utf8 {
         return Ok(Arc::clone(a));
     }
-    cast(a, &DataType::Utf8)
-        .map_err(|e| format!("{file}: column {name:?} cannot be read as a string: {e}"))
+    cast(a, &DataType::Utf8).map_err(|e| format!("{file}: column {name:?} cannot be read as a string: {e}"))
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {

@@ -9,9 +9,7 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
 #[allow(deprecated)]
 // ParquetObjectReader: still the simplest object_store bridge in parquet 59
-use datafusion::parquet::arrow::async_reader::{
-    ParquetObjectReader, ParquetRecordBatchStreamBuilder,
-};
+use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -45,9 +43,7 @@ pub async fn infer_input_schema(
                 if line.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }
-                if let Ok(v @ serde_json::Value::Object(_)) =
-                    serde_json::from_slice::<serde_json::Value>(line)
-                {
+                if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_slice::<serde_json::Value>(line) {
                     values.push(v);
                 }
             }
@@ -72,9 +68,7 @@ pub async fn infer_input_schema(
         }
         InputFormat::Csv => {
             let head = read_head(store, first).await?;
-            let mut rdr = csv::ReaderBuilder::new()
-                .has_headers(true)
-                .from_reader(head.as_slice());
+            let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(head.as_slice());
             let headers = rdr
                 .headers()
                 .map_err(|e| format!("{}: cannot read the CSV header: {e}", first.path))?;
@@ -88,8 +82,7 @@ pub async fn infer_input_schema(
         InputFormat::Parquet => {
             #[allow(deprecated)]
             let reader =
-                ParquetObjectReader::new(Arc::clone(store), Path::from(first.path.as_str()))
-                    .with_file_size(first.size);
+                ParquetObjectReader::new(Arc::clone(store), Path::from(first.path.as_str())).with_file_size(first.size);
             let builder = ParquetRecordBatchStreamBuilder::new(reader)
                 .await
                 .map_err(|e| format!("{}: cannot read the Parquet footer: {e}", first.path))?;
@@ -155,10 +148,7 @@ async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec
     };
     match compression {
         Compression::None => out = bytes.to_vec(),
-        Compression::Gzip => limited(
-            &mut flate2::read::MultiGzDecoder::new(Cursor::new(bytes)),
-            &mut out,
-        ),
+        Compression::Gzip => limited(&mut flate2::read::MultiGzDecoder::new(Cursor::new(bytes)), &mut out),
         Compression::Zstd => {
             let mut d = zstd::stream::read::Decoder::new(Cursor::new(bytes))
                 .map_err(|e| format!("{}: cannot start zstd decoding: {e}", file.path))?;
@@ -214,7 +204,6 @@ pub fn schema_to_bytes(schema: &Schema) -> Vec<u8> {
 
 /// Inverse of [`schema_to_bytes`].
 pub fn schema_from_bytes(bytes: &[u8]) -> Result<Schema, String> {
-    let r = StreamReader::try_new(Cursor::new(bytes), None)
-        .map_err(|e| format!("bad schema bytes: {e}"))?;
+    let r = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| format!("bad schema bytes: {e}"))?;
     Ok(r.schema().as_ref().clone())
 }

@@ -79,17 +79,14 @@ impl ShardFileWriter {
         let inner = match format {
             OutputFormat::Parquet => {
                 let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(
-                        ZstdLevel::try_new(1).map_err(|e| err(path, e))?,
-                    ))
+                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| err(path, e))?))
                     .set_created_by(format!("dsproc {}", env!("CARGO_PKG_VERSION")))
                     .set_column_dictionary_enabled(ColumnPath::from("text"), false)
                     .set_column_dictionary_enabled(ColumnPath::from("id"), false)
                     .set_statistics_truncate_length(Some(64))
                     .build();
                 Inner::Parquet(Box::new(
-                    ArrowWriter::try_new(sink, SchemaRef::clone(schema), Some(props))
-                        .map_err(|e| err(path, e))?,
+                    ArrowWriter::try_new(sink, SchemaRef::clone(schema), Some(props)).map_err(|e| err(path, e))?,
                 ))
             }
             OutputFormat::Jsonl => {
@@ -178,10 +175,7 @@ mod tests {
             assert_eq!(done.sha256, hex::encode(Sha256::digest(&bytes)));
             if fmt == OutputFormat::Jsonl {
                 let text = String::from_utf8(zstd::decode_all(bytes.as_slice()).unwrap()).unwrap();
-                assert_eq!(
-                    text,
-                    "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n"
-                );
+                assert_eq!(text, "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n");
             }
         }
     }

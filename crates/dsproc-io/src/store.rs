@@ -87,11 +87,7 @@ impl Location {
         Self {
             uri: format!("{}/{}", self.uri.trim_end_matches('/'), rel),
             store_url: self.store_url.clone(),
-            raw: format!(
-                "{}/{}",
-                self.raw.trim_end_matches('/'),
-                rel.trim_start_matches('/')
-            ),
+            raw: format!("{}/{}", self.raw.trim_end_matches('/'), rel.trim_start_matches('/')),
             local: self.local.as_ref().map(|l| l.join(rel)),
         }
     }

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::logical_expr::{
-    cast, col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF,
-};
+use datafusion::logical_expr::{cast, col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use dsproc_common::config::{SHARD_COLUMN, STAGING_DIR};
@@ -34,8 +32,8 @@ pub struct ResolvedInput {
 /// present and a string). Errors here are usage errors (exit 2).
 pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocError> {
     let input = &loaded.spec.input;
-    let location = Location::parse(&input.uri, Some(&loaded.base))
-        .map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?;
+    let location =
+        Location::parse(&input.uri, Some(&loaded.base)).map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?;
     let files = list_inputs(&location).await.map_err(DsprocError::usage)?;
     let format = match input.format {
         Some(f) => f,
@@ -47,15 +45,9 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
         })?,
     };
     let store = location.store().map_err(DsprocError::usage)?;
-    let schema = dsproc_io::schema::infer_input_schema(
-        &store,
-        &files,
-        format,
-        &input.text,
-        input.id.as_deref(),
-    )
-    .await
-    .map_err(DsprocError::usage)?;
+    let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, input.id.as_deref())
+        .await
+        .map_err(DsprocError::usage)?;
     Ok(ResolvedInput {
         location,
         files,
@@ -93,11 +85,7 @@ pub fn resolve_output(loaded: &LoadedSpec) -> Result<Location, DsprocError> {
 }
 
 /// Lowers the spec. `ctx` must have the dsproc functions registered.
-pub async fn lower(
-    ctx: &SessionContext,
-    loaded: &LoadedSpec,
-    run_id: &str,
-) -> Result<LoweredJob, DsprocError> {
+pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> Result<LoweredJob, DsprocError> {
     let spec = &loaded.spec;
     let input = resolve_input(loaded).await?;
     let output = resolve_output(loaded)?;
@@ -118,9 +106,7 @@ pub async fn lower(
     };
     let node = ReadInputNode::try_new(read_spec, Arc::clone(&input.schema), staging_s.clone())
         .map_err(|e| DsprocError::usage(format!("input: {e}")))?;
-    let mut plan = LogicalPlan::Extension(Extension {
-        node: Arc::new(node),
-    });
+    let mut plan = LogicalPlan::Extension(Extension { node: Arc::new(node) });
     let mut steps = Vec::new();
     for (i, op) in spec.steps.iter().enumerate() {
         let step = i + 1;
@@ -132,8 +118,7 @@ pub async fn lower(
         steps.push((step, op.name(), op.drop_reason()));
     }
 
-    let shard_size =
-        dsproc_common::size::parse_size(&spec.output.shard_size).map_err(DsprocError::usage)?;
+    let shard_size = dsproc_common::size::parse_size(&spec.output.shard_size).map_err(DsprocError::usage)?;
     let total: u64 = input.files.iter().map(|f| f.size).sum();
     let buckets = total.div_ceil(shard_size).clamp(1, 100_000) as u32;
 
@@ -169,11 +154,8 @@ pub async fn lower(
         shard_size,
         buckets,
     };
-    let sink = WriteShardsNode::try_new(plan, params)
-        .map_err(|e| DsprocError::usage(format!("output: {e}")))?;
-    let plan = LogicalPlan::Extension(Extension {
-        node: Arc::new(sink),
-    });
+    let sink = WriteShardsNode::try_new(plan, params).map_err(|e| DsprocError::usage(format!("output: {e}")))?;
+    let plan = LogicalPlan::Extension(Extension { node: Arc::new(sink) });
     Ok(LoweredJob {
         plan,
         input,

@@ -28,6 +28,10 @@ pub struct Manifest {
     pub hash_family: String,
     pub buckets: u32,
     pub elapsed_s: f64,
+    /// Processes that read the input (`pid N@host`): the driver in local mode,
+    /// the executors on a cluster.
+    #[serde(default)]
+    pub workers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

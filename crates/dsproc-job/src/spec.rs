@@ -117,8 +117,7 @@ impl LoadedSpec {
         let spec = parse(&file, &src)?;
         use sha2::Digest;
         let sha256 = hex::encode(sha2::Sha256::digest(src.as_bytes()));
-        let base = std::env::current_dir()
-            .map_err(|e| DsprocError::usage(format!("current directory: {e}")))?;
+        let base = std::env::current_dir().map_err(|e| DsprocError::usage(format!("current directory: {e}")))?;
         Ok(Self {
             spec,
             path: file,
@@ -140,32 +139,22 @@ pub fn apply_overrides(file: &str, src: &str, overrides: &[String]) -> Result<St
         .map_err(|e: toml_edit::TomlError| syntax_error(file, src, &e))?;
     for o in overrides {
         let Some((key, value)) = o.split_once('=') else {
-            return Err(DsprocError::usage(format!(
-                "--set {o:?}: expected KEY=VALUE"
-            )));
+            return Err(DsprocError::usage(format!("--set {o:?}: expected KEY=VALUE")));
         };
-        let value: toml_edit::Value = match format!("v = {value}").parse::<toml_edit::DocumentMut>()
-        {
+        let value: toml_edit::Value = match format!("v = {value}").parse::<toml_edit::DocumentMut>() {
             Ok(d) => d["v"].as_value().cloned().unwrap_or_else(|| value.into()),
             Err(_) => value.into(),
         };
         let parts: Vec<&str> = key.trim().split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(DsprocError::usage(format!(
-                "--set {key}: empty path component"
-            )));
+            return Err(DsprocError::usage(format!("--set {key}: empty path component")));
         }
-        set_table(doc.as_table_mut(), &parts, value)
-            .map_err(|m| DsprocError::usage(format!("--set {key}: {m}")))?;
+        set_table(doc.as_table_mut(), &parts, value).map_err(|m| DsprocError::usage(format!("--set {key}: {m}")))?;
     }
     Ok(doc.to_string())
 }
 
-fn set_table(
-    t: &mut toml_edit::Table,
-    parts: &[&str],
-    value: toml_edit::Value,
-) -> Result<(), String> {
+fn set_table(t: &mut toml_edit::Table, parts: &[&str], value: toml_edit::Value) -> Result<(), String> {
     if parts.len() == 1 {
         t[parts[0]] = toml_edit::Item::Value(value);
         return Ok(());
@@ -218,10 +207,7 @@ fn loc(file: &str, src: &str, span: Option<std::ops::Range<usize>>) -> SpecLocat
 }
 
 fn syntax_error(file: &str, src: &str, e: &toml_edit::TomlError) -> DsprocError {
-    DsprocError::spec(
-        loc(file, src, e.span()),
-        format!("invalid TOML: {}", e.message()),
-    )
+    DsprocError::spec(loc(file, src, e.span()), format!("invalid TOML: {}", e.message()))
 }
 
 /// The nearest candidate to `word`, when it is close enough to be a likely typo.
@@ -238,21 +224,12 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
     let rest = msg.split("unknown field `").nth(1)?;
     let (field, tail) = rest.split_once('`')?;
-    let expected: Vec<String> = tail
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect();
+    let expected: Vec<String> = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
     Some((field.to_string(), expected))
 }
 
 /// The span of `key` inside the table at `path` (e.g. `["input"]`).
-fn key_span(
-    doc: &toml_edit::ImDocument<&str>,
-    path: &[String],
-    key: &str,
-) -> Option<std::ops::Range<usize>> {
+fn key_span(doc: &toml_edit::ImDocument<&str>, path: &[String], key: &str) -> Option<std::ops::Range<usize>> {
     let mut table: &dyn toml_edit::TableLike = doc.as_table();
     for p in path {
         table = table.get(p)?.as_table_like()?;
@@ -261,11 +238,7 @@ fn key_span(
     k.span().or_else(|| v.span())
 }
 
-fn step_key_span(
-    doc: &toml_edit::ImDocument<&str>,
-    step: usize,
-    key: &str,
-) -> Option<std::ops::Range<usize>> {
+fn step_key_span(doc: &toml_edit::ImDocument<&str>, step: usize, key: &str) -> Option<std::ops::Range<usize>> {
     let steps = doc.as_table().get("steps")?.as_array_of_tables()?;
     let t = steps.get(step)?;
     match t.get_key_value(key) {
@@ -283,11 +256,7 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         let mut message = msg.clone();
         if let Some((field, expected)) = unknown_field(&msg) {
             // Find the key: at the top level or in [input]/[output].
-            for path in [
-                vec![],
-                vec!["input".to_string()],
-                vec!["output".to_string()],
-            ] {
+            for path in [vec![], vec!["input".to_string()], vec!["output".to_string()]] {
                 if let Some(s) = key_span(&doc, &path, &field) {
                     span = Some(s);
                     let table = if path.is_empty() {
@@ -330,22 +299,14 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
                     format!("step {}: `op` must be a string", i + 1),
                 ))
             }
-            None => {
-                return Err(DsprocError::spec(
-                    at("op"),
-                    format!("step {}: missing key `op`", i + 1),
-                ))
-            }
+            None => return Err(DsprocError::spec(at("op"), format!("step {}: missing key `op`", i + 1))),
         };
         let step = OpSpec::from_table(&op, table).map_err(|e| match e {
             OpParseError::UnknownOp { valid } => {
                 let hint = nearest(&op, valid.iter().copied())
                     .map(|n| format!("did you mean `{n}`?"))
                     .unwrap_or_else(|| format!("valid ops: {}", valid.join(", ")));
-                DsprocError::spec(
-                    at("op"),
-                    format!("step {} : unknown op `{op}`; {hint}", i + 1),
-                )
+                DsprocError::spec(at("op"), format!("step {} : unknown op `{op}`; {hint}", i + 1))
             }
             OpParseError::Serde(msg) => {
                 if let Some((field, expected)) = unknown_field(&msg) {
@@ -388,8 +349,7 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         let span = key_span(&doc, &["output".to_string()], "shuffle_seed");
         return Err(DsprocError::spec(
             loc(file, src, span),
-            "output.shuffle_seed: the global shuffle is not implemented yet; remove the key"
-                .to_string(),
+            "output.shuffle_seed: the global shuffle is not implemented yet; remove the key".to_string(),
         ));
     }
     Ok(spec)
@@ -431,10 +391,7 @@ uri = "out"
         let src = GOOD.replace("where =", "wher =");
         let e = parse("j.toml", &src).unwrap_err().to_string();
         assert!(e.starts_with("j.toml:8:1:"), "{e}");
-        assert!(
-            e.contains("`wher`") && e.contains("did you mean `where`"),
-            "{e}"
-        );
+        assert!(e.contains("`wher`") && e.contains("did you mean `where`"), "{e}");
     }
 
     #[test]
@@ -442,10 +399,7 @@ uri = "out"
         let src = GOOD.replace("uri = \"x/", "url = \"x/");
         let e = parse("j.toml", &src).unwrap_err().to_string();
         assert!(e.starts_with("j.toml:3:1:"), "{e}");
-        assert!(
-            e.contains("`url`") && e.contains("did you mean `uri`"),
-            "{e}"
-        );
+        assert!(e.contains("`url`") && e.contains("did you mean `uri`"), "{e}");
     }
 
     #[test]
@@ -453,10 +407,7 @@ uri = "out"
         let e = parse("j.toml", &GOOD.replace("\"normalize\"", "\"normalise\""))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("j.toml:5:") && e.contains("did you mean `normalize`"),
-            "{e}"
-        );
+        assert!(e.contains("j.toml:5:") && e.contains("did you mean `normalize`"), "{e}");
         let e = parse("j.toml", &GOOD.replace("uri = \"out\"", "uri = 3"))
             .unwrap_err()
             .to_string();
@@ -468,10 +419,7 @@ uri = "out"
         let src = apply_overrides(
             "j",
             GOOD,
-            &[
-                "output.uri=/tmp/o".into(),
-                "steps.1.where=length(text) > 9".into(),
-            ],
+            &["output.uri=/tmp/o".into(), "steps.1.where=length(text) > 9".into()],
         )
         .unwrap();
         let s = parse("j", &src).unwrap();

@@ -20,6 +20,8 @@ pub struct RunStats {
     /// step → rows leaving it.
     pub step_rows: BTreeMap<usize, u64>,
     pub ranges: usize,
+    /// Processes that read input (`pid N@host`), sorted.
+    pub workers: std::collections::BTreeSet<String>,
 }
 
 fn job_err(what: &str, path: &Path, e: impl std::fmt::Display) -> DsprocError {
@@ -43,14 +45,15 @@ pub fn read_stats(staging: &Path) -> Result<RunStats, DsprocError> {
         }
         let bytes = fs::read(entry.path()).map_err(|e| job_err("cannot read", &entry.path(), e))?;
         if name.starts_with("read-") {
-            let s: ReadStats = serde_json::from_slice(&bytes)
-                .map_err(|e| job_err("bad stats file", &entry.path(), e))?;
+            let s: ReadStats =
+                serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
             stats.read_rows += s.rows;
             stats.quarantined += s.quarantined;
             stats.ranges += 1;
+            stats.workers.insert(s.worker);
         } else if name.starts_with("step-") {
-            let s: StepStats = serde_json::from_slice(&bytes)
-                .map_err(|e| job_err("bad stats file", &entry.path(), e))?;
+            let s: StepStats =
+                serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
         }
     }
@@ -89,8 +92,7 @@ pub fn commit(
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("part-") {
-                fs::remove_file(entry.path())
-                    .map_err(|e| job_err("cannot remove", &entry.path(), e))?;
+                fs::remove_file(entry.path()).map_err(|e| job_err("cannot remove", &entry.path(), e))?;
             }
         }
     }
@@ -112,8 +114,7 @@ pub fn commit(
         names.sort();
         fs::create_dir_all(&qdir).map_err(|e| job_err("cannot create", &qdir, e))?;
         for n in names.into_iter().filter(|n| n.ends_with(".jsonl")) {
-            fs::rename(staged_q.join(&n), qdir.join(&n))
-                .map_err(|e| job_err("cannot move", &qdir.join(&n), e))?;
+            fs::rename(staged_q.join(&n), qdir.join(&n)).map_err(|e| job_err("cannot move", &qdir.join(&n), e))?;
             quarantine.push(format!("{QUARANTINE_DIR}/{n}"));
         }
     }
@@ -132,8 +133,7 @@ pub fn commit(
 fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DsprocError> {
     let path = out.join(MANIFEST_FILE);
     let tmp = out.join(format!(".{MANIFEST_FILE}.{}", manifest.run_id));
-    let body = serde_json::to_vec_pretty(manifest)
-        .map_err(|e| DsprocError::job(format!("manifest: {e}")))?;
+    let body = serde_json::to_vec_pretty(manifest).map_err(|e| DsprocError::job(format!("manifest: {e}")))?;
     {
         let mut f = fs::File::create(&tmp).map_err(|e| job_err("cannot write", &tmp, e))?;
         f.write_all(&body)

@@ -11,9 +11,7 @@ use sha2::{Digest, Sha256};
 
 use dsproc_common::config::MANIFEST_FILE;
 use dsproc_common::DsprocError;
-use dsproc_job::manifest::{
-    Manifest, ManifestInput, ManifestShard, RowCounts, StepReport, OP_VERSIONS,
-};
+use dsproc_job::manifest::{Manifest, ManifestInput, ManifestShard, RowCounts, StepReport, OP_VERSIONS};
 use dsproc_job::spec::WriteMode;
 use dsproc_job::{lower, LoadedSpec, LoweredJob};
 
@@ -123,10 +121,7 @@ async fn execute(
     let result = match opts.timeout {
         Some(t) => match tokio::time::timeout(t, run).await {
             Ok(r) => r.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
-            Err(_) => Err(DsprocError::job(format!(
-                "job timed out after {}s",
-                t.as_secs()
-            ))),
+            Err(_) => Err(DsprocError::job(format!("job timed out after {}s", t.as_secs()))),
         },
         None => run
             .await
@@ -142,14 +137,10 @@ async fn execute(
 /// The innermost useful message of a DataFusion error (it wraps context layers).
 fn clean(e: &datafusion::error::DataFusionError) -> String {
     let s = e.to_string();
-    s.replace("Execution error: ", "")
-        .replace("External error: ", "")
+    s.replace("Execution error: ", "").replace("External error: ", "")
 }
 
-fn spawn_progress(
-    staging: std::path::PathBuf,
-    files: usize,
-) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
+fn spawn_progress(staging: std::path::PathBuf, files: usize) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
@@ -160,11 +151,7 @@ fn spawn_progress(
     let handle = tokio::spawn(async move {
         loop {
             if let Ok(s) = read_stats(&staging) {
-                let steps: Vec<String> = s
-                    .step_rows
-                    .iter()
-                    .map(|(k, v)| format!("step {k}: {v}"))
-                    .collect();
+                let steps: Vec<String> = s.step_rows.iter().map(|(k, v)| format!("step {k}: {v}")).collect();
                 b.set_message(format!(
                     "{} input files; read {} rows in {} ranges, {} quarantined{}{}",
                     files,
@@ -212,9 +199,7 @@ fn finish(
                 sha.value(i).to_string(),
             );
             if shards.insert(key, v).is_some() {
-                return Err(DsprocError::job(format!(
-                    "internal: shard {key:?} reported twice"
-                )));
+                return Err(DsprocError::job(format!("internal: shard {key:?} reported twice")));
             }
         }
     }
@@ -241,9 +226,7 @@ fn finish(
                     rows - out
                 )));
             };
-            counts
-                .dropped
-                .insert(format!("{step}:{op}:{reason}"), rows - out);
+            counts.dropped.insert(format!("{step}:{op}:{reason}"), rows - out);
         }
         steps.push(StepReport {
             step: *step,
@@ -331,6 +314,7 @@ fn finish(
         hash_family: dsproc_common::hash::HASH_FAMILY.to_string(),
         buckets: job.buckets,
         elapsed_s: started.elapsed().as_secs_f64(),
+        workers: stats.workers.iter().cloned().collect(),
     };
     let out_dir = job.output.local.clone().expect("local output");
     let quarantine = commit(&out_dir, &job.staging, &staged, &manifest, overwrite)?;
@@ -348,10 +332,6 @@ pub fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
     let dir = loc
         .local
         .ok_or_else(|| DsprocError::usage("inspect: only local outputs are supported yet"))?;
-    read_manifest(&dir)?.ok_or_else(|| {
-        DsprocError::job(format!(
-            "{}: no committed dataset (no {MANIFEST_FILE})",
-            dir.display()
-        ))
-    })
+    read_manifest(&dir)?
+        .ok_or_else(|| DsprocError::job(format!("{}: no committed dataset (no {MANIFEST_FILE})", dir.display())))
 }

@@ -57,31 +57,41 @@ fn err(e: impl std::fmt::Display) -> DsprocError {
     DsprocError::job(format!("cannot start the engine: {e}"))
 }
 
-/// A session state with the dsproc planner, functions and codecs.
-pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState, DsprocError> {
-    let mut config = if ballista {
-        SessionConfig::new_with_ballista()
-    } else {
-        SessionConfig::new()
-    };
-    config = config
-        .with_target_partitions(opts.target_partitions.max(1))
+/// The session config dsproc uses: our codecs installed, the engine batch size,
+/// and for Ballista the static planner.
+pub fn dsproc_config(base: SessionConfig, ballista: bool) -> SessionConfig {
+    let mut config = base
         .with_batch_size(dsproc_common::config::DEFAULT_BATCH_ROWS)
         .with_ballista_logical_extension_codec(Arc::new(DsprocLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(DsprocPhysicalCodec::default()));
     if ballista {
         // Adaptive planning hangs a job that loses an executor after a map stage
         // (upstream issue #2150); the static planner recomputes the stage.
-        config = config.set_str(
-            ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED,
-            "false",
-        );
+        config = config.set_str(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, "false");
     }
+    config
+}
+
+/// A session state with the dsproc planner, functions and codecs.
+pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState, DsprocError> {
+    let base = if ballista {
+        SessionConfig::new_with_ballista()
+    } else {
+        SessionConfig::new()
+    };
+    let config = dsproc_config(base, ballista).with_target_partitions(opts.target_partitions.max(1));
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit as usize)));
     }
-    let runtime = rt.build_arc().map_err(err)?;
+    state_with(config, rt.build_arc().map_err(err)?)
+}
+
+/// A session state over `config` and `runtime` with the dsproc planner and functions.
+pub fn state_with(
+    config: SessionConfig,
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> Result<SessionState, DsprocError> {
     let mut state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
@@ -95,10 +105,7 @@ pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState
 }
 
 /// A session context for `engine`.
-pub async fn make_context(
-    engine: &Engine,
-    opts: &EngineOptions,
-) -> Result<SessionContext, DsprocError> {
+pub async fn make_context(engine: &Engine, opts: &EngineOptions) -> Result<SessionContext, DsprocError> {
     let ctx = match engine {
         Engine::Local => SessionContext::new_with_state(dsproc_state(opts, false)?),
         Engine::Standalone => SessionContext::standalone_with_state(dsproc_state(opts, true)?)
@@ -106,11 +113,7 @@ pub async fn make_context(
             .map_err(err)?,
         Engine::Remote(url) => SessionContext::remote_with_state(url, dsproc_state(opts, true)?)
             .await
-            .map_err(|e| {
-                DsprocError::job(format!(
-                    "cannot connect to the Ballista scheduler at {url}: {e}"
-                ))
-            })?,
+            .map_err(|e| DsprocError::job(format!("cannot connect to the Ballista scheduler at {url}: {e}")))?,
     };
     // Registrations made before a Ballista upgrade are dropped on the client.
     for udf in dsproc_functions::all_udfs() {

@@ -7,9 +7,7 @@ use datafusion::arrow::array::Array;
 use datafusion::arrow::array::FixedSizeBinaryBuilder;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
 use crate::text::normalize_text::{normalize_str, parse_options};
 use crate::{as_strings, check_arg_types, string_arg};
@@ -51,9 +49,9 @@ impl ScalarUDFImpl for ContentHashFunc {
         let mut out = FixedSizeBinaryBuilder::with_capacity(strings.len(), 16);
         for v in strings.iter() {
             match v {
-                Some(s) => out.append_value(dsproc_common::hash::content_hash(
-                    normalize_str(s, form, ws).as_bytes(),
-                ))?,
+                Some(s) => {
+                    out.append_value(dsproc_common::hash::content_hash(normalize_str(s, form, ws).as_bytes()))?
+                }
                 None => out.append_null(),
             }
         }

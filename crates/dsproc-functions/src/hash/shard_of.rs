@@ -7,9 +7,7 @@ use datafusion::arrow::array::Array;
 use datafusion::arrow::array::UInt32Builder;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
 use crate::{as_strings, check_arg_types, string_arg};
 

@@ -8,9 +8,7 @@ use datafusion::arrow::array::Array;
 use datafusion::arrow::array::StringBuilder;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use unicode_normalization::{is_nfc_quick, is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 use crate::{as_strings, check_arg_types, literal_str, string_arg};
@@ -151,11 +149,7 @@ impl Default for NormalizeTextFunc {
     }
 }
 
-pub(crate) fn parse_options(
-    name: &str,
-    form: &ColumnarValue,
-    ws: &ColumnarValue,
-) -> Result<(Form, Whitespace)> {
+pub(crate) fn parse_options(name: &str, form: &ColumnarValue, ws: &ColumnarValue) -> Result<(Form, Whitespace)> {
     let f = literal_str(form, name, "form")?;
     let w = literal_str(ws, name, "whitespace")?;
     let Some(form) = Form::parse(&f) else {
@@ -201,19 +195,13 @@ mod tests {
     fn nfc_and_trim() {
         // "e" + combining acute -> precomposed é
         let s = "cafe\u{301}  \r\nline two\t\n\n";
-        assert_eq!(
-            normalize_str(s, Form::Nfc, Whitespace::Trim),
-            "caf\u{e9}\nline two"
-        );
+        assert_eq!(normalize_str(s, Form::Nfc, Whitespace::Trim), "caf\u{e9}\nline two");
         assert!(matches!(
             normalize_str("plain\ntext", Form::Nfc, Whitespace::Trim),
             Cow::Borrowed(_)
         ));
         assert_eq!(normalize_str("ﬁ x", Form::Nfkc, Whitespace::Keep), "fi x");
-        assert_eq!(
-            normalize_str("  a \n\t b  ", Form::None, Whitespace::Collapse),
-            "a b"
-        );
+        assert_eq!(normalize_str("  a \n\t b  ", Form::None, Whitespace::Collapse), "a b");
         assert!(matches!(
             normalize_str("a b", Form::None, Whitespace::Collapse),
             Cow::Borrowed(_)

@@ -42,11 +42,7 @@ impl Op for DedupExact {
     /// No operator buffers or sorts whole documents, so memory stays bounded
     /// however large the documents are; the price is reading the input twice.
     /// Rows that share both id and text all survive (ids are expected unique).
-    async fn plan(
-        &self,
-        pc: &PlanContext<'_>,
-        input: LogicalPlan,
-    ) -> Result<LogicalPlan, DsprocError> {
+    async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
         let view = format!("__dsproc_step_{}", pc.step);
         let query = format!(
             "SELECT t.* FROM (SELECT min(id) AS __dsproc_sid FROM {view} GROUP BY content_hash(text, {form}, {ws})) s \

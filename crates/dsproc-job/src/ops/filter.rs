@@ -24,11 +24,7 @@ impl Op for Filter {
     fn drop_reason(&self) -> Option<&'static str> {
         Some("predicate")
     }
-    async fn plan(
-        &self,
-        pc: &PlanContext<'_>,
-        input: LogicalPlan,
-    ) -> Result<LogicalPlan, DsprocError> {
+    async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
         let err = |e: datafusion::error::DataFusionError| {
             DsprocError::usage(format!(
                 "step {} (filter): where {:?}: {}",
@@ -38,10 +34,7 @@ impl Op for Filter {
             ))
         };
         let df_schema = input.schema().as_ref().clone();
-        let expr = pc
-            .ctx
-            .parse_sql_expr(&self.predicate, &df_schema)
-            .map_err(err)?;
+        let expr = pc.ctx.parse_sql_expr(&self.predicate, &df_schema).map_err(err)?;
         LogicalPlanBuilder::from(input)
             .filter(expr)
             .and_then(|b| b.build())

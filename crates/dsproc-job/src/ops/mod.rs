@@ -102,11 +102,7 @@ impl OpSpec {
         }
     }
 
-    pub async fn plan(
-        &self,
-        pc: &PlanContext<'_>,
-        input: LogicalPlan,
-    ) -> Result<LogicalPlan, DsprocError> {
+    pub async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
         match self {
             Self::Normalize(o) => o.plan(pc, input).await,
             Self::Filter(o) => o.plan(pc, input).await,
@@ -131,11 +127,9 @@ pub(crate) async fn sql_over(
 ) -> Result<LogicalPlan, DsprocError> {
     use datafusion::catalog::TableProvider;
     use std::sync::Arc;
-    let err = |e: datafusion::error::DataFusionError| {
-        DsprocError::usage(format!("step {} ({op}): {}", pc.step, e.message()))
-    };
-    let view: Arc<dyn TableProvider> =
-        Arc::new(datafusion::catalog::view::ViewTable::new(plan, None));
+    let err =
+        |e: datafusion::error::DataFusionError| DsprocError::usage(format!("step {} ({op}): {}", pc.step, e.message()));
+    let view: Arc<dyn TableProvider> = Arc::new(datafusion::catalog::view::ViewTable::new(plan, None));
     pc.ctx.register_table(name, view).map_err(err)?;
     let result = pc.ctx.sql(query).await;
     let _ = pc.ctx.deregister_table(name);

@@ -59,11 +59,7 @@ impl Op for Normalize {
     fn drop_reason(&self) -> Option<&'static str> {
         None
     }
-    async fn plan(
-        &self,
-        _pc: &PlanContext<'_>,
-        input: LogicalPlan,
-    ) -> Result<LogicalPlan, DsprocError> {
+    async fn plan(&self, _pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
         let udf = datafusion::logical_expr::ScalarUDF::from(NormalizeTextFunc::new());
         let exprs: Vec<Expr> = input
             .schema()

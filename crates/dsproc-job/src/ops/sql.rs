@@ -24,11 +24,7 @@ impl Op for Sql {
     fn drop_reason(&self) -> Option<&'static str> {
         Some("query")
     }
-    async fn plan(
-        &self,
-        pc: &PlanContext<'_>,
-        input: LogicalPlan,
-    ) -> Result<LogicalPlan, DsprocError> {
+    async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
         let plan = sql_over(pc, "sql", "input", input, &self.query).await?;
         for required in ["id", "text"] {
             if plan.schema().field_with_unqualified_name(required).is_err() {

@@ -1,0 +1,129 @@
+//! `dsproc scheduler` and `dsproc executor`: Ballista 55 processes with every
+//! dsproc function, plan node and codec registered, so one binary is driver,
+//! scheduler and executor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::SessionConfig;
+
+use dsproc_common::DsprocError;
+use dsproc_exec::{DsprocLogicalCodec, DsprocPhysicalCodec};
+
+use crate::session::{dsproc_config, state_with, EngineOptions};
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    pub bind: String,
+    pub port: u16,
+    /// An executor that has not sent a heartbeat for this long is lost; its tasks are rerun.
+    pub executor_timeout_secs: u64,
+    /// Seconds after which a finished job's shuffle data is removed.
+    pub job_cleanup_secs: u64,
+}
+
+/// Executor settings.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    pub scheduler_host: String,
+    pub scheduler_port: u16,
+    pub bind: String,
+    /// Arrow Flight (shuffle data) port.
+    pub port: u16,
+    /// gRPC port (tasks from the scheduler).
+    pub grpc_port: u16,
+    pub work_dir: Option<String>,
+    /// Concurrent tasks (0: number of cores).
+    pub task_slots: usize,
+    pub memory_limit: Option<u64>,
+    pub heartbeat_secs: u64,
+}
+
+/// Parses `df://host:port` (or `host:port`).
+pub fn parse_cluster_url(url: &str) -> Result<(String, u16), DsprocError> {
+    let rest = url.strip_prefix("df://").unwrap_or(url);
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| DsprocError::usage(format!("cluster URL {url:?}: expected df://HOST:PORT")))?;
+    let port = port
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| DsprocError::usage(format!("cluster URL {url:?}: bad port {port:?}")))?;
+    Ok((host.to_string(), port))
+}
+
+fn session_builder() -> ballista_scheduler::scheduler_server::SessionBuilder {
+    Arc::new(|config: SessionConfig| {
+        let config = dsproc_config(config, true);
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        state_with(config, runtime).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    })
+}
+
+fn config_producer() -> ballista_core::ConfigProducer {
+    Arc::new(|| dsproc_config(SessionConfig::new_with_ballista(), true))
+}
+
+/// Runs a scheduler until the process is stopped.
+pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
+    let addr: SocketAddr = format!("{}:{}", opts.bind, opts.port)
+        .parse()
+        .map_err(|e| DsprocError::usage(format!("--bind/--port: {e}")))?;
+    let config = SchedulerConfig {
+        bind_host: opts.bind.clone(),
+        external_host: opts.bind.clone(),
+        bind_port: opts.port,
+        executor_timeout_seconds: opts.executor_timeout_secs,
+        expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 2).clamp(1, 15),
+        finished_job_data_clean_up_interval_seconds: opts.job_cleanup_secs,
+        override_session_builder: Some(session_builder()),
+        override_config_producer: Some(config_producer()),
+        override_logical_codec: Some(Arc::new(DsprocLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(DsprocPhysicalCodec::default())),
+        ..SchedulerConfig::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| DsprocError::job(format!("scheduler: {e}")))?;
+    start_server(cluster, addr, Arc::new(config))
+        .await
+        .map_err(|e| DsprocError::job(format!("scheduler: {e}")))
+}
+
+/// Runs an executor until the process is stopped.
+pub async fn run_executor(opts: ExecutorOptions) -> Result<(), DsprocError> {
+    let engine = EngineOptions {
+        target_partitions: 1,
+        memory_limit: None,
+    };
+    let state = crate::session::dsproc_state(&engine, true)?;
+    let registry = BallistaFunctionRegistry::from(&state);
+    let config = ExecutorProcessConfig {
+        bind_host: opts.bind.clone(),
+        external_host: Some(opts.bind.clone()),
+        port: opts.port,
+        grpc_port: opts.grpc_port,
+        scheduler_host: opts.scheduler_host.clone(),
+        scheduler_port: opts.scheduler_port,
+        work_dir: opts.work_dir.clone(),
+        vcores: opts.task_slots,
+        memory_pool_size: opts.memory_limit,
+        executor_heartbeat_interval_seconds: opts.heartbeat_secs,
+        override_function_registry: Some(Arc::new(registry)),
+        override_config_producer: Some(config_producer()),
+        override_logical_codec: Some(Arc::new(DsprocLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(DsprocPhysicalCodec::default())),
+        ..ExecutorProcessConfig::default()
+    };
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| DsprocError::job(format!("executor: {e}")))
+}
