@@ -3,6 +3,7 @@
 //! shards must be byte-identical.
 
 mod cli;
+mod cluster;
 mod common;
 mod input;
 mod ops;

@@ -1,0 +1,307 @@
+//! A real cluster: a scheduler and executors as separate `dsproc` processes on
+//! 127.0.0.1, jobs submitted with `dsproc submit --cluster`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16, child: &mut Child) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "process exited before opening port {port}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(30), "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Scheduler + executors; every process is killed (by its PID) on drop.
+struct Cluster {
+    url: String,
+    scheduler: Child,
+    executors: Vec<Child>,
+}
+
+impl Cluster {
+    fn start(dir: &Path, executors: usize, executor_timeout: u64) -> Self {
+        let bin = env!("CARGO_BIN_EXE_dsproc");
+        let port = free_port();
+        let log = |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).unwrap());
+        let mut scheduler = Command::new(bin)
+            .args(["scheduler", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--executor-timeout", &executor_timeout.to_string()])
+            .stderr(log("scheduler.log"))
+            .spawn()
+            .unwrap();
+        wait_port(port, &mut scheduler);
+        let url = format!("df://127.0.0.1:{port}");
+        let mut cluster = Self {
+            url,
+            scheduler,
+            executors: Vec::new(),
+        };
+        for i in 0..executors {
+            let (fp, gp) = (free_port(), free_port());
+            let work = dir.join(format!("work-{i}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let mut e = Command::new(bin)
+                .args(["executor", "--scheduler", &cluster.url, "--bind", "127.0.0.1"])
+                .args([
+                    "--port",
+                    &fp.to_string(),
+                    "--grpc-port",
+                    &gp.to_string(),
+                    "--task-slots",
+                    "2",
+                ])
+                .args(["--heartbeat", "1", "--work-dir", work.to_str().unwrap()])
+                .stderr(log(&format!("executor-{i}.log")))
+                .spawn()
+                .unwrap();
+            wait_port(fp, &mut e);
+            cluster.executors.push(e);
+        }
+        std::thread::sleep(Duration::from_millis(1500)); // registration
+        cluster
+    }
+
+    fn executor_pids(&self) -> Vec<u32> {
+        self.executors.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.executors.iter_mut().chain(std::iter::once(&mut self.scheduler)) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn submit(cwd: &Path, job: &Path, url: &str, out: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dsproc"))
+        .current_dir(cwd)
+        .args(["submit", job.to_str().unwrap(), "--cluster", url, "--json", "-q"])
+        .args(["--set", &format!("output.uri={}", out.display())])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn manifest(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "job failed: {}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["manifest"].clone()
+}
+
+fn local(cwd: &Path, job: &Path, out: &Path) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_dsproc"))
+        .current_dir(cwd)
+        .args([
+            "run",
+            job.to_str().unwrap(),
+            "--json",
+            "-q",
+            "--set",
+            &format!("output.uri={}", out.display()),
+        ])
+        .output()
+        .unwrap();
+    manifest(&o)
+}
+
+fn worker_pids(m: &serde_json::Value) -> Vec<u32> {
+    m["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w.as_str()
+                .unwrap()
+                .trim_start_matches("pid ")
+                .split('@')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn every_job_on_a_two_executor_cluster_matches_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 2, 30);
+    let mut jobs: Vec<PathBuf> = std::fs::read_dir(repo().join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    jobs.sort();
+    assert!(jobs.len() >= 2);
+    for job in &jobs {
+        let name = job.file_stem().unwrap().to_str().unwrap();
+        let on_cluster = manifest(&submit(
+            &repo(),
+            job,
+            &cluster.url,
+            &dir.path().join(format!("{name}-c")),
+            &[],
+        ));
+        let on_local = local(&repo(), job, &dir.path().join(format!("{name}-l")));
+        assert_eq!(
+            on_cluster["shards"], on_local["shards"],
+            "{name}: cluster shards differ from local"
+        );
+        assert_eq!(on_cluster["rows"], on_local["rows"], "{name}");
+        assert_eq!(on_cluster["engine"], "ballista");
+        // The input was read by executor processes, not by the driver.
+        let workers = worker_pids(&on_cluster);
+        assert!(!workers.is_empty());
+        for w in workers {
+            assert!(
+                cluster.executor_pids().contains(&w),
+                "{name}: read by pid {w}, not an executor"
+            );
+        }
+    }
+}
+
+fn big_input(dir: &Path) -> PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..6 {
+        synthetic_jsonl(&input.join(format!("p{i}.jsonl")), 40_000);
+    }
+    let job = dir.join("dedup.toml");
+    let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n";
+    std::fs::write(
+        &job,
+        crate::common::job(
+            &format!("{}/*.jsonl", input.display()),
+            steps,
+            &dir.join("unused"),
+            "parquet",
+        ),
+    )
+    .unwrap();
+    job
+}
+
+#[test]
+fn losing_an_executor_mid_job_still_commits_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = big_input(dir.path());
+    let expected = local(dir.path(), &job, &dir.path().join("local"));
+    let mut cluster = Cluster::start(dir.path(), 3, 3);
+    let out = dir.path().join("cluster");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
+        .current_dir(dir.path())
+        .args([
+            "submit",
+            job.to_str().unwrap(),
+            "--cluster",
+            &cluster.url,
+            "--json",
+            "-q",
+            "--timeout",
+            "240",
+        ])
+        .args(["--set", &format!("output.uri={}", out.display())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill an executor once it has done some of the work (its first read stats appear).
+    let start = Instant::now();
+    while !out.join("_staging").exists()
+        || walk(&out.join("_staging"))
+            .iter()
+            .filter(|p| p.to_string_lossy().contains("read-"))
+            .count()
+            < 2
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "job never got going");
+        assert!(child.try_wait().unwrap().is_none(), "job ended before the kill");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut victim = cluster.executors.remove(0);
+    victim.kill().unwrap(); // SIGKILL
+    victim.wait().unwrap();
+    let o = child.wait_with_output().unwrap();
+    let m = manifest(&o);
+    assert_eq!(
+        m["shards"], expected["shards"],
+        "output after executor loss differs from local"
+    );
+    assert_eq!(m["rows"], expected["rows"]);
+}
+
+#[test]
+fn losing_every_executor_fails_within_the_timeout_without_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = big_input(dir.path());
+    let mut cluster = Cluster::start(dir.path(), 2, 2);
+    let out = dir.path().join("cluster");
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
+        .current_dir(dir.path())
+        .args([
+            "submit",
+            job.to_str().unwrap(),
+            "--cluster",
+            &cluster.url,
+            "--json",
+            "-q",
+            "--timeout",
+            "20",
+        ])
+        .args(["--set", &format!("output.uri={}", out.display())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !out.join("_staging").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for e in cluster.executors.iter_mut() {
+        e.kill().unwrap();
+        e.wait().unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("job failed") || err.contains("timed out"), "{err}");
+    assert!(!out.join("manifest.json").exists());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
