@@ -34,6 +34,15 @@ pub fn descriptor_schema() -> SchemaRef {
     ]))
 }
 
+/// The byte ranges the input is read in for `partitions` partitions: plain JSONL
+/// files are cut so that there are about as many ranges as partitions (8 MiB to
+/// 1 GiB each); other files are one range each.
+pub fn input_ranges(spec: &ReadSpec, partitions: usize) -> Vec<(u32, u64, u64)> {
+    let total: u64 = spec.files.iter().map(|f| f.size).sum();
+    let split = (total / partitions.max(1) as u64).clamp(8 << 20, 1 << 30);
+    plan_ranges(spec, split)
+}
+
 #[derive(Debug)]
 pub struct ReadInputExec {
     pub spec: Arc<ReadSpec>,
@@ -48,10 +57,8 @@ impl ReadInputExec {
     /// Plans the ranges of the input over `partitions` partitions: each partition
     /// gets a contiguous run of ranges, so it numbers lines without re-counting.
     pub fn try_plan(spec: ReadSpec, input_schema: SchemaRef, staging: String, partitions: usize) -> Result<Self> {
-        let total: u64 = spec.files.iter().map(|f| f.size).sum();
+        let ranges = input_ranges(&spec, partitions);
         let partitions = partitions.max(1);
-        let split = (total / partitions as u64).clamp(8 << 20, 1 << 30);
-        let ranges = plan_ranges(&spec, split);
         let groups = ranges.len().clamp(1, partitions);
         let mut batches = Vec::with_capacity(groups);
         for g in 0..groups {

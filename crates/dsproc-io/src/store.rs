@@ -94,7 +94,26 @@ impl Location {
 
     /// The canonical URI (`file:///abs/path`).
     pub fn canonical(&self) -> String {
-        format!("{}/{}", self.store_url.trim_end_matches('/'), self.raw)
+        uri_of(&self.store_url, &self.raw)
+    }
+}
+
+/// The URI of `raw` (a path inside the store at `store_url`): `file:///abs/path`
+/// for the local filesystem, `scheme://bucket/key` otherwise.
+pub fn uri_of(store_url: &str, raw: &str) -> String {
+    if store_url == "file://" {
+        format!("file:///{raw}")
+    } else {
+        format!("{}/{raw}", store_url.trim_end_matches('/'))
+    }
+}
+
+/// How a file is shown in messages: an absolute path for local files, else its URI.
+pub fn shown(store_url: &str, raw: &str) -> String {
+    if store_url == "file://" {
+        format!("/{raw}")
+    } else {
+        uri_of(store_url, raw)
     }
 }
 

@@ -69,6 +69,8 @@ pub struct LoweredJob {
     pub shard_size: u64,
     /// (1-based step, op, drop reason) per step.
     pub steps: Vec<(usize, &'static str, Option<&'static str>)>,
+    /// What the reader reads (for progress: ranges to read).
+    pub read_spec: ReadSpec,
 }
 
 /// Resolves the output location (local filesystem for now).
@@ -104,7 +106,7 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         id: spec.input.id.clone(),
         on_error: spec.input.on_error,
     };
-    let node = ReadInputNode::try_new(read_spec, Arc::clone(&input.schema), staging_s.clone())
+    let node = ReadInputNode::try_new(read_spec.clone(), Arc::clone(&input.schema), staging_s.clone())
         .map_err(|e| DsprocError::usage(format!("input: {e}")))?;
     let mut plan = LogicalPlan::Extension(Extension { node: Arc::new(node) });
     let mut steps = Vec::new();
@@ -165,5 +167,6 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         buckets,
         shard_size,
         steps,
+        read_spec,
     })
 }

@@ -140,29 +140,30 @@ fn clean(e: &datafusion::error::DataFusionError) -> String {
     s.replace("Execution error: ", "").replace("External error: ", "")
 }
 
-fn spawn_progress(staging: std::path::PathBuf, files: usize) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
-    let bar = indicatif::ProgressBar::new_spinner();
+/// A progress bar over the input ranges read (from the run's statistics files,
+/// so it works the same locally and on a cluster), with rows per step.
+fn spawn_progress(staging: std::path::PathBuf, ranges: usize) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
+    let bar = indicatif::ProgressBar::new(ranges as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] read {pos}/{len} ranges {bar:30} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     let b = bar.clone();
     let handle = tokio::spawn(async move {
         loop {
             if let Ok(s) = read_stats(&staging) {
-                let steps: Vec<String> = s.step_rows.iter().map(|(k, v)| format!("step {k}: {v}")).collect();
+                b.set_position(s.ranges as u64);
+                let steps: Vec<String> = s.step_rows.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 b.set_message(format!(
-                    "{} input files; read {} rows in {} ranges, {} quarantined{}{}",
-                    files,
+                    "{} rows, {} quarantined{}{}",
                     s.read_rows,
-                    s.ranges,
                     s.quarantined,
-                    if steps.is_empty() { "" } else { "; " },
-                    steps.join(", ")
+                    if steps.is_empty() { "" } else { "; rows out of steps " },
+                    steps.join(" ")
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
     (handle, bar)
@@ -274,17 +275,7 @@ fn finish(
         .files
         .iter()
         .map(|f| ManifestInput {
-            uri: format!(
-                "{}/{}",
-                job.input
-                    .location
-                    .store_url
-                    .trim_end_matches('/')
-                    .trim_end_matches(':')
-                    .to_string()
-                    + "://",
-                f.path
-            ),
+            uri: dsproc_io::store::uri_of(&job.input.location.store_url, &f.path),
             bytes: f.size,
             version: f.version.clone(),
         })
