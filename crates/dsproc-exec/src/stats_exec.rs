@@ -77,12 +77,18 @@ impl ExecutionPlan for StepStatsExec {
         )))
     }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        // Locally partitions are global and never retried: name the file by partition.
+        // On Ballista a task sees task-local partition numbers and may be retried:
+        // name it by what it counted, so a retry overwrites its earlier file.
+        let by_content = context.task_id().is_some();
         let input = self.input.execute(partition, context)?;
         Ok(Box::pin(CountingStream {
             input,
             rows: 0,
             digest: 0,
             step: self.step,
+            partition,
+            by_content,
             dir: PathBuf::from(&self.staging).join("_stats"),
             done: false,
         }))
@@ -94,6 +100,8 @@ struct CountingStream {
     rows: u64,
     digest: u64,
     step: usize,
+    partition: usize,
+    by_content: bool,
     dir: PathBuf,
     done: bool,
 }
@@ -112,8 +120,11 @@ impl CountingStream {
         Ok(())
     }
 
-    /// The file name is derived from the rows counted, so a retried attempt of the
-    /// same partition writes the same file.
+    /// Writes the partition's count. On a cluster the name is derived from the rows
+    /// counted (ids digest and count), so a retried attempt — however Ballista
+    /// slices the stage into tasks — writes the
+    /// same file; two partitions holding exactly the same multiset of ids would
+    /// collide, which the driver's row accounting then reports as a failed job.
     fn finish(&self) -> Result<()> {
         if self.rows == 0 {
             return Ok(());
@@ -122,9 +133,12 @@ impl CountingStream {
             step: self.step,
             rows: self.rows,
         };
-        let p = self
-            .dir
-            .join(format!("step-{:03}-{:016x}-{}.json", self.step, self.digest, self.rows));
+        let name = if self.by_content {
+            format!("step-{:03}-{:016x}-{}.json", self.step, self.digest, self.rows)
+        } else {
+            format!("step-{:03}-p{:05}.json", self.step, self.partition)
+        };
+        let p = self.dir.join(name);
         let body = serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
         write_atomic(&p, &body).map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", p.display())))
     }
