@@ -7,11 +7,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 fn dsproc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dsproc"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_dsproc")).current_dir(dir).args(args).output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -23,26 +19,13 @@ fn quickstart_runs_and_inspects() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("qs");
     let job = repo().join("jobs/quickstart.toml");
-    let o = dsproc(
-        &repo(),
-        &[
-            "run",
-            job.to_str().unwrap(),
-            "--json",
-            "--set",
-            &format!("output.uri={}", out.display()),
-        ],
-    );
+    let o =
+        dsproc(&repo(), &["run", job.to_str().unwrap(), "--json", "--set", &format!("output.uri={}", out.display())]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["status"], "ok");
     let rows = &v["manifest"]["rows"];
-    let dropped: u64 = rows["dropped"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|x| x.as_u64().unwrap())
-        .sum();
+    let dropped: u64 = rows["dropped"].as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum();
     assert_eq!(
         rows["in"].as_u64().unwrap(),
         rows["out"].as_u64().unwrap() + rows["quarantined"].as_u64().unwrap() + dropped
@@ -68,28 +51,21 @@ fn quickstart_runs_and_inspects() {
     // explain prints both plans with our nodes.
     let o = dsproc(&repo(), &["explain", job.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && text.contains("ReadInputExec") && text.contains("WriteShardsExec"),
-        "{text}"
-    );
+    assert!(o.status.success() && text.contains("ReadInputExec") && text.contains("WriteShardsExec"), "{text}");
 }
 
 #[test]
 fn validate_reports_misspelled_key_with_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = std::fs::read_to_string(repo().join("jobs/quickstart.toml"))
-        .unwrap()
-        .replace("whitespace = ", "whitespce = ");
+    let spec =
+        std::fs::read_to_string(repo().join("jobs/quickstart.toml")).unwrap().replace("whitespace = ", "whitespce = ");
     let line = spec.lines().position(|l| l.starts_with("whitespce")).unwrap() + 1;
     std::fs::write(dir.path().join("bad.toml"), spec).unwrap();
     let o = dsproc(dir.path(), &["validate", "bad.toml"]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains(&format!("bad.toml:{line}:1")), "{e}");
-    assert!(
-        e.contains("`whitespce`") && e.contains("did you mean `whitespace`"),
-        "{e}"
-    );
+    assert!(e.contains("`whitespce`") && e.contains("did you mean `whitespace`"), "{e}");
     // A good spec validates (inputs are checked too).
     let o = dsproc(&repo(), &["validate", "jobs/quickstart.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -103,11 +79,7 @@ fn input_errors_exit_2_before_data_moves() {
     std::fs::write(dir.path().join("j.toml"), job("a.jsonl", "", &out, "parquet")).unwrap();
     let o = dsproc(dir.path(), &["run", "j.toml"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("text column \"text\" not found") && stderr(&o).contains("body"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("text column \"text\" not found") && stderr(&o).contains("body"), "{}", stderr(&o));
     assert!(!out.exists());
     std::fs::write(dir.path().join("j.toml"), job("nothing/*.jsonl", "", &out, "parquet")).unwrap();
     let o = dsproc(dir.path(), &["run", "j.toml"]);
@@ -145,10 +117,7 @@ fn killed_run_leaves_no_manifest() {
     let start = Instant::now();
     while !out.join("_staging").exists() {
         assert!(start.elapsed() < Duration::from_secs(60), "run never started");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "run finished before it could be killed"
-        );
+        assert!(child.try_wait().unwrap().is_none(), "run finished before it could be killed");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));

@@ -15,10 +15,7 @@ fn free_port() -> u16 {
 fn wait_port(port: u16, child: &mut Child) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "process exited before opening port {port}"
-        );
+        assert!(child.try_wait().unwrap().is_none(), "process exited before opening port {port}");
         assert!(start.elapsed() < Duration::from_secs(30), "port {port} never opened");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -44,25 +41,14 @@ impl Cluster {
             .unwrap();
         wait_port(port, &mut scheduler);
         let url = format!("df://127.0.0.1:{port}");
-        let mut cluster = Self {
-            url,
-            scheduler,
-            executors: Vec::new(),
-        };
+        let mut cluster = Self { url, scheduler, executors: Vec::new() };
         for i in 0..executors {
             let (fp, gp) = (free_port(), free_port());
             let work = dir.join(format!("work-{i}"));
             std::fs::create_dir_all(&work).unwrap();
             let mut e = Command::new(bin)
                 .args(["executor", "--scheduler", &cluster.url, "--bind", "127.0.0.1"])
-                .args([
-                    "--port",
-                    &fp.to_string(),
-                    "--grpc-port",
-                    &gp.to_string(),
-                    "--task-slots",
-                    "2",
-                ])
+                .args(["--port", &fp.to_string(), "--grpc-port", &gp.to_string(), "--task-slots", "2"])
                 .args(["--heartbeat", "1", "--work-dir", work.to_str().unwrap()])
                 .stderr(log(&format!("executor-{i}.log")))
                 .spawn()
@@ -107,14 +93,7 @@ fn manifest(o: &Output) -> serde_json::Value {
 fn local(cwd: &Path, job: &Path, out: &Path) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(cwd)
-        .args([
-            "run",
-            job.to_str().unwrap(),
-            "--json",
-            "-q",
-            "--set",
-            &format!("output.uri={}", out.display()),
-        ])
+        .args(["run", job.to_str().unwrap(), "--json", "-q", "--set", &format!("output.uri={}", out.display())])
         .output()
         .unwrap();
     manifest(&o)
@@ -125,16 +104,7 @@ fn worker_pids(m: &serde_json::Value) -> Vec<u32> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|w| {
-            w.as_str()
-                .unwrap()
-                .trim_start_matches("pid ")
-                .split('@')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
+        .map(|w| w.as_str().unwrap().trim_start_matches("pid ").split('@').next().unwrap().parse().unwrap())
         .collect()
 }
 
@@ -151,28 +121,16 @@ fn every_job_on_a_two_executor_cluster_matches_local() {
     assert!(jobs.len() >= 2);
     for job in &jobs {
         let name = job.file_stem().unwrap().to_str().unwrap();
-        let on_cluster = manifest(&submit(
-            &repo(),
-            job,
-            &cluster.url,
-            &dir.path().join(format!("{name}-c")),
-            &[],
-        ));
+        let on_cluster = manifest(&submit(&repo(), job, &cluster.url, &dir.path().join(format!("{name}-c")), &[]));
         let on_local = local(&repo(), job, &dir.path().join(format!("{name}-l")));
-        assert_eq!(
-            on_cluster["shards"], on_local["shards"],
-            "{name}: cluster shards differ from local"
-        );
+        assert_eq!(on_cluster["shards"], on_local["shards"], "{name}: cluster shards differ from local");
         assert_eq!(on_cluster["rows"], on_local["rows"], "{name}");
         assert_eq!(on_cluster["engine"], "ballista");
         // The input was read by executor processes, not by the driver.
         let workers = worker_pids(&on_cluster);
         assert!(!workers.is_empty());
         for w in workers {
-            assert!(
-                cluster.executor_pids().contains(&w),
-                "{name}: read by pid {w}, not an executor"
-            );
+            assert!(cluster.executor_pids().contains(&w), "{name}: read by pid {w}, not an executor");
         }
     }
 }
@@ -187,12 +145,7 @@ fn big_input(dir: &Path) -> PathBuf {
     let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n";
     std::fs::write(
         &job,
-        crate::common::job(
-            &format!("{}/*.jsonl", input.display()),
-            steps,
-            &dir.join("unused"),
-            "parquet",
-        ),
+        crate::common::job(&format!("{}/*.jsonl", input.display()), steps, &dir.join("unused"), "parquet"),
     )
     .unwrap();
     job
@@ -207,16 +160,7 @@ fn losing_an_executor_mid_job_still_commits_identical_output() {
     let out = dir.path().join("cluster");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(dir.path())
-        .args([
-            "submit",
-            job.to_str().unwrap(),
-            "--cluster",
-            &cluster.url,
-            "--json",
-            "-q",
-            "--timeout",
-            "240",
-        ])
+        .args(["submit", job.to_str().unwrap(), "--cluster", &cluster.url, "--json", "-q", "--timeout", "240"])
         .args(["--set", &format!("output.uri={}", out.display())])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -225,11 +169,7 @@ fn losing_an_executor_mid_job_still_commits_identical_output() {
     // Kill an executor once it has done some of the work (its first read stats appear).
     let start = Instant::now();
     while !out.join("_staging").exists()
-        || walk(&out.join("_staging"))
-            .iter()
-            .filter(|p| p.to_string_lossy().contains("read-"))
-            .count()
-            < 2
+        || walk(&out.join("_staging")).iter().filter(|p| p.to_string_lossy().contains("read-")).count() < 2
     {
         assert!(start.elapsed() < Duration::from_secs(120), "job never got going");
         assert!(child.try_wait().unwrap().is_none(), "job ended before the kill");
@@ -240,10 +180,7 @@ fn losing_an_executor_mid_job_still_commits_identical_output() {
     victim.wait().unwrap();
     let o = child.wait_with_output().unwrap();
     let m = manifest(&o);
-    assert_eq!(
-        m["shards"], expected["shards"],
-        "output after executor loss differs from local"
-    );
+    assert_eq!(m["shards"], expected["shards"], "output after executor loss differs from local");
     assert_eq!(m["rows"], expected["rows"]);
 }
 
@@ -256,16 +193,7 @@ fn losing_every_executor_fails_within_the_timeout_without_manifest() {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(dir.path())
-        .args([
-            "submit",
-            job.to_str().unwrap(),
-            "--cluster",
-            &cluster.url,
-            "--json",
-            "-q",
-            "--timeout",
-            "20",
-        ])
+        .args(["submit", job.to_str().unwrap(), "--cluster", &cluster.url, "--json", "-q", "--timeout", "20"])
         .args(["--set", &format!("output.uri={}", out.display())])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -281,11 +209,7 @@ fn losing_every_executor_fails_within_the_timeout_without_manifest() {
     }
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("job failed") || err.contains("timed out"), "{err}");
     assert!(!out.join("manifest.json").exists());

@@ -8,10 +8,7 @@ use dsproc_runtime::{Engine, EngineOptions, RunOptions};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 /// Writes `spec` to `dir/job.toml` and loads it.
@@ -24,17 +21,11 @@ pub fn load(dir: &Path, spec: &str) -> LoadedSpec {
 pub async fn run(loaded: &LoadedSpec, engine: Engine, partitions: usize) -> Result<Manifest, String> {
     let opts = RunOptions {
         engine,
-        engine_opts: EngineOptions {
-            target_partitions: partitions,
-            memory_limit: None,
-        },
+        engine_opts: EngineOptions { target_partitions: partitions, memory_limit: None },
         progress: false,
         timeout: Some(std::time::Duration::from_secs(300)),
     };
-    dsproc_runtime::run_job(loaded, &opts)
-        .await
-        .map(|s| s.manifest)
-        .map_err(|e| e.to_string())
+    dsproc_runtime::run_job(loaded, &opts).await.map(|s| s.manifest).map_err(|e| e.to_string())
 }
 
 /// (path, sha256) of every shard: equal lists mean byte-identical datasets.
@@ -70,21 +61,13 @@ pub fn synthetic_jsonl(path: &Path, n: usize) {
     for i in 0..n {
         let text = match i % 7 {
             0 => "short".to_string(),
-            1 | 2 => format!(
-                "duplicated document body number {} with enough length to pass filters",
-                i % 5
-            ),
+            1 | 2 => format!("duplicated document body number {} with enough length to pass filters", i % 5),
             3 => format!(
                 "Caf\u{e9} cafe\u{301}  \r\n document {i} with trailing spaces   \nand more text to be long enough"
             ),
             _ => format!("document {i}: {}", "lorem ipsum dolor sit amet ".repeat(1 + i % 4)),
         };
-        writeln!(
-            s,
-            "{}",
-            serde_json::json!({"text": text, "source": format!("s{}", i % 3), "n": i})
-        )
-        .unwrap();
+        writeln!(s, "{}", serde_json::json!({"text": text, "source": format!("s{}", i % 3), "n": i})).unwrap();
     }
     std::fs::write(path, s).unwrap();
 }

@@ -13,10 +13,7 @@ fn quarantined(out: &std::path::Path) -> Vec<serde_json::Value> {
     };
     for e in entries {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        rows.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-        );
+        rows.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
     }
     rows.sort_by_key(|r| r["line"].as_u64());
     rows
@@ -41,13 +38,7 @@ async fn bad_lines_are_quarantined_with_line_numbers_in_both_engines() {
     drop(f);
     for engine in [Engine::Local, Engine::Standalone] {
         let out = dir.path().join(format!("out-{}", engine.name()));
-        let m = run(
-            &load(dir.path(), &job(&input.display().to_string(), "", &out, "jsonl")),
-            engine,
-            2,
-        )
-        .await
-        .unwrap();
+        let m = run(&load(dir.path(), &job(&input.display().to_string(), "", &out, "jsonl")), engine, 2).await.unwrap();
         assert_eq!(m.rows.rows_in, 10);
         assert_eq!(m.rows.out, 4);
         assert_eq!(m.rows.quarantined, 6);
@@ -61,10 +52,8 @@ async fn bad_lines_are_quarantined_with_line_numbers_in_both_engines() {
         assert!(q[2]["reason"].as_str().unwrap().contains("null"), "{}", q[2]);
         assert!(q[4]["reason"].as_str().unwrap().contains("not a string"), "{}", q[4]);
         assert!(q.iter().all(|r| r["file"].as_str().unwrap().ends_with("bad.jsonl")));
-        let ids: Vec<String> = read_jsonl_dataset(&out, &m)
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
-            .collect();
+        let ids: Vec<String> =
+            read_jsonl_dataset(&out, &m).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(sorted, ["bad.jsonl:1", "bad.jsonl:11", "bad.jsonl:3", "bad.jsonl:8"]);
@@ -83,32 +72,21 @@ async fn compressed_csv_parquet_and_text_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let docs: Vec<String> = (0..50).map(|i| format!("document number {i}, with a comma")).collect();
     // JSONL .gz and .zst
-    let plain: String = docs
-        .iter()
-        .map(|d| serde_json::json!({"text": d}).to_string() + "\n")
-        .collect();
+    let plain: String = docs.iter().map(|d| serde_json::json!({"text": d}).to_string() + "\n").collect();
     let gz = dir.path().join("gz");
     std::fs::create_dir_all(&gz).unwrap();
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(gz.join("a.jsonl.gz")).unwrap(),
-        Default::default(),
-    );
+    let mut enc =
+        flate2::write::GzEncoder::new(std::fs::File::create(gz.join("a.jsonl.gz")).unwrap(), Default::default());
     enc.write_all(plain.as_bytes()).unwrap();
     enc.finish().unwrap();
     std::fs::write(gz.join("b.jsonl.zst"), zstd::encode_all(plain.as_bytes(), 3).unwrap()).unwrap();
     let out = dir.path().join("o1");
-    let m = run(
-        &load(dir.path(), &job(&format!("{}/*", gz.display()), "", &out, "jsonl")),
-        Engine::Local,
-        2,
-    )
-    .await
-    .unwrap();
+    let m = run(&load(dir.path(), &job(&format!("{}/*", gz.display()), "", &out, "jsonl")), Engine::Local, 2)
+        .await
+        .unwrap();
     assert_eq!(m.rows.out, 100);
-    let ids: std::collections::BTreeSet<String> = read_jsonl_dataset(&out, &m)
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: std::collections::BTreeSet<String> =
+        read_jsonl_dataset(&out, &m).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     assert!(ids.contains("a.jsonl.gz:50") && ids.contains("b.jsonl.zst:1"));
 
     // CSV with a header, quoted commas and one short row.
@@ -121,16 +99,10 @@ async fn compressed_csv_parquet_and_text_inputs() {
     csv.push_str("only-one-field\n");
     std::fs::write(csv_dir.join("d.csv"), csv).unwrap();
     let out = dir.path().join("o2");
-    let m = run(
-        &load(
-            dir.path(),
-            &job(&format!("{}/d.csv", csv_dir.display()), "", &out, "jsonl"),
-        ),
-        Engine::Standalone,
-        2,
-    )
-    .await
-    .unwrap();
+    let m =
+        run(&load(dir.path(), &job(&format!("{}/d.csv", csv_dir.display()), "", &out, "jsonl")), Engine::Standalone, 2)
+            .await
+            .unwrap();
     assert_eq!((m.rows.out, m.rows.quarantined), (50, 1));
     let rows = read_jsonl_dataset(&out, &m);
     assert!(rows.iter().any(|r| r["title"] == "t3" && r["text"] == docs[3].as_str()));
@@ -141,16 +113,9 @@ async fn compressed_csv_parquet_and_text_inputs() {
     std::fs::write(txt.join("one.txt"), "first file\nwith two lines").unwrap();
     std::fs::write(txt.join("sub/two.txt"), "second").unwrap();
     let out = dir.path().join("o3");
-    let m = run(
-        &load(
-            dir.path(),
-            &job(&format!("{}/**/*.txt", txt.display()), "", &out, "jsonl"),
-        ),
-        Engine::Local,
-        2,
-    )
-    .await
-    .unwrap();
+    let m = run(&load(dir.path(), &job(&format!("{}/**/*.txt", txt.display()), "", &out, "jsonl")), Engine::Local, 2)
+        .await
+        .unwrap();
     let rows = read_jsonl_dataset(&out, &m);
     let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     ids.sort();
@@ -201,13 +166,9 @@ async fn big_file_split_into_ranges_keeps_line_ids() {
     let mut digests = Vec::new();
     for p in [1, 3, 4] {
         let out = dir.path().join(format!("o{p}"));
-        let m = run(
-            &load(dir.path(), &job(&input.display().to_string(), "", &out, "jsonl")),
-            Engine::Local,
-            p,
-        )
-        .await
-        .unwrap();
+        let m = run(&load(dir.path(), &job(&input.display().to_string(), "", &out, "jsonl")), Engine::Local, p)
+            .await
+            .unwrap();
         assert_eq!(m.rows.out, 60_000);
         for r in read_jsonl_dataset(&out, &m) {
             assert_eq!(r["id"].as_str().unwrap(), format!("big.jsonl:{}", r["line"]));

@@ -178,12 +178,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             }
             Ok(serde_json::json!({"status": "ok", "plan": text}))
         }
-        Command::Scheduler {
-            bind,
-            port,
-            executor_timeout,
-            job_cleanup,
-        } => {
+        Command::Scheduler { bind, port, executor_timeout, job_cleanup } => {
             if !cli.quiet {
                 eprintln!("dsproc scheduler listening on df://{bind}:{port}");
             }
@@ -196,16 +191,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             dsproc_runtime::cluster::run_scheduler(opts).await?;
             Ok(serde_json::json!({"status": "ok"}))
         }
-        Command::Executor {
-            scheduler,
-            bind,
-            port,
-            grpc_port,
-            work_dir,
-            task_slots,
-            memory_limit,
-            heartbeat,
-        } => {
+        Command::Executor { scheduler, bind, port, grpc_port, work_dir, task_slots, memory_limit, heartbeat } => {
             let (scheduler_host, scheduler_port) = dsproc_runtime::cluster::parse_cluster_url(scheduler)?;
             let memory_limit = match memory_limit {
                 Some(m) => Some(
@@ -326,10 +312,7 @@ fn main() -> ExitCode {
             let err = anyhow::Error::new(e);
             eprintln!("error: {err:#}");
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"status": "error", "error": format!("{err:#}"), "exit_code": code})
-                );
+                println!("{}", serde_json::json!({"status": "error", "error": format!("{err:#}"), "exit_code": code}));
             }
             ExitCode::from(code as u8)
         }

@@ -19,10 +19,7 @@ pub enum DsprocError {
 
 impl DsprocError {
     pub fn spec(location: SpecLocation, message: impl Into<String>) -> Self {
-        Self::Spec {
-            location,
-            message: message.into(),
-        }
+        Self::Spec { location, message: message.into() }
     }
     pub fn usage(message: impl Into<String>) -> Self {
         Self::Usage(message.into())

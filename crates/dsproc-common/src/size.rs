@@ -6,9 +6,7 @@
 /// bare `K`/`M`/`G`/`T` powers of 1024). Fractions are allowed (`"1.5GiB"`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let num: f64 = num
         .replace('_', "")

@@ -36,19 +36,9 @@ pub fn decoded_nodes() -> usize {
 /// Every dsproc node, logical or physical, as carried between processes.
 #[derive(Debug, Serialize, Deserialize)]
 enum NodeProto {
-    Read {
-        spec: ReadSpec,
-        input_schema: String,
-        staging: String,
-    },
-    Stats {
-        step: usize,
-        op: String,
-        staging: String,
-    },
-    Write {
-        params: WriteParams,
-    },
+    Read { spec: ReadSpec, input_schema: String, staging: String },
+    Stats { step: usize, op: String, staging: String, sums_of: Option<String> },
+    Write { params: WriteParams },
 }
 
 fn encode(node: &NodeProto, buf: &mut Vec<u8>) -> Result<()> {
@@ -68,9 +58,7 @@ fn schema_hex(s: &SchemaRef) -> String {
 
 fn schema_from_hex(s: &str) -> Result<SchemaRef> {
     let bytes = hex::decode(s).map_err(|e| DataFusionError::Internal(format!("bad schema hex: {e}")))?;
-    Ok(Arc::new(
-        dsproc_io::schema::schema_from_bytes(&bytes).map_err(DataFusionError::Internal)?,
-    ))
+    Ok(Arc::new(dsproc_io::schema::schema_from_bytes(&bytes).map_err(DataFusionError::Internal)?))
 }
 
 /// Logical codec: dsproc nodes, then Ballista's.
@@ -85,18 +73,15 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
             return self.inner.try_decode(buf, inputs, ctx);
         };
         let input = || -> Result<LogicalPlan> {
-            inputs
-                .first()
-                .cloned()
-                .ok_or_else(|| DataFusionError::Internal("dsproc node without input".into()))
+            inputs.first().cloned().ok_or_else(|| DataFusionError::Internal("dsproc node without input".into()))
         };
         let node: Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode> = match node? {
-            NodeProto::Read {
-                spec,
-                input_schema,
-                staging,
-            } => Arc::new(ReadInputNode::try_new(spec, schema_from_hex(&input_schema)?, staging)?),
-            NodeProto::Stats { step, op, staging } => Arc::new(StepStatsNode::new(input()?, step, &op, staging)),
+            NodeProto::Read { spec, input_schema, staging } => {
+                Arc::new(ReadInputNode::try_new(spec, schema_from_hex(&input_schema)?, staging)?)
+            }
+            NodeProto::Stats { step, op, staging, sums_of } => {
+                Arc::new(StepStatsNode::with_sums(input()?, step, &op, staging, sums_of))
+            }
             NodeProto::Write { params } => Arc::new(WriteShardsNode::try_new(input()?, params)?),
         };
         Ok(Extension { node })
@@ -118,17 +103,13 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
                     step: n.step,
                     op: n.op.clone(),
                     staging: n.staging.clone(),
+                    sums_of: n.sums_of.clone(),
                 },
                 buf,
             );
         }
         if let Some(n) = any.downcast_ref::<WriteShardsNode>() {
-            return encode(
-                &NodeProto::Write {
-                    params: n.params.clone(),
-                },
-                buf,
-            );
+            return encode(&NodeProto::Write { params: n.params.clone() }, buf);
         }
         self.inner.try_encode(node, buf)
     }
@@ -202,17 +183,12 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
         };
         let input = Arc::clone(input);
         Ok(match node? {
-            NodeProto::Read {
-                spec,
-                input_schema,
-                staging,
-            } => Arc::new(ReadInputExec::try_new(
-                Arc::new(spec),
-                schema_from_hex(&input_schema)?,
-                staging,
-                input,
-            )?),
-            NodeProto::Stats { step, op, staging } => Arc::new(StepStatsExec::new(input, step, op, staging)),
+            NodeProto::Read { spec, input_schema, staging } => {
+                Arc::new(ReadInputExec::try_new(Arc::new(spec), schema_from_hex(&input_schema)?, staging, input)?)
+            }
+            NodeProto::Stats { step, op, staging, sums_of } => {
+                Arc::new(StepStatsExec::new(input, step, op, staging).with_sums(sums_of))
+            }
             NodeProto::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
         })
     }
@@ -237,17 +213,13 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
                     step: n.step,
                     op: n.op.clone(),
                     staging: n.staging.clone(),
+                    sums_of: n.sums_of.clone(),
                 },
                 buf,
             );
         }
         if let Some(n) = node.downcast_ref::<WriteShardsExec>() {
-            return encode(
-                &NodeProto::Write {
-                    params: n.params.clone(),
-                },
-                buf,
-            );
+            return encode(&NodeProto::Write { params: n.params.clone() }, buf);
         }
         self.inner.try_encode(node, buf, proto_converter)
     }

@@ -53,6 +53,9 @@ pub fn worker_name() -> String {
 pub struct StepStats {
     pub step: usize,
     pub rows: u64,
+    /// Sums of the UInt32 fields of the node's `sums_of` struct column (e.g. PII counts).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sums: std::collections::BTreeMap<String, u64>,
 }
 
 /// Writes a small file atomically (write to a temp name, then rename), so a
@@ -71,10 +74,7 @@ pub(crate) fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let h = xxhash_rust::xxh3::xxh3_64(format!("{t}-{}-{n}", std::process::id()).as_bytes());
     format!("{h:016x}")
 }

@@ -30,19 +30,8 @@ impl ReadInputNode {
     pub fn try_new(spec: ReadSpec, input_schema: SchemaRef, staging: String) -> Result<Self> {
         let out = dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
         let schema = Arc::new(DFSchema::try_from(out.as_ref().clone())?);
-        let key = format!(
-            "{}|{}|{:?}",
-            serde_json::to_string(&spec).unwrap_or_default(),
-            staging,
-            input_schema
-        );
-        Ok(Self {
-            spec,
-            input_schema,
-            staging,
-            schema,
-            key,
-        })
+        let key = format!("{}|{}|{:?}", serde_json::to_string(&spec).unwrap_or_default(), staging, input_schema);
+        Ok(Self { spec, input_schema, staging, schema, key })
     }
 
     pub fn output_schema(&self) -> SchemaRef {
@@ -117,19 +106,20 @@ pub struct StepStatsNode {
     pub step: usize,
     pub op: String,
     pub staging: String,
+    /// Also sum the fields of this struct column; such a node only records sums
+    /// (its files are `sums-*`), it does not mark the end of the step.
+    pub sums_of: Option<String>,
     key: String,
 }
 
 impl StepStatsNode {
     pub fn new(input: LogicalPlan, step: usize, op: &str, staging: String) -> Self {
-        let key = format!("{step}|{op}|{staging}");
-        Self {
-            input,
-            step,
-            op: op.to_string(),
-            staging,
-            key,
-        }
+        Self::with_sums(input, step, op, staging, None)
+    }
+
+    pub fn with_sums(input: LogicalPlan, step: usize, op: &str, staging: String, sums_of: Option<String>) -> Self {
+        let key = format!("{step}|{op}|{staging}|{sums_of:?}");
+        Self { input, step, op: op.to_string(), staging, sums_of, key }
     }
     fn inputs_eq(&self, other: &Self) -> bool {
         self.input == other.input
@@ -158,10 +148,7 @@ impl UserDefinedLogicalNodeCore for StepStatsNode {
         write!(f, "StepStats: step={} op={}", self.step, self.op)
     }
     fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
-        Ok(Self {
-            input: inputs.swap_remove(0),
-            ..self.clone()
-        })
+        Ok(Self { input: inputs.swap_remove(0), ..self.clone() })
     }
 }
 
@@ -202,12 +189,7 @@ impl WriteShardsNode {
     pub fn try_new(input: LogicalPlan, params: WriteParams) -> Result<Self> {
         let schema = Arc::new(DFSchema::try_from(sink_result_schema().as_ref().clone())?);
         let key = serde_json::to_string(&params).unwrap_or_default();
-        Ok(Self {
-            input,
-            params,
-            schema,
-            key,
-        })
+        Ok(Self { input, params, schema, key })
     }
     fn inputs_eq(&self, other: &Self) -> bool {
         self.input == other.input

@@ -40,22 +40,14 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         let partitions = session.config().target_partitions();
         if let Some(n) = node.as_any().downcast_ref::<ReadInputNode>() {
-            let exec = ReadInputExec::try_plan(
-                n.spec.clone(),
-                Arc::clone(&n.input_schema),
-                n.staging.clone(),
-                partitions,
-            )?;
+            let exec =
+                ReadInputExec::try_plan(n.spec.clone(), Arc::clone(&n.input_schema), n.staging.clone(), partitions)?;
             return Ok(Some(Arc::new(exec)));
         }
         if let Some(n) = node.as_any().downcast_ref::<StepStatsNode>() {
             let input = Arc::clone(&physical_inputs[0]);
-            return Ok(Some(Arc::new(StepStatsExec::new(
-                input,
-                n.step,
-                n.op.clone(),
-                n.staging.clone(),
-            ))));
+            let exec = StepStatsExec::new(input, n.step, n.op.clone(), n.staging.clone()).with_sums(n.sums_of.clone());
+            return Ok(Some(Arc::new(exec)));
         }
         if let Some(n) = node.as_any().downcast_ref::<WriteShardsNode>() {
             let input = Arc::clone(&physical_inputs[0]);

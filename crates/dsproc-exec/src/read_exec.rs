@@ -93,25 +93,13 @@ impl ReadInputExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(Self {
-            spec,
-            input_schema,
-            staging,
-            output_schema,
-            child,
-            props,
-        })
+        Ok(Self { spec, input_schema, staging, output_schema, child, props })
     }
 }
 
 impl DisplayAs for ReadInputExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "ReadInputExec: format={}, files={}",
-            self.spec.format.name(),
-            self.spec.files.len()
-        )
+        write!(f, "ReadInputExec: format={}, files={}", self.spec.format.name(), self.spec.files.len())
     }
 }
 
@@ -183,11 +171,8 @@ impl ExecutionPlan for ReadInputExec {
                     let (file_idx, start, end) = (files.value(row), starts.value(row), ends.value(row));
                     let first_line = carry.filter(|c| c.0 == file_idx && c.1 == start).map(|c| c.2);
                     let spec2 = Arc::clone(&spec);
-                    let (store2, in_s, out_s) = (
-                        Arc::clone(&store),
-                        Arc::clone(&input_schema),
-                        Arc::clone(&output_schema),
-                    );
+                    let (store2, in_s, out_s) =
+                        (Arc::clone(&store), Arc::clone(&input_schema), Arc::clone(&output_schema));
                     let tx2 = tx.clone();
                     let handle = tokio::runtime::Handle::current();
                     let result = tokio::task::spawn_blocking(move || {
@@ -212,9 +197,7 @@ impl ExecutionPlan for ReadInputExec {
                             return;
                         }
                         Err(e) => {
-                            let _ = tx
-                                .send(Err(DataFusionError::Execution(format!("reader task failed: {e}"))))
-                                .await;
+                            let _ = tx.send(Err(DataFusionError::Execution(format!("reader task failed: {e}")))).await;
                             return;
                         }
                     };
@@ -231,10 +214,7 @@ impl ExecutionPlan for ReadInputExec {
             let _ = &guard;
             rx.poll_recv(cx)
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.output_schema),
-            stream,
-        )))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.output_schema), stream)))
     }
 }
 

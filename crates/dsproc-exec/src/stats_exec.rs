@@ -24,16 +24,19 @@ pub struct StepStatsExec {
     pub step: usize,
     pub op: String,
     pub staging: String,
+    /// Struct column whose UInt32 fields are summed; such a node writes `sums-*`
+    /// files instead of the step's row count.
+    pub sums_of: Option<String>,
 }
 
 impl StepStatsExec {
     pub fn new(input: Arc<dyn ExecutionPlan>, step: usize, op: String, staging: String) -> Self {
-        Self {
-            input,
-            step,
-            op,
-            staging,
-        }
+        Self { input, step, op, staging, sums_of: None }
+    }
+
+    pub fn with_sums(mut self, sums_of: Option<String>) -> Self {
+        self.sums_of = sums_of;
+        self
     }
 }
 
@@ -69,12 +72,10 @@ impl ExecutionPlan for StepStatsExec {
         if children.len() != 1 {
             return internal_err!("StepStatsExec takes one child");
         }
-        Ok(Arc::new(Self::new(
-            children.swap_remove(0),
-            self.step,
-            self.op.clone(),
-            self.staging.clone(),
-        )))
+        Ok(Arc::new(
+            Self::new(children.swap_remove(0), self.step, self.op.clone(), self.staging.clone())
+                .with_sums(self.sums_of.clone()),
+        ))
     }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         // Locally partitions are global and never retried: name the file by partition.
@@ -89,6 +90,8 @@ impl ExecutionPlan for StepStatsExec {
             step: self.step,
             partition,
             by_content,
+            sums_of: self.sums_of.clone(),
+            sums: std::collections::BTreeMap::new(),
             dir: PathBuf::from(&self.staging).join("_stats"),
             done: false,
         }))
@@ -102,6 +105,8 @@ struct CountingStream {
     step: usize,
     partition: usize,
     by_content: bool,
+    sums_of: Option<String>,
+    sums: std::collections::BTreeMap<String, u64>,
     dir: PathBuf,
     done: bool,
 }
@@ -109,6 +114,10 @@ struct CountingStream {
 impl CountingStream {
     fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
+        if let Some(name) = &self.sums_of {
+            let i = batch.schema().index_of(name)?;
+            add_sums(batch.column(i).as_ref(), &mut self.sums);
+        }
         let Ok(i) = batch.schema().index_of("id") else {
             return Ok(());
         };
@@ -129,18 +138,29 @@ impl CountingStream {
         if self.rows == 0 {
             return Ok(());
         }
-        let stats = StepStats {
-            step: self.step,
-            rows: self.rows,
-        };
+        let stats = StepStats { step: self.step, rows: self.rows, sums: self.sums.clone() };
+        let prefix = if self.sums_of.is_some() { "sums" } else { "step" };
         let name = if self.by_content {
-            format!("step-{:03}-{:016x}-{}.json", self.step, self.digest, self.rows)
+            format!("{prefix}-{:03}-{:016x}-{}.json", self.step, self.digest, self.rows)
         } else {
-            format!("step-{:03}-p{:05}.json", self.step, self.partition)
+            format!("{prefix}-{:03}-p{:05}.json", self.step, self.partition)
         };
         let p = self.dir.join(name);
         let body = serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
         write_atomic(&p, &body).map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", p.display())))
+    }
+}
+
+/// Adds the UInt32 leaves of a struct column (recursing into nested structs) to `sums`.
+fn add_sums(array: &dyn Array, sums: &mut std::collections::BTreeMap<String, u64>) {
+    use datafusion::arrow::array::{StructArray, UInt32Array};
+    let Some(st) = array.as_any().downcast_ref::<StructArray>() else { return };
+    for (field, col) in st.fields().iter().zip(st.columns()) {
+        if let Some(v) = col.as_any().downcast_ref::<UInt32Array>() {
+            *sums.entry(field.name().clone()).or_default() += v.iter().flatten().map(u64::from).sum::<u64>();
+        } else {
+            add_sums(col.as_ref(), sums);
+        }
     }
 }
 

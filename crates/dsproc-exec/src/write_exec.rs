@@ -88,9 +88,7 @@ impl ExecutionPlan for WriteShardsExec {
         }
     }
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        vec![Self::sort_requirement(&self.input.schema())
-            .ok()
-            .map(OrderingRequirements::new)]
+        vec![Self::sort_requirement(&self.input.schema()).ok().map(OrderingRequirements::new)]
     }
     fn maintains_input_order(&self) -> Vec<bool> {
         vec![false]
@@ -186,16 +184,7 @@ impl BucketWriter {
     fn new(params: WriteParams, schema: SchemaRef, attempt: String) -> Self {
         let rel_dir = format!("shards/{attempt}");
         let dir = PathBuf::from(&params.staging).join(&rel_dir);
-        Self {
-            params,
-            schema,
-            dir,
-            rel_dir,
-            current: None,
-            pending: Vec::new(),
-            pending_rows: 0,
-            done: Vec::new(),
-        }
+        Self { params, schema, dir, rel_dir, current: None, pending: Vec::new(), pending_rows: 0, done: Vec::new() }
     }
 
     fn push(&mut self, bucket: u32, rows: RecordBatch) -> Result<(), String> {
@@ -213,11 +202,7 @@ impl BucketWriter {
 
     fn open(&mut self, bucket: u32, seq: u32) -> Result<(), String> {
         let ext = self.params.format.extension();
-        let name = if seq == 0 {
-            format!("part-{bucket:05}.{ext}")
-        } else {
-            format!("part-{bucket:05}-{seq}.{ext}")
-        };
+        let name = if seq == 0 { format!("part-{bucket:05}.{ext}") } else { format!("part-{bucket:05}-{seq}.{ext}") };
         let w = ShardFileWriter::create(&self.dir.join(&name), self.params.format, &self.schema)?;
         self.current = Some((bucket, seq, format!("{}/{name}", self.rel_dir), w));
         Ok(())
@@ -259,14 +244,7 @@ impl BucketWriter {
     fn close_current(&mut self) -> Result<(), String> {
         if let Some((bucket, seq, path, w)) = self.current.take() {
             let s = w.finish()?;
-            self.done.push(Done {
-                bucket,
-                seq,
-                path,
-                rows: s.rows,
-                bytes: s.bytes,
-                sha256: s.sha256,
-            });
+            self.done.push(Done { bucket, seq, path, rows: s.rows, bytes: s.bytes, sha256: s.sha256 });
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
 pub mod hash;
+pub mod pii;
 pub mod text;
 
 /// Every dsproc scalar function.
@@ -20,6 +21,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(text::normalize_text::NormalizeTextFunc::new())),
         Arc::new(ScalarUDF::from(hash::content_hash::ContentHashFunc::new())),
         Arc::new(ScalarUDF::from(hash::shard_of::ShardOfFunc::new())),
+        Arc::new(ScalarUDF::from(pii::scrub_pii::ScrubPiiFunc::new())),
     ]
 }
 
@@ -52,12 +54,7 @@ pub(crate) fn literal_str(arg: &ColumnarValue, name: &str, what: &str) -> Result
 
 pub(crate) fn check_arg_types(name: &str, types: &[DataType], want: &[&str]) -> Result<()> {
     if types.len() != want.len() {
-        return plan_err!(
-            "{name} takes {} arguments ({}), got {}",
-            want.len(),
-            want.join(", "),
-            types.len()
-        );
+        return plan_err!("{name} takes {} arguments ({}), got {}", want.len(), want.join(", "), types.len());
     }
     for (t, w) in types.iter().zip(want) {
         let ok = match *w {
@@ -74,7 +71,5 @@ pub(crate) fn check_arg_types(name: &str, types: &[DataType], want: &[&str]) -> 
 
 /// Downcasts an `ArrayRef` produced by [`string_arg`].
 pub(crate) fn as_strings(a: &ArrayRef) -> &StringArray {
-    a.as_any()
-        .downcast_ref::<StringArray>()
-        .expect("string_arg returns Utf8")
+    a.as_any().downcast_ref::<StringArray>().expect("string_arg returns Utf8")
 }

@@ -63,22 +63,13 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
     }
 
     let prefix = Path::from(root.as_str());
-    let metas: Vec<_> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| format!("cannot list input {:?}: {e}", loc.uri))?;
+    let metas: Vec<_> =
+        store.list(Some(&prefix)).try_collect().await.map_err(|e| format!("cannot list input {:?}: {e}", loc.uri))?;
     let mut files = Vec::new();
     for meta in metas {
         // object_store paths are percent-encoded; ours are raw.
-        let path = percent_encoding::percent_decode_str(meta.location.as_ref())
-            .decode_utf8_lossy()
-            .into_owned();
-        let rel = path
-            .strip_prefix(&root)
-            .unwrap_or(&path)
-            .trim_start_matches('/')
-            .to_string();
+        let path = percent_encoding::percent_decode_str(meta.location.as_ref()).decode_utf8_lossy().into_owned();
+        let rel = path.strip_prefix(&root).unwrap_or(&path).trim_start_matches('/').to_string();
         if rel.split('/').any(|p| p.starts_with('.') || p.starts_with('_')) {
             continue; // hidden and underscore files (e.g. _quarantine, .crc) are not inputs
         }

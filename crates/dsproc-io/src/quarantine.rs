@@ -24,13 +24,7 @@ impl QuarantineRecord {
             Ok(s) => (s.to_string(), None),
             Err(_) => (String::from_utf8_lossy(raw).into_owned(), Some(hex::encode(raw))),
         };
-        Self {
-            file: file.to_string(),
-            line,
-            reason: reason.into(),
-            raw: raw_s,
-            raw_hex,
-        }
+        Self { file: file.to_string(), line, reason: reason.into(), raw: raw_s, raw_hex }
     }
 
     /// The message used when `on_error = "fail"`.

@@ -100,8 +100,7 @@ impl RangeReader<'_> {
     /// Records a rejected row. With `on_error = "fail"` the caller stops at the next
     /// [`Self::check_fail`], which reports the earliest bad line seen so far.
     fn quarantine(&self, out: &mut RangeOutcome, line: u64, reason: String, raw: &[u8]) -> Result<(), String> {
-        out.quarantined
-            .push(QuarantineRecord::new(&self.shown(), line, reason, raw));
+        out.quarantined.push(QuarantineRecord::new(&self.shown(), line, reason, raw));
         Ok(())
     }
 
@@ -124,8 +123,7 @@ impl RangeReader<'_> {
             let p = format!("/{}", self.file.path);
             let mut f = File::open(&p).map_err(|e| format!("cannot open input {p}: {e}"))?;
             if pos > 0 {
-                f.seek(SeekFrom::Start(pos))
-                    .map_err(|e| format!("cannot seek in {p}: {e}"))?;
+                f.seek(SeekFrom::Start(pos)).map_err(|e| format!("cannot seek in {p}: {e}"))?;
             }
             Box::new(f)
         } else {
@@ -139,10 +137,7 @@ impl RangeReader<'_> {
         };
         Ok(match compression {
             Compression::None => raw,
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-                1 << 20,
-                raw,
-            ))),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw))),
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::new(raw)
                     .map_err(|e| format!("{}: cannot start zstd decoding: {e}", self.shown()))?,
@@ -162,11 +157,7 @@ impl RangeReader<'_> {
         out: &mut RangeOutcome,
     ) -> Result<(), String> {
         let (_, compression) = Compression::strip(&self.file.path);
-        let (start, end) = if compression == Compression::None {
-            (range.start, range.end)
-        } else {
-            (0, u64::MAX)
-        };
+        let (start, end) = if compression == Compression::None { (range.start, range.end) } else { (0, u64::MAX) };
         let mut line_no: u64 = 1;
         let mut offset: u64 = 0;
         let mut line = Vec::new();
@@ -257,19 +248,12 @@ impl RangeReader<'_> {
                     }
                 }
                 good = still_good;
-                self.decode_lines(chunk, &good)
-                    .map_err(|e| format!("{}: {e}", self.shown()))?
+                self.decode_lines(chunk, &good).map_err(|e| format!("{}: {e}", self.shown()))?
             }
         };
         let lines: Vec<u64> = good.iter().map(|&i| chunk.lines[i].0).collect();
         let raws: Vec<&[u8]> = good.iter().map(|&i| &chunk.buf[chunk.lines[i].1.clone()]).collect();
-        let assembled = self.assemble(
-            &batch,
-            &lines,
-            &|row| raws[row],
-            &|row| self.classify_json(raws[row]),
-            out,
-        )?;
+        let assembled = self.assemble(&batch, &lines, &|row| raws[row], &|row| self.classify_json(raws[row]), out)?;
         self.check_fail(out)?;
         if let Some(b) = assembled {
             out.rows += b.num_rows() as u64;
@@ -318,12 +302,7 @@ impl RangeReader<'_> {
             None => return Some(format!("missing text key {text:?}")),
             Some(serde_json::Value::Null) => return Some(format!("text key {text:?} is null")),
             Some(serde_json::Value::String(_)) => {}
-            Some(other) => {
-                return Some(format!(
-                    "text key {text:?} is not a string (found {})",
-                    json_type(other)
-                ))
-            }
+            Some(other) => return Some(format!("text key {text:?} is not a string (found {})", json_type(other))),
         }
         if let Some(id) = &self.spec.id {
             match map.get(id) {
@@ -358,17 +337,9 @@ impl RangeReader<'_> {
     }
 
     fn read_csv(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(self.open(0)?);
-        let headers = rdr
-            .byte_headers()
-            .map_err(|e| format!("{}: cannot read the CSV header: {e}", self.shown()))?;
-        let names: Vec<String> = headers
-            .iter()
-            .map(|h| String::from_utf8_lossy(h).into_owned())
-            .collect();
+        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(self.open(0)?);
+        let headers = rdr.byte_headers().map_err(|e| format!("{}: cannot read the CSV header: {e}", self.shown()))?;
+        let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
         let expected: Vec<&str> = self.input_schema.fields().iter().map(|f| f.name().as_str()).collect();
         if names != expected {
             return Err(format!(
@@ -397,12 +368,7 @@ impl RangeReader<'_> {
             let line = record.position().map_or(line, |p| p.line());
             let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
             if record.len() != ncols {
-                self.quarantine(
-                    out,
-                    line,
-                    format!("expected {ncols} fields, found {}", record.len()),
-                    &raw,
-                )?;
+                self.quarantine(out, line, format!("expected {ncols} fields, found {}", record.len()), &raw)?;
                 continue;
             }
             let fields: Result<Vec<&str>, _> = record.iter().map(std::str::from_utf8).collect();
@@ -453,10 +419,7 @@ impl RangeReader<'_> {
         let mut stream = self
             .handle
             .block_on(async {
-                ParquetRecordBatchStreamBuilder::new(reader)
-                    .await?
-                    .with_batch_size(DEFAULT_BATCH_ROWS)
-                    .build()
+                ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(DEFAULT_BATCH_ROWS).build()
             })
             .map_err(|e| format!("{}: cannot read Parquet: {e}", self.shown()))?;
         let mut row: u64 = 0;
@@ -536,11 +499,8 @@ impl RangeReader<'_> {
             }
         };
         let mut arrays = vec![id_array, pick(&text)?];
-        let filtered = if all {
-            batch.clone()
-        } else {
-            filter_record_batch(batch, &mask).map_err(|e| e.to_string())?
-        };
+        let filtered =
+            if all { batch.clone() } else { filter_record_batch(batch, &mask).map_err(|e| e.to_string())? };
         for f in self.output_schema.fields().iter().skip(2) {
             let name = f.name();
             let source = if let Some(orig) = name.strip_prefix("input_") {

@@ -69,15 +69,8 @@ pub async fn infer_input_schema(
         InputFormat::Csv => {
             let head = read_head(store, first).await?;
             let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(head.as_slice());
-            let headers = rdr
-                .headers()
-                .map_err(|e| format!("{}: cannot read the CSV header: {e}", first.path))?;
-            Schema::new(
-                headers
-                    .iter()
-                    .map(|h| Field::new(h, DataType::Utf8, true))
-                    .collect::<Vec<_>>(),
-            )
+            let headers = rdr.headers().map_err(|e| format!("{}: cannot read the CSV header: {e}", first.path))?;
+            Schema::new(headers.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>())
         }
         InputFormat::Parquet => {
             #[allow(deprecated)]
@@ -96,11 +89,7 @@ pub async fn infer_input_schema(
         return Err(format!(
             "text column {text:?} not found in {} (columns: {}); set input.text to one of them",
             first.path,
-            if keys.is_empty() {
-                "none".to_string()
-            } else {
-                keys.join(", ")
-            }
+            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
         ));
     };
     match format {
@@ -137,10 +126,7 @@ async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec
     if n == 0 {
         return Ok(Vec::new());
     }
-    let bytes = store
-        .get_range(&path, 0..n)
-        .await
-        .map_err(|e| format!("cannot read input {}: {e}", file.path))?;
+    let bytes = store.get_range(&path, 0..n).await.map_err(|e| format!("cannot read input {}: {e}", file.path))?;
     let mut out = Vec::new();
     let limited = |r: &mut dyn Read, out: &mut Vec<u8>| {
         // A truncated compressed stream ends with an error: keep what decoded.
@@ -173,20 +159,13 @@ pub fn renamed_input_column(name: &str) -> String {
 /// columns in input order. An input column named `id` or `text` that is not the
 /// configured id/text column is kept as `input_id` / `input_text`.
 pub fn output_schema(input: &Schema, text: &str, id: Option<&str>) -> SchemaRef {
-    let mut fields = vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("text", DataType::Utf8, false),
-    ];
+    let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("text", DataType::Utf8, false)];
     for f in input.fields() {
         let name = f.name().as_str();
         if name == text || Some(name) == id {
             continue;
         }
-        let out_name = if name == "id" || name == "text" {
-            renamed_input_column(name)
-        } else {
-            name.to_string()
-        };
+        let out_name = if name == "id" || name == "text" { renamed_input_column(name) } else { name.to_string() };
         fields.push(Field::new(out_name, f.data_type().clone(), true));
     }
     Arc::new(Schema::new(fields))

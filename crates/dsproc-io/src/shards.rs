@@ -71,11 +71,7 @@ impl ShardFileWriter {
             std::fs::create_dir_all(dir).map_err(|e| err(path, e))?;
         }
         let file = File::create(path).map_err(|e| err(path, e))?;
-        let sink = HashWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+        let sink = HashWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
         let inner = match format {
             OutputFormat::Parquet => {
                 let props = WriterProperties::builder()
@@ -94,11 +90,7 @@ impl ShardFileWriter {
                 Inner::Jsonl(Box::new(LineDelimitedWriter::new(enc)))
             }
         };
-        Ok(Self {
-            inner,
-            path: path.to_path_buf(),
-            rows: 0,
-        })
+        Ok(Self { inner, path: path.to_path_buf(), rows: 0 })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
@@ -134,11 +126,7 @@ impl ShardFileWriter {
         sink.flush().map_err(|e| err(&path, e))?;
         let file = sink.inner.into_inner().map_err(|e| err(&path, e.error()))?;
         file.sync_all().map_err(|e| err(&path, e))?;
-        Ok(WrittenShard {
-            rows: self.rows,
-            bytes: sink.bytes,
-            sha256: hex::encode(sink.hasher.finalize()),
-        })
+        Ok(WrittenShard { rows: self.rows, bytes: sink.bytes, sha256: hex::encode(sink.hasher.finalize()) })
     }
 }
 
@@ -158,10 +146,7 @@ mod tests {
         ]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
-            vec![
-                Arc::new(StringArray::from(vec!["a", "b"])),
-                Arc::new(StringArray::from(vec!["x", "y"])),
-            ],
+            vec![Arc::new(StringArray::from(vec!["a", "b"])), Arc::new(StringArray::from(vec!["x", "y"]))],
         )
         .unwrap();
         for fmt in [OutputFormat::Parquet, OutputFormat::Jsonl] {

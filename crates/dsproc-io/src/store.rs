@@ -32,11 +32,7 @@ impl Location {
                 let url = Url::parse(uri).map_err(|e| format!("invalid URL {uri:?}: {e}"))?;
                 // Keep glob characters: Url percent-encodes some of them.
                 let raw = &uri["file://".len()..];
-                let p = if raw.starts_with('/') {
-                    PathBuf::from(raw)
-                } else {
-                    url.path().into()
-                };
+                let p = if raw.starts_with('/') { PathBuf::from(raw) } else { url.path().into() };
                 return Self::local(uri, &p);
             }
             return Err(format!(
@@ -58,9 +54,7 @@ impl Location {
 
     fn local(uri: &str, abs: &FsPath) -> Result<Self, String> {
         let abs = normalize_dots(abs);
-        let s = abs
-            .to_str()
-            .ok_or_else(|| format!("path is not UTF-8: {}", abs.display()))?;
+        let s = abs.to_str().ok_or_else(|| format!("path is not UTF-8: {}", abs.display()))?;
         Ok(Self {
             uri: uri.to_string(),
             store_url: "file://".into(),

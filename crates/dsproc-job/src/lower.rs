@@ -48,12 +48,7 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
     let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, input.id.as_deref())
         .await
         .map_err(DsprocError::usage)?;
-    Ok(ResolvedInput {
-        location,
-        files,
-        format,
-        schema: Arc::new(schema),
-    })
+    Ok(ResolvedInput { location, files, format, schema: Arc::new(schema) })
 }
 
 /// A lowered job.
@@ -78,10 +73,7 @@ pub fn resolve_output(loaded: &LoadedSpec) -> Result<Location, DsprocError> {
     let out = Location::parse(&loaded.spec.output.uri, Some(&loaded.base))
         .map_err(|e| DsprocError::usage(format!("output.uri: {e}")))?;
     if out.local.is_none() {
-        return Err(DsprocError::usage(format!(
-            "output.uri {:?}: only local outputs are supported yet",
-            out.uri
-        )));
+        return Err(DsprocError::usage(format!("output.uri {:?}: only local outputs are supported yet", out.uri)));
     }
     Ok(out)
 }
@@ -93,10 +85,7 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
     let output = resolve_output(loaded)?;
     let out_dir = output.local.clone().expect("local output");
     let staging = out_dir.join(STAGING_DIR).join(run_id);
-    let staging_s = staging
-        .to_str()
-        .ok_or_else(|| DsprocError::usage("output path is not UTF-8"))?
-        .to_string();
+    let staging_s = staging.to_str().ok_or_else(|| DsprocError::usage("output path is not UTF-8"))?.to_string();
 
     let read_spec = ReadSpec {
         store_url: input.location.store_url.clone(),
@@ -112,7 +101,7 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
     let mut steps = Vec::new();
     for (i, op) in spec.steps.iter().enumerate() {
         let step = i + 1;
-        let pc = PlanContext { ctx, step };
+        let pc = PlanContext { ctx, step, staging: &staging_s };
         plan = op.plan(&pc, plan).await?;
         plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging_s.clone())),
@@ -136,37 +125,16 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
     }
     for required in ["id", "text"] {
         if plan.schema().field_with_unqualified_name(required).is_err() {
-            return Err(DsprocError::usage(format!(
-                "the last step's output has no `{required}` column"
-            )));
+            return Err(DsprocError::usage(format!("the last step's output has no `{required}` column")));
         }
     }
-    exprs.push(
-        shard_of
-            .call(vec![cast(col("id"), DataType::Utf8), lit(buckets)])
-            .alias(SHARD_COLUMN),
-    );
+    exprs.push(shard_of.call(vec![cast(col("id"), DataType::Utf8), lit(buckets)]).alias(SHARD_COLUMN));
     let plan = LogicalPlanBuilder::from(plan)
         .project(exprs)
         .and_then(|b| b.build())
         .map_err(|e| DsprocError::usage(format!("output: {e}")))?;
-    let params = WriteParams {
-        staging: staging_s,
-        format: spec.output.format,
-        shard_size,
-        buckets,
-    };
+    let params = WriteParams { staging: staging_s, format: spec.output.format, shard_size, buckets };
     let sink = WriteShardsNode::try_new(plan, params).map_err(|e| DsprocError::usage(format!("output: {e}")))?;
     let plan = LogicalPlan::Extension(Extension { node: Arc::new(sink) });
-    Ok(LoweredJob {
-        plan,
-        input,
-        output,
-        staging,
-        run_id: run_id.to_string(),
-        buckets,
-        shard_size,
-        steps,
-        read_spec,
-    })
+    Ok(LoweredJob { plan, input, output, staging, run_id: run_id.to_string(), buckets, shard_size, steps, read_spec })
 }

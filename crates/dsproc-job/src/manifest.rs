@@ -73,14 +73,11 @@ pub struct StepReport {
     pub op: String,
     pub rows_in: u64,
     pub rows_out: u64,
+    /// Op counters (e.g. `scrub_pii`: detections per kind).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stats: BTreeMap<String, u64>,
 }
 
 /// Op versions that go into `dataset_version`; bump one when an op's output changes.
-pub const OP_VERSIONS: &[(&str, u32)] = &[
-    ("read", 1),
-    ("normalize", 1),
-    ("filter", 1),
-    ("sql", 1),
-    ("dedup_exact", 1),
-    ("write", 1),
-];
+pub const OP_VERSIONS: &[(&str, u32)] =
+    &[("read", 1), ("normalize", 1), ("filter", 1), ("sql", 1), ("dedup_exact", 2), ("scrub_pii", 1), ("write", 1)];

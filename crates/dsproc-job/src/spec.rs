@@ -118,12 +118,7 @@ impl LoadedSpec {
         use sha2::Digest;
         let sha256 = hex::encode(sha2::Sha256::digest(src.as_bytes()));
         let base = std::env::current_dir().map_err(|e| DsprocError::usage(format!("current directory: {e}")))?;
-        Ok(Self {
-            spec,
-            path: file,
-            base,
-            sha256,
-        })
+        Ok(Self { spec, path: file, base, sha256 })
     }
 }
 
@@ -134,9 +129,7 @@ pub fn apply_overrides(file: &str, src: &str, overrides: &[String]) -> Result<St
     if overrides.is_empty() {
         return Ok(src.to_string());
     }
-    let mut doc: toml_edit::DocumentMut = src
-        .parse()
-        .map_err(|e: toml_edit::TomlError| syntax_error(file, src, &e))?;
+    let mut doc: toml_edit::DocumentMut = src.parse().map_err(|e: toml_edit::TomlError| syntax_error(file, src, &e))?;
     for o in overrides {
         let Some((key, value)) = o.split_once('=') else {
             return Err(DsprocError::usage(format!("--set {o:?}: expected KEY=VALUE")));
@@ -159,19 +152,13 @@ fn set_table(t: &mut toml_edit::Table, parts: &[&str], value: toml_edit::Value) 
         t[parts[0]] = toml_edit::Item::Value(value);
         return Ok(());
     }
-    let child = t
-        .entry(parts[0])
-        .or_insert(toml_edit::Item::Table(toml_edit::Table::new()));
+    let child = t.entry(parts[0]).or_insert(toml_edit::Item::Table(toml_edit::Table::new()));
     match child {
         toml_edit::Item::Table(c) => set_table(c, &parts[1..], value),
         toml_edit::Item::ArrayOfTables(a) => {
-            let idx: usize = parts[1]
-                .parse()
-                .map_err(|_| format!("{} is a list: index it with a number", parts[0]))?;
+            let idx: usize = parts[1].parse().map_err(|_| format!("{} is a list: index it with a number", parts[0]))?;
             let len = a.len();
-            let t = a
-                .get_mut(idx)
-                .ok_or_else(|| format!("{} has only {len} entries", parts[0]))?;
+            let t = a.get_mut(idx).ok_or_else(|| format!("{} has only {len} entries", parts[0]))?;
             if parts.len() < 3 {
                 return Err("cannot replace a whole table".into());
             }
@@ -192,17 +179,9 @@ fn loc(file: &str, src: &str, span: Option<std::ops::Range<usize>>) -> SpecLocat
     match span {
         Some(s) => {
             let (line, col) = line_col(src, s.start);
-            SpecLocation {
-                file: file.to_string(),
-                line: Some(line),
-                col: Some(col),
-            }
+            SpecLocation { file: file.to_string(), line: Some(line), col: Some(col) }
         }
-        None => SpecLocation {
-            file: file.to_string(),
-            line: None,
-            col: None,
-        },
+        None => SpecLocation { file: file.to_string(), line: None, col: None },
     }
 }
 
@@ -259,11 +238,7 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
             for path in [vec![], vec!["input".to_string()], vec!["output".to_string()]] {
                 if let Some(s) = key_span(&doc, &path, &field) {
                     span = Some(s);
-                    let table = if path.is_empty() {
-                        "the top level".to_string()
-                    } else {
-                        format!("[{}]", path[0])
-                    };
+                    let table = if path.is_empty() { "the top level".to_string() } else { format!("[{}]", path[0]) };
                     message = format!("unknown key `{field}` in {table}");
                     break;
                 }
@@ -277,28 +252,17 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         DsprocError::spec(loc(file, src, span), message)
     })?;
     if raw.name.is_empty()
-        || !raw
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        || !raw.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
     {
         let span = key_span(&doc, &[], "name");
-        return Err(DsprocError::spec(
-            loc(file, src, span),
-            format!("name {:?} must match [a-z0-9_-]+", raw.name),
-        ));
+        return Err(DsprocError::spec(loc(file, src, span), format!("name {:?} must match [a-z0-9_-]+", raw.name)));
     }
     let mut steps = Vec::with_capacity(raw.steps.len());
     for (i, table) in raw.steps.into_iter().enumerate() {
         let at = |key: &str| loc(file, src, step_key_span(&doc, i, key));
         let op = match table.get("op") {
             Some(toml::Value::String(s)) => s.clone(),
-            Some(_) => {
-                return Err(DsprocError::spec(
-                    at("op"),
-                    format!("step {}: `op` must be a string", i + 1),
-                ))
-            }
+            Some(_) => return Err(DsprocError::spec(at("op"), format!("step {}: `op` must be a string", i + 1))),
             None => return Err(DsprocError::spec(at("op"), format!("step {}: missing key `op`", i + 1))),
         };
         let step = OpSpec::from_table(&op, table).map_err(|e| match e {
@@ -313,16 +277,9 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
                     let hint = nearest(&field, expected.iter().map(String::as_str))
                         .map(|n| format!("; did you mean `{n}`?"))
                         .unwrap_or_else(|| format!("; valid keys: op, {}", expected.join(", ")));
-                    DsprocError::spec(
-                        at(&field),
-                        format!("step {} ({op}): unknown key `{field}`{hint}", i + 1),
-                    )
+                    DsprocError::spec(at(&field), format!("step {} ({op}): unknown key `{field}`{hint}", i + 1))
                 } else {
-                    let key = msg
-                        .split("for key `")
-                        .nth(1)
-                        .and_then(|r| r.split('`').next())
-                        .unwrap_or("op");
+                    let key = msg.split("for key `").nth(1).and_then(|r| r.split('`').next()).unwrap_or("op");
                     DsprocError::spec(at(key), format!("step {} ({op}): {msg}", i + 1))
                 }
             }
@@ -332,18 +289,10 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         })?;
         steps.push(step);
     }
-    let spec = JobSpec {
-        name: raw.name,
-        input: raw.input,
-        steps,
-        output: raw.output,
-    };
+    let spec = JobSpec { name: raw.name, input: raw.input, steps, output: raw.output };
     if let Err(e) = dsproc_common::size::parse_size(&spec.output.shard_size) {
         let span = key_span(&doc, &["output".to_string()], "shard_size");
-        return Err(DsprocError::spec(
-            loc(file, src, span),
-            format!("output.shard_size: {e}"),
-        ));
+        return Err(DsprocError::spec(loc(file, src, span), format!("output.shard_size: {e}")));
     }
     if spec.output.shuffle_seed.is_some() {
         let span = key_span(&doc, &["output".to_string()], "shuffle_seed");
@@ -404,24 +353,16 @@ uri = "out"
 
     #[test]
     fn unknown_op_and_bad_type() {
-        let e = parse("j.toml", &GOOD.replace("\"normalize\"", "\"normalise\""))
-            .unwrap_err()
-            .to_string();
+        let e = parse("j.toml", &GOOD.replace("\"normalize\"", "\"normalise\"")).unwrap_err().to_string();
         assert!(e.contains("j.toml:5:") && e.contains("did you mean `normalize`"), "{e}");
-        let e = parse("j.toml", &GOOD.replace("uri = \"out\"", "uri = 3"))
-            .unwrap_err()
-            .to_string();
+        let e = parse("j.toml", &GOOD.replace("uri = \"out\"", "uri = 3")).unwrap_err().to_string();
         assert!(e.contains("j.toml:10:"), "{e}");
     }
 
     #[test]
     fn overrides() {
-        let src = apply_overrides(
-            "j",
-            GOOD,
-            &["output.uri=/tmp/o".into(), "steps.1.where=length(text) > 9".into()],
-        )
-        .unwrap();
+        let src =
+            apply_overrides("j", GOOD, &["output.uri=/tmp/o".into(), "steps.1.where=length(text) > 9".into()]).unwrap();
         let s = parse("j", &src).unwrap();
         assert_eq!(s.output.uri, "/tmp/o");
         assert!(format!("{:?}", s.steps[1]).contains("length(text) > 9"));

@@ -90,20 +90,14 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
         override_physical_codec: Some(Arc::new(DsprocPhysicalCodec::default())),
         ..SchedulerConfig::default()
     };
-    let cluster = BallistaCluster::new_from_config(&config)
-        .await
-        .map_err(|e| DsprocError::job(format!("scheduler: {e}")))?;
-    start_server(cluster, addr, Arc::new(config))
-        .await
-        .map_err(|e| DsprocError::job(format!("scheduler: {e}")))
+    let cluster =
+        BallistaCluster::new_from_config(&config).await.map_err(|e| DsprocError::job(format!("scheduler: {e}")))?;
+    start_server(cluster, addr, Arc::new(config)).await.map_err(|e| DsprocError::job(format!("scheduler: {e}")))
 }
 
 /// Runs an executor until the process is stopped.
 pub async fn run_executor(opts: ExecutorOptions) -> Result<(), DsprocError> {
-    let engine = EngineOptions {
-        target_partitions: 1,
-        memory_limit: None,
-    };
+    let engine = EngineOptions { target_partitions: 1, memory_limit: None };
     let state = crate::session::dsproc_state(&engine, true)?;
     let registry = BallistaFunctionRegistry::from(&state);
     let config = ExecutorProcessConfig {
@@ -123,7 +117,5 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), DsprocError> {
         override_physical_codec: Some(Arc::new(DsprocPhysicalCodec::default())),
         ..ExecutorProcessConfig::default()
     };
-    start_executor_process(Arc::new(config))
-        .await
-        .map_err(|e| DsprocError::job(format!("executor: {e}")))
+    start_executor_process(Arc::new(config)).await.map_err(|e| DsprocError::job(format!("executor: {e}")))
 }

@@ -20,6 +20,8 @@ pub struct RunStats {
     /// step → rows leaving it.
     pub step_rows: BTreeMap<usize, u64>,
     pub ranges: usize,
+    /// step → summed counters (e.g. PII kinds).
+    pub step_sums: BTreeMap<usize, BTreeMap<String, u64>>,
     /// Processes that read input (`pid N@host`), sorted.
     pub workers: std::collections::BTreeSet<String>,
 }
@@ -55,6 +57,13 @@ pub fn read_stats(staging: &Path) -> Result<RunStats, DsprocError> {
             let s: StepStats =
                 serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
+        } else if name.starts_with("sums-") {
+            let s: StepStats =
+                serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
+            let sums = stats.step_sums.entry(s.step).or_default();
+            for (k, v) in s.sums {
+                *sums.entry(k).or_default() += v;
+            }
         }
     }
     Ok(stats)
@@ -107,10 +116,7 @@ pub fn commit(
     let mut quarantine = Vec::new();
     let staged_q = staging.join(QUARANTINE_DIR);
     if let Ok(entries) = fs::read_dir(&staged_q) {
-        let mut names: Vec<_> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<_> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         fs::create_dir_all(&qdir).map_err(|e| job_err("cannot create", &qdir, e))?;
         for n in names.into_iter().filter(|n| n.ends_with(".jsonl")) {
@@ -145,10 +151,7 @@ fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DsprocError> {
     let _ = fs::remove_file(&tmp);
     linked.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            DsprocError::job(format!(
-                "{} already exists: another job committed first",
-                path.display()
-            ))
+            DsprocError::job(format!("{} already exists: another job committed first", path.display()))
         } else {
             job_err("cannot write", &path, e)
         }
@@ -159,9 +162,7 @@ fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DsprocError> {
 pub fn read_manifest(out: &Path) -> Result<Option<Manifest>, DsprocError> {
     let path = out.join(MANIFEST_FILE);
     match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| job_err("invalid manifest", &path, e)),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| job_err("invalid manifest", &path, e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(job_err("cannot read", &path, e)),
     }

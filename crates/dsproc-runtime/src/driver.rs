@@ -52,15 +52,9 @@ async fn planning_context(opts: &EngineOptions) -> Result<SessionContext, Dsproc
 pub async fn explain_job(loaded: &LoadedSpec, opts: &EngineOptions) -> Result<String, DsprocError> {
     let ctx = planning_context(opts).await?;
     let job = lower(&ctx, loaded, "explain").await?;
-    let optimized = ctx
-        .state()
-        .optimize(&job.plan)
-        .map_err(|e| DsprocError::usage(format!("planning: {e}")))?;
-    let physical = ctx
-        .state()
-        .create_physical_plan(&job.plan)
-        .await
-        .map_err(|e| DsprocError::usage(format!("planning: {e}")))?;
+    let optimized = ctx.state().optimize(&job.plan).map_err(|e| DsprocError::usage(format!("planning: {e}")))?;
+    let physical =
+        ctx.state().create_physical_plan(&job.plan).await.map_err(|e| DsprocError::usage(format!("planning: {e}")))?;
     Ok(format!(
         "== logical plan ==\n{}\n\n== optimized logical plan ==\n{}\n\n== physical plan ({} partitions) ==\n{}",
         job.plan.display_indent(),
@@ -111,9 +105,7 @@ async fn execute(
     opts: &RunOptions,
 ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DsprocError> {
     let ctx = make_context(&opts.engine, &opts.engine_opts).await?;
-    let progress = opts
-        .progress
-        .then(|| spawn_progress(job.staging.clone(), job.input.files.len()));
+    let progress = opts.progress.then(|| spawn_progress(job.staging.clone(), job.input.files.len()));
     let run = async {
         let df = ctx.execute_logical_plan(job.plan.clone()).await?;
         df.collect().await
@@ -123,9 +115,7 @@ async fn execute(
             Ok(r) => r.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
             Err(_) => Err(DsprocError::job(format!("job timed out after {}s", t.as_secs()))),
         },
-        None => run
-            .await
-            .map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
+        None => run.await.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
     };
     if let Some((handle, bar)) = progress {
         handle.abort();
@@ -193,12 +183,7 @@ fn finish(
         };
         for i in 0..b.num_rows() {
             let key = (bucket.value(i), seq.value(i));
-            let v = (
-                path.value(i).to_string(),
-                rows.value(i),
-                bytes.value(i),
-                sha.value(i).to_string(),
-            );
+            let v = (path.value(i).to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string());
             if shards.insert(key, v).is_some() {
                 return Err(DsprocError::job(format!("internal: shard {key:?} reported twice")));
             }
@@ -229,12 +214,8 @@ fn finish(
             };
             counts.dropped.insert(format!("{step}:{op}:{reason}"), rows - out);
         }
-        steps.push(StepReport {
-            step: *step,
-            op: op.to_string(),
-            rows_in: rows,
-            rows_out: out,
-        });
+        let counters = stats.step_sums.get(step).cloned().unwrap_or_default();
+        steps.push(StepReport { step: *step, op: op.to_string(), rows_in: rows, rows_out: out, stats: counters });
         rows = out;
     }
     counts.out = shards.values().map(|s| s.1).sum();
@@ -256,10 +237,7 @@ fn finish(
 
     let staged: Vec<StagedShard> = shards
         .values()
-        .map(|(p, ..)| StagedShard {
-            staged: job.staging.join(p),
-            name: p.rsplit('/').next().unwrap_or(p).to_string(),
-        })
+        .map(|(p, ..)| StagedShard { staged: job.staging.join(p), name: p.rsplit('/').next().unwrap_or(p).to_string() })
         .collect();
     let manifest_shards: Vec<ManifestShard> = shards
         .values()
@@ -311,18 +289,13 @@ fn finish(
     let quarantine = commit(&out_dir, &job.staging, &staged, &manifest, overwrite)?;
     let mut manifest = manifest;
     manifest.quarantine = quarantine;
-    Ok(RunSummary {
-        output: out_dir.display().to_string(),
-        manifest,
-    })
+    Ok(RunSummary { output: out_dir.display().to_string(), manifest })
 }
 
 /// Reads a committed dataset's manifest (`dsproc inspect`).
 pub fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
     let loc = dsproc_io::Location::parse(uri, None).map_err(DsprocError::usage)?;
-    let dir = loc
-        .local
-        .ok_or_else(|| DsprocError::usage("inspect: only local outputs are supported yet"))?;
+    let dir = loc.local.ok_or_else(|| DsprocError::usage("inspect: only local outputs are supported yet"))?;
     read_manifest(&dir)?
         .ok_or_else(|| DsprocError::job(format!("{}: no committed dataset (no {MANIFEST_FILE})", dir.display())))
 }

@@ -46,10 +46,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self {
-            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            memory_limit: None,
-        }
+        Self { target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()), memory_limit: None }
     }
 }
 
@@ -74,11 +71,7 @@ pub fn dsproc_config(base: SessionConfig, ballista: bool) -> SessionConfig {
 
 /// A session state with the dsproc planner, functions and codecs.
 pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState, DsprocError> {
-    let base = if ballista {
-        SessionConfig::new_with_ballista()
-    } else {
-        SessionConfig::new()
-    };
+    let base = if ballista { SessionConfig::new_with_ballista() } else { SessionConfig::new() };
     let config = dsproc_config(base, ballista).with_target_partitions(opts.target_partitions.max(1));
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
@@ -108,9 +101,7 @@ pub fn state_with(
 pub async fn make_context(engine: &Engine, opts: &EngineOptions) -> Result<SessionContext, DsprocError> {
     let ctx = match engine {
         Engine::Local => SessionContext::new_with_state(dsproc_state(opts, false)?),
-        Engine::Standalone => SessionContext::standalone_with_state(dsproc_state(opts, true)?)
-            .await
-            .map_err(err)?,
+        Engine::Standalone => SessionContext::standalone_with_state(dsproc_state(opts, true)?).await.map_err(err)?,
         Engine::Remote(url) => SessionContext::remote_with_state(url, dsproc_state(opts, true)?)
             .await
             .map_err(|e| DsprocError::job(format!("cannot connect to the Ballista scheduler at {url}: {e}")))?,

@@ -19,9 +19,7 @@ pub struct ContentHashFunc {
 
 impl ContentHashFunc {
     pub fn new() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
     }
 }
 

@@ -18,9 +18,7 @@ pub struct ShardOfFunc {
 
 impl ShardOfFunc {
     pub fn new() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
     }
 }
 

@@ -137,9 +137,7 @@ pub struct NormalizeTextFunc {
 
 impl NormalizeTextFunc {
     pub fn new() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
     }
 }
 
@@ -196,16 +194,10 @@ mod tests {
         // "e" + combining acute -> precomposed é
         let s = "cafe\u{301}  \r\nline two\t\n\n";
         assert_eq!(normalize_str(s, Form::Nfc, Whitespace::Trim), "caf\u{e9}\nline two");
-        assert!(matches!(
-            normalize_str("plain\ntext", Form::Nfc, Whitespace::Trim),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(normalize_str("plain\ntext", Form::Nfc, Whitespace::Trim), Cow::Borrowed(_)));
         assert_eq!(normalize_str("ﬁ x", Form::Nfkc, Whitespace::Keep), "fi x");
         assert_eq!(normalize_str("  a \n\t b  ", Form::None, Whitespace::Collapse), "a b");
-        assert!(matches!(
-            normalize_str("a b", Form::None, Whitespace::Collapse),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(normalize_str("a b", Form::None, Whitespace::Collapse), Cow::Borrowed(_)));
     }
 
     #[test]

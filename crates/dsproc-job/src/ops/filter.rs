@@ -26,18 +26,10 @@ impl Op for Filter {
     }
     async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
         let err = |e: datafusion::error::DataFusionError| {
-            DsprocError::usage(format!(
-                "step {} (filter): where {:?}: {}",
-                pc.step,
-                self.predicate,
-                e.message()
-            ))
+            DsprocError::usage(format!("step {} (filter): where {:?}: {}", pc.step, self.predicate, e.message()))
         };
         let df_schema = input.schema().as_ref().clone();
         let expr = pc.ctx.parse_sql_expr(&self.predicate, &df_schema).map_err(err)?;
-        LogicalPlanBuilder::from(input)
-            .filter(expr)
-            .and_then(|b| b.build())
-            .map_err(err)
+        LogicalPlanBuilder::from(input).filter(expr).and_then(|b| b.build()).map_err(err)
     }
 }

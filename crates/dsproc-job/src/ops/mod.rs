@@ -13,6 +13,7 @@ use crate::spec::OpParseError;
 pub mod dedup_exact;
 pub mod filter;
 pub mod normalize;
+pub mod scrub_pii;
 pub mod sql;
 
 /// What an op gets when it lowers itself.
@@ -21,6 +22,8 @@ pub struct PlanContext<'a> {
     pub ctx: &'a SessionContext,
     /// 1-based step number, for messages.
     pub step: usize,
+    /// The run's staging directory (for ops that add statistics nodes).
+    pub staging: &'a str,
 }
 
 /// A job step.
@@ -46,16 +49,15 @@ pub enum OpSpec {
     Filter(filter::Filter),
     Sql(sql::Sql),
     DedupExact(dedup_exact::DedupExact),
+    ScrubPii(scrub_pii::ScrubPii),
 }
 
 /// Names of all ops, in the order of [`OpSpec`].
-pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact"];
+pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact", "scrub_pii"];
 
 fn from<T: serde::de::DeserializeOwned>(mut table: toml::Table) -> Result<T, OpParseError> {
     table.remove("op");
-    toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| OpParseError::Serde(e.message().to_string()))
+    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| OpParseError::Serde(e.message().to_string()))
 }
 
 impl OpSpec {
@@ -66,11 +68,8 @@ impl OpSpec {
             "filter" => Self::Filter(from(table)?),
             "sql" => Self::Sql(from(table)?),
             "dedup_exact" => Self::DedupExact(from(table)?),
-            _ => {
-                return Err(OpParseError::UnknownOp {
-                    valid: OP_NAMES.to_vec(),
-                })
-            }
+            "scrub_pii" => Self::ScrubPii(from(table)?),
+            _ => return Err(OpParseError::UnknownOp { valid: OP_NAMES.to_vec() }),
         };
         spec.check()?;
         Ok(spec)
@@ -80,6 +79,7 @@ impl OpSpec {
         match self {
             Self::Normalize(n) => n.check(),
             Self::DedupExact(d) => d.check(),
+            Self::ScrubPii(p) => p.check(),
             Self::Filter(_) | Self::Sql(_) => Ok(()),
         }
     }
@@ -90,6 +90,7 @@ impl OpSpec {
             Self::Filter(o) => o.name(),
             Self::Sql(o) => o.name(),
             Self::DedupExact(o) => o.name(),
+            Self::ScrubPii(o) => o.name(),
         }
     }
 
@@ -99,6 +100,7 @@ impl OpSpec {
             Self::Filter(o) => o.drop_reason(),
             Self::Sql(o) => o.drop_reason(),
             Self::DedupExact(o) => o.drop_reason(),
+            Self::ScrubPii(o) => o.drop_reason(),
         }
     }
 
@@ -108,6 +110,7 @@ impl OpSpec {
             Self::Filter(o) => o.plan(pc, input).await,
             Self::Sql(o) => o.plan(pc, input).await,
             Self::DedupExact(o) => o.plan(pc, input).await,
+            Self::ScrubPii(o) => o.plan(pc, input).await,
         }
     }
 }

@@ -67,12 +67,7 @@ impl Op for Normalize {
             .into_iter()
             .map(|c| {
                 if c.name == "text" {
-                    udf.call(vec![
-                        col(c.clone()),
-                        lit(self.form.clone()),
-                        lit(self.whitespace.clone()),
-                    ])
-                    .alias("text")
+                    udf.call(vec![col(c.clone()), lit(self.form.clone()), lit(self.whitespace.clone())]).alias("text")
                 } else {
                     col(c)
                 }

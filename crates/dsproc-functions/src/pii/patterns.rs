@@ -1,0 +1,394 @@
+//! Pattern detectors for structured PII, with validators that keep false
+//! positives out (Luhn for cards, mod-97 for IBANs, SSA rules for SSNs, address
+//! parsing for IPs).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use regex::{Regex, RegexSet};
+
+use super::{Detector, Kind, Span};
+
+/// One pattern: the kind, the regex, the capture group holding the PII (0: all).
+struct Pattern {
+    kind: Kind,
+    re: Regex,
+    group: usize,
+}
+
+/// All pattern kinds behind one `RegexSet` prefilter: a text that matches none of
+/// them is scanned once; only the kinds that matched are located and validated.
+#[derive(Debug)]
+pub struct PatternDetector {
+    kinds: Vec<Kind>,
+    set: RegexSet,
+    patterns: Vec<Pattern>,
+    keep_private_ips: bool,
+}
+
+impl std::fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.re.as_str())
+    }
+}
+
+fn patterns_for(kind: Kind) -> Vec<(&'static str, usize)> {
+    match kind {
+        Kind::Email => {
+            vec![(r"(?i)\b[a-z0-9][a-z0-9._%+\-]{0,63}@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b", 0)]
+        }
+        Kind::Phone => vec![
+            // E.164 and international forms: +CC then 6-14 digits with separators.
+            (r"(?:^|[^\w+])(\+[1-9]\d{0,2}(?:[ \t.\-]?\(?\d{1,4}\)?){2,6})\b", 1),
+            // US/NANP national: (415) 555-0123, 415-555-0123, 415.555.0123
+            // (one separator style throughout: "252.227-7013" is a clause number, not a phone)
+            (
+                r"(?:^|[^\w.\-])(\([2-9]\d{2}\) ?[2-9]\d{2}[ .\-]\d{4}|[2-9]\d{2}-[2-9]\d{2}-\d{4}|[2-9]\d{2}\.[2-9]\d{2}\.\d{4}|[2-9]\d{2} [2-9]\d{2} \d{4})\b",
+                1,
+            ),
+            // UK national: 020 7946 0958, 07700 900123
+            (r"(?:^|[^\w])(0[1-9]\d{1,4}[ \t\-]?\d{3,4}[ \t\-]?\d{3,4})\b", 1),
+            // FR national: 01 23 45 67 89
+            (r"(?:^|[^\w])(0[1-9](?:[ .\-]?\d{2}){4})\b", 1),
+            // IN mobile: 98765 43210
+            (r"(?:^|[^\w])([6-9]\d{4}[ \-]?\d{5})\b", 1),
+        ],
+        Kind::Ip => vec![
+            (r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b", 0),
+            (
+                r"(?i)(?:^|[^\w:])((?:[0-9a-f]{1,4}:){1,7}(?::|(?::[0-9a-f]{1,4}){1,7}|[0-9a-f]{1,4})|::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{1,4})(?:$|[^\w:])",
+                1,
+            ),
+        ],
+        Kind::CreditCard => vec![(r"(?:^|[^\w])(\d(?:[ \-]?\d){12,18})\b", 1)],
+        Kind::Iban => vec![(r"\b([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30})\b", 1)],
+        Kind::Ssn => vec![(r"(?:^|[^\w\-])(\d{3}[\- ]\d{2}[\- ]\d{4})(?:$|[^\w\-])", 1)],
+        Kind::Secret => vec![
+            (r"\b((?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16})\b", 1),
+            (r#"(?i)aws.{0,30}?(?:secret|private).{0,20}?[=:]\s*["']?([A-Za-z0-9/+=]{40})\b"#, 1),
+            (r"\b(gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b", 1),
+            (r"\b(glpat-[A-Za-z0-9_\-]{20,})", 1),
+            (r"\b(xox[abposr]-[A-Za-z0-9\-]{10,})", 1),
+            (r"(-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)", 1),
+            (r"\b(eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,})", 1),
+            (
+                r#"(?i)\b(?:password|passwd|pwd|api[_\-]?key|apikey|secret[_\-]?key|access[_\-]?token|auth[_\-]?token|client[_\-]?secret)\b["']?\s*[:=]\s*["']?([^\s"',;]{4,})"#,
+                1,
+            ),
+        ],
+        Kind::UrlCredentials => vec![(r"(?i)\b[a-z][a-z0-9+.\-]*://([^\s:/@]+:[^\s@/]+)@[\w.\-]+", 1)],
+    }
+}
+
+impl PatternDetector {
+    pub fn new(kinds: &[Kind], keep_private_ips: bool) -> Self {
+        let mut patterns = Vec::new();
+        for &kind in kinds {
+            for (src, group) in patterns_for(kind) {
+                patterns.push(Pattern { kind, re: Regex::new(src).expect("valid PII pattern"), group });
+            }
+        }
+        let set = RegexSet::new(patterns.iter().map(|p| p.re.as_str())).expect("valid PII patterns");
+        Self { kinds: kinds.to_vec(), set, patterns, keep_private_ips }
+    }
+
+    fn valid(&self, kind: Kind, value: &str) -> bool {
+        match kind {
+            Kind::CreditCard => valid_card(value),
+            Kind::Iban => valid_iban(value),
+            Kind::Ssn => valid_ssn(value),
+            Kind::Ip => valid_ip(value, self.keep_private_ips),
+            Kind::Phone => valid_phone(value),
+            Kind::Email | Kind::Secret | Kind::UrlCredentials => true,
+        }
+    }
+}
+
+impl Detector for PatternDetector {
+    fn kinds(&self) -> &[Kind] {
+        &self.kinds
+    }
+
+    fn find(&self, text: &str, out: &mut Vec<Span>) {
+        for i in self.set.matches(text).iter() {
+            let p = &self.patterns[i];
+            for caps in p.re.captures_iter(text) {
+                let Some(m) = caps.get(p.group) else { continue };
+                if self.valid(p.kind, m.as_str()) {
+                    out.push(Span { kind: p.kind, start: m.start(), end: m.end() });
+                }
+            }
+        }
+    }
+}
+
+fn digits(s: &str) -> Vec<u8> {
+    s.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect()
+}
+
+/// Luhn checksum, a known issuer prefix, 13-19 digits, and when separated, one
+/// separator character and a printed grouping (4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3,
+/// 4-4-4-3, 4-4-4-1), so digit runs inside other numbers are not taken for cards.
+pub fn valid_card(s: &str) -> bool {
+    let d = digits(s);
+    if !(13..=19).contains(&d.len()) {
+        return false;
+    }
+    let seps: Vec<char> = s.chars().filter(|c| !c.is_ascii_digit()).collect();
+    if let Some(&first) = seps.first() {
+        if seps.iter().any(|c| *c != first) {
+            return false;
+        }
+        let groups: Vec<usize> = s.split(first).map(str::len).collect();
+        let printed: &[&[usize]] =
+            &[&[4, 4, 4, 4], &[4, 6, 5], &[4, 6, 4], &[4, 4, 4, 4, 3], &[4, 4, 4, 3], &[4, 4, 4, 1]];
+        if !printed.contains(&groups.as_slice()) {
+            return false;
+        }
+    }
+    let prefix = |n: usize| d.iter().take(n).fold(0u32, |a, x| a * 10 + u32::from(*x));
+    let issuer = match d[0] {
+        4 => true,                                                                                        // Visa
+        5 => (51..=55).contains(&prefix(2)),                                                              // Mastercard
+        2 => (2221..=2720).contains(&prefix(4)), // Mastercard 2-series
+        3 => matches!(prefix(2), 34 | 37 | 35 | 36 | 38 | 30), // Amex, JCB, Diners
+        6 => prefix(4) == 6011 || prefix(2) == 65 || (644..=649).contains(&prefix(3)) || prefix(2) == 62, // Discover, UnionPay
+        _ => false,
+    };
+    if !issuer {
+        return false;
+    }
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            let x = u32::from(x);
+            if i % 2 == 1 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// IBAN lengths by country (ISO 13616 registry, common countries).
+fn iban_length(cc: &str) -> Option<usize> {
+    Some(match cc {
+        "AD" => 24,
+        "AE" => 23,
+        "AT" => 20,
+        "AZ" => 28,
+        "BA" => 20,
+        "BE" => 16,
+        "BG" => 22,
+        "BH" => 22,
+        "BR" => 29,
+        "CH" => 21,
+        "CR" => 22,
+        "CY" => 28,
+        "CZ" => 24,
+        "DE" => 22,
+        "DK" => 18,
+        "DO" => 28,
+        "EE" => 20,
+        "EG" => 29,
+        "ES" => 24,
+        "FI" => 18,
+        "FO" => 18,
+        "FR" => 27,
+        "GB" => 22,
+        "GE" => 22,
+        "GI" => 23,
+        "GL" => 18,
+        "GR" => 27,
+        "GT" => 28,
+        "HR" => 21,
+        "HU" => 28,
+        "IE" => 22,
+        "IL" => 23,
+        "IS" => 26,
+        "IT" => 27,
+        "JO" => 30,
+        "KW" => 30,
+        "KZ" => 20,
+        "LB" => 28,
+        "LI" => 21,
+        "LT" => 20,
+        "LU" => 20,
+        "LV" => 21,
+        "MC" => 27,
+        "MD" => 24,
+        "ME" => 22,
+        "MK" => 19,
+        "MR" => 27,
+        "MT" => 31,
+        "MU" => 30,
+        "NL" => 18,
+        "NO" => 15,
+        "PK" => 24,
+        "PL" => 28,
+        "PS" => 29,
+        "PT" => 25,
+        "QA" => 29,
+        "RO" => 24,
+        "RS" => 22,
+        "SA" => 24,
+        "SE" => 24,
+        "SI" => 19,
+        "SK" => 24,
+        "SM" => 27,
+        "TN" => 24,
+        "TR" => 26,
+        "UA" => 29,
+        "VG" => 24,
+        "XK" => 20,
+        _ => return None,
+    })
+}
+
+/// Country length and the ISO 7064 mod-97 check.
+pub fn valid_iban(s: &str) -> bool {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.len() < 15 || !compact.is_ascii() {
+        return false;
+    }
+    match iban_length(&compact[..2]) {
+        Some(n) if n == compact.len() => {}
+        _ => return false,
+    }
+    let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
+    let mut rem: u32 = 0;
+    for c in rearranged.chars() {
+        let v = match c {
+            '0'..='9' => c as u32 - '0' as u32,
+            'A'..='Z' => c as u32 - 'A' as u32 + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+    }
+    rem == 1
+}
+
+/// US SSN: area not 000, 666 or 900-999; group not 00; serial not 0000.
+pub fn valid_ssn(s: &str) -> bool {
+    let d = digits(s);
+    if d.len() != 9 {
+        return false;
+    }
+    let area = u32::from(d[0]) * 100 + u32::from(d[1]) * 10 + u32::from(d[2]);
+    let group = u32::from(d[3]) * 10 + u32::from(d[4]);
+    let serial = d[5..].iter().fold(0u32, |a, x| a * 10 + u32::from(*x));
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+/// A parseable address; private, loopback and link-local ones are skipped when
+/// `keep_private` is set.
+pub fn valid_ip(s: &str, keep_private: bool) -> bool {
+    let ip: IpAddr = if s.contains(':') {
+        match s.parse::<Ipv6Addr>() {
+            Ok(v6) => IpAddr::V6(v6),
+            Err(_) => return false,
+        }
+    } else {
+        match s.parse::<Ipv4Addr>() {
+            Ok(v4) => IpAddr::V4(v4),
+            Err(_) => return false,
+        }
+    };
+    if let IpAddr::V6(v6) = ip {
+        // "::" alone, or short hex-only tokens like "dead:beef" are not addresses in prose.
+        if v6.is_unspecified() || s.matches(':').count() < 2 {
+            return false;
+        }
+    }
+    if keep_private {
+        let private = match ip {
+            IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        };
+        return !private;
+    }
+    true
+}
+
+/// 7 to 15 digits (E.164 maximum).
+pub fn valid_phone(s: &str) -> bool {
+    let n = s.bytes().filter(u8::is_ascii_digit).count();
+    (7..=15).contains(&n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str, kinds: &[Kind]) -> Vec<(Kind, String)> {
+        let d = PatternDetector::new(kinds, false);
+        let mut spans = Vec::new();
+        d.find(text, &mut spans);
+        super::super::resolve_overlaps(&mut spans);
+        spans.into_iter().map(|s| (s.kind, text[s.start..s.end].to_string())).collect()
+    }
+
+    #[test]
+    fn validators() {
+        assert!(valid_card("4111 1111 1111 1111"));
+        assert!(valid_card("5500-0000-0000-0004"));
+        assert!(!valid_card("4111 1111 1111 1112")); // Luhn-invalid
+        assert!(valid_iban("GB82 WEST 1234 5698 7654 32"));
+        assert!(valid_iban("DE89370400440532013000"));
+        assert!(!valid_iban("DE89370400440532013001")); // mod-97-invalid
+        assert!(valid_ssn("123-45-6789"));
+        assert!(!valid_ssn("666-45-6789") && !valid_ssn("123-00-6789") && !valid_ssn("900-12-3456"));
+        assert!(valid_ip("8.8.8.8", true) && !valid_ip("10.1.2.3", true) && valid_ip("10.1.2.3", false));
+        assert!(valid_ip("2001:db8::1", false));
+    }
+
+    #[test]
+    fn finds_each_kind() {
+        let all = Kind::ALL;
+        let t = "mail jane.doe@example.com or call +44 20 7946 0958, card 4111 1111 1111 1111, \
+                 IBAN DE89 3704 0044 0532 0130 00, ssn 123-45-6789, host 93.184.216.34, \
+                 key AKIAIOSFODNN7EXAMPLE, db postgres://admin:hunter2@db.local/x, password=s3cretpw";
+        let f = found(t, &all);
+        let kinds: Vec<Kind> = f.iter().map(|x| x.0).collect();
+        for k in [
+            Kind::Email,
+            Kind::Phone,
+            Kind::CreditCard,
+            Kind::Iban,
+            Kind::Ssn,
+            Kind::Ip,
+            Kind::Secret,
+            Kind::UrlCredentials,
+        ] {
+            assert!(kinds.contains(&k), "{k:?} not found in {f:?}");
+        }
+        assert!(f.contains(&(Kind::UrlCredentials, "admin:hunter2".into())));
+        assert!(f.contains(&(Kind::Secret, "s3cretpw".into())));
+        assert!(f.contains(&(Kind::CreditCard, "4111 1111 1111 1111".into())));
+        let us = found("call (415) 555-0132 or 415.555.0199 today", &[Kind::Phone]);
+        assert_eq!(us.len(), 2, "{us:?}");
+    }
+
+    #[test]
+    fn clause_numbers_and_versions_are_not_phones() {
+        let f = found("Clause 252.227-7013 (c) (1) of DFARs; version 2.6.32-5-amd64; 1999-2004", &[Kind::Phone]);
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn no_false_hits_on_invalid_numbers() {
+        let t = "order 4111 1111 1111 1112 and IBAN DE89 3704 0044 0532 0130 01, version 1.2.3.4.5";
+        let f = found(t, &[Kind::CreditCard, Kind::Iban]);
+        assert!(f.is_empty(), "{f:?}");
+    }
+}
