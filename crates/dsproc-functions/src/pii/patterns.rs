@@ -408,7 +408,7 @@ fn looks_like_version(text: &str, start: usize, end: usize) -> bool {
         return true;
     }
     let first: u32 = value.split('.').next().and_then(|o| o.parse().ok()).unwrap_or(255);
-    (prev == Some('(') && first < 10) || (first < 10 && value.ends_with(".0"))
+    first < 10 && (prev == Some('(') || value.ends_with(".0"))
 }
 
 /// A parseable address; private, loopback and link-local ones are skipped when
