@@ -214,7 +214,7 @@ impl Detector for PatternDetector {
                     continue;
                 }
                 let value = &text[start..end];
-                if self.valid(p.kind, value) {
+                if self.valid(p.kind, value) || (p.kind == Kind::Phone && phone_in_context(text, start, end)) {
                     out.push(Span { kind: p.kind, start, end });
                 } else if let Some(r) = self.sub_match(p.kind, value) {
                     // The pattern ran into a neighbouring number ("4111… 2004"): keep the
@@ -252,11 +252,13 @@ pub fn valid_card(s: &str) -> bool {
     }
     let prefix = |n: usize| d.iter().take(n).fold(0u32, |a, x| a * 10 + u32::from(*x));
     let issuer = match d[0] {
-        4 => true,                                                                                        // Visa
-        5 => (51..=55).contains(&prefix(2)),                                                              // Mastercard
-        2 => (2221..=2720).contains(&prefix(4)), // Mastercard 2-series
-        3 => matches!(prefix(2), 34 | 37 | 35 | 36 | 38 | 30), // Amex, JCB, Diners
-        6 => prefix(4) == 6011 || prefix(2) == 65 || (644..=649).contains(&prefix(3)) || prefix(2) == 62, // Discover, UnionPay
+        4 => true,                                                    // Visa
+        5 => (50..=58).contains(&prefix(2)),                          // Mastercard 51-55, Maestro 50, 56-58
+        2 => (2221..=2720).contains(&prefix(4)) || prefix(4) == 2131, // Mastercard 2-series, JCB 2131
+        3 => matches!(prefix(2), 34 | 37 | 35 | 36 | 38 | 30),        // Amex, JCB, Diners
+        // Discover, UnionPay, Maestro
+        6 => prefix(4) == 6011 || matches!(prefix(2), 62 | 63 | 65 | 67) || (644..=649).contains(&prefix(3)),
+        1 => prefix(4) == 1800, // JCB 15-digit
         _ => false,
     };
     if !issuer {
@@ -391,6 +393,33 @@ pub fn valid_ssn(s: &str) -> bool {
     let group = u32::from(d[3]) * 10 + u32::from(d[4]);
     let serial = d[5..].iter().fold(0u32, |a, x| a * 10 + u32::from(*x));
     area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+/// Words that announce a phone number ("call", "tel.", "fax:", "mobile", ...).
+const PHONE_WORDS: &[&str] = &[
+    "phone", "tel", "fax", "mobile", "cell", "call", "desk", "office", "contact", "reach", "ring", "dial", "sms",
+    "whatsapp",
+];
+
+/// A number of 6 to 15 digits with separators, or 7 to 15 without, next to a word
+/// that announces a phone number (within 32 characters before or 16 after).
+fn phone_in_context(text: &str, start: usize, end: usize) -> bool {
+    let value = &text[start..end];
+    let n = value.bytes().filter(u8::is_ascii_digit).count();
+    let separated = value.bytes().any(|b| !b.is_ascii_digit());
+    if !(6..=15).contains(&n) || (!separated && n < 7) || value.contains('.') && !separated {
+        return false;
+    }
+    let mut lo = start.saturating_sub(32);
+    while !text.is_char_boundary(lo) {
+        lo -= 1;
+    }
+    let mut hi = (end + 16).min(text.len());
+    while !text.is_char_boundary(hi) {
+        hi += 1;
+    }
+    let around = format!("{} {}", &text[lo..start], &text[end..hi]).to_ascii_lowercase();
+    PHONE_WORDS.iter().any(|w| around.contains(w))
 }
 
 /// A dotted quad that is a package version rather than an address: followed by a
