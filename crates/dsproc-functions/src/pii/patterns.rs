@@ -89,7 +89,8 @@ fn patterns_for(kind: Kind) -> Vec<(&'static str, usize)> {
         // A permissive candidate (digits with spaces, dots, dashes, slashes, parentheses,
         // an optional +/00 prefix and extension); `valid_phone` decides by shape.
         Kind::Phone => vec![(
-            r"(?:^|[^\w+.\-/(])((?:\+|\()?\d[\d \t.\-/()]{4,24}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?)(?:$|[^\w\-/])",
+            // (a literal "\n" or "\t" escape before it, or "-Fax" after it, also delimit)
+            r"(?:^|[^\w+.\-/(]|\\[nt,])((?:\+|\()?\d[\d \t.\-/()]{4,24}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?)(?:$|[^\w\-/]|-[A-Za-z])",
             1,
         )],
         Kind::Ip => vec![
@@ -397,8 +398,22 @@ pub fn valid_ssn(s: &str) -> bool {
 
 /// Words that announce a phone number ("call", "tel.", "fax:", "mobile", ...).
 const PHONE_WORDS: &[&str] = &[
-    "phone", "tel", "fax", "mobile", "cell", "call", "desk", "office", "contact", "reach", "ring", "dial", "sms",
+    "phone",
+    "tel",
+    "fax",
+    "mobile",
+    "cell",
+    "call",
+    "desk",
+    "office",
+    "contact",
+    "reach",
+    "ring",
+    "dial",
+    "sms",
     "whatsapp",
+    "messages",
+    "registered",
 ];
 
 /// A number of 6 to 15 digits with separators, or 7 to 15 without, next to a word
@@ -422,7 +437,8 @@ fn phone_in_context(text: &str, start: usize, end: usize) -> bool {
     PHONE_WORDS.iter().any(|w| around.contains(w))
 }
 
-/// A dotted quad that is a package version rather than an address: followed by a
+/// A dotted quad that is part of a longer dotted number, or a package version
+/// rather than an address: followed by a
 /// version suffix (`2.10.1.0-2`, `1.2.3.4~rc1`, `1.2.3.4+dfsg`), or in parentheses
 /// with a first number below 10 (`(2.10.1.0)`), or `x.y.z.0` with x below 10 (a
 /// network address at best, a version number far more often).
@@ -434,6 +450,12 @@ fn looks_like_version(text: &str, start: usize, end: usize) -> bool {
     let next = text[end..].chars().next();
     let prev = text[..start].chars().next_back();
     if matches!(next, Some('-' | '~' | '+')) {
+        return true;
+    }
+    // Part of a longer dotted number (03.91.12.17.13, 1.2.840.113549.1).
+    let after_dot_digit = text[end..].strip_prefix('.').is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+    let before_digit_dot = text[..start].strip_suffix('.').is_some_and(|r| r.ends_with(|c: char| c.is_ascii_digit()));
+    if after_dot_digit || before_digit_dot {
         return true;
     }
     let first: u32 = value.split('.').next().and_then(|o| o.parse().ok()).unwrap_or(255);
@@ -555,6 +577,8 @@ mod tests {
         let t = "binutils (2.10.1.0-2) and (2.21.0.20110327) gcc (12-20220106-1), server at 93.184.216.34.";
         let f = found(t, &[Kind::Ip, Kind::Phone]);
         assert_eq!(f, [(Kind::Ip, "93.184.216.34".to_string())]);
+        let f = found("call me at 03.91.12.17.13 please", &[Kind::Ip, Kind::Phone]);
+        assert_eq!(f, [(Kind::Phone, "03.91.12.17.13".to_string())]);
     }
 
     #[test]
@@ -580,6 +604,8 @@ mod tests {
         assert!(f.contains(&(Kind::UrlCredentials, "admin:hunter2".into())));
         assert!(f.contains(&(Kind::Secret, "s3cretpw".into())));
         assert!(f.contains(&(Kind::CreditCard, "4111 1111 1111 1111".into())));
+        let f = found(r"Phone:\n07700 864492-Office", &[Kind::Phone]);
+        assert_eq!(f, [(Kind::Phone, "07700 864492".to_string())]);
         let us = found("call (415) 555-0132 or 415.555.0199 today", &[Kind::Phone]);
         assert_eq!(us.len(), 2, "{us:?}");
         // Neighbouring numbers do not hide a valid value.
