@@ -178,13 +178,24 @@ struct BucketWriter {
     pending: Vec<RecordBatch>,
     pending_rows: usize,
     done: Vec<Done>,
+    attempt: String,
 }
 
 impl BucketWriter {
     fn new(params: WriteParams, schema: SchemaRef, attempt: String) -> Self {
         let rel_dir = format!("shards/{attempt}");
         let dir = PathBuf::from(&params.staging).join(&rel_dir);
-        Self { params, schema, dir, rel_dir, current: None, pending: Vec::new(), pending_rows: 0, done: Vec::new() }
+        Self {
+            params,
+            schema,
+            dir,
+            rel_dir,
+            current: None,
+            pending: Vec::new(),
+            pending_rows: 0,
+            done: Vec::new(),
+            attempt,
+        }
     }
 
     fn push(&mut self, bucket: u32, rows: RecordBatch) -> Result<(), String> {
@@ -252,6 +263,11 @@ impl BucketWriter {
     fn finish(mut self) -> Result<RecordBatch, String> {
         self.flush_pending(true)?;
         self.close_current()?;
+        // A marker per finished writer, for progress ("wrote k/P partitions").
+        let marker = PathBuf::from(&self.params.staging).join("_stats").join(format!("write-{}.json", self.attempt));
+        let rows: u64 = self.done.iter().map(|d| d.rows).sum();
+        crate::write_atomic(&marker, format!("{{\"rows\":{rows}}}").as_bytes())
+            .map_err(|e| format!("writing {}: {e}", marker.display()))?;
         let d = &self.done;
         RecordBatch::try_new(
             sink_result_schema(),

@@ -20,6 +20,8 @@ pub struct RunStats {
     /// step → rows leaving it.
     pub step_rows: BTreeMap<usize, u64>,
     pub ranges: usize,
+    /// Shard writers (partitions of the last stage) that finished.
+    pub writers_done: usize,
     /// step → summed counters (e.g. PII kinds).
     pub step_sums: BTreeMap<usize, BTreeMap<String, u64>>,
     /// Processes that read input (`pid N@host`), sorted.
@@ -57,6 +59,8 @@ pub fn read_stats(staging: &Path) -> Result<RunStats, DsprocError> {
             let s: StepStats =
                 serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
+        } else if name.starts_with("write-") {
+            stats.writers_done += 1;
         } else if name.starts_with("sums-") {
             let s: StepStats =
                 serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;

@@ -105,7 +105,9 @@ async fn execute(
     opts: &RunOptions,
 ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DsprocError> {
     let ctx = make_context(&opts.engine, &opts.engine_opts).await?;
-    let progress = opts.progress.then(|| spawn_progress(job.staging.clone(), job.input.files.len()));
+    let ranges = dsproc_exec::read_exec::input_ranges(&job.read_spec, opts.engine_opts.target_partitions).len();
+    let writers = opts.engine_opts.target_partitions;
+    let progress = opts.progress.then(|| spawn_progress(job.staging.clone(), ranges, writers));
     let run = async {
         let df = ctx.execute_logical_plan(job.plan.clone()).await?;
         df.collect().await
@@ -130,9 +132,14 @@ fn clean(e: &datafusion::error::DataFusionError) -> String {
     s.replace("Execution error: ", "").replace("External error: ", "")
 }
 
-/// A progress bar over the input ranges read (from the run's statistics files,
-/// so it works the same locally and on a cluster), with rows per step.
-fn spawn_progress(staging: std::path::PathBuf, ranges: usize) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
+/// Progress of the first stage (input ranges read) and the last (shard writers
+/// finished), with rows per step — from the run's statistics files, so it works the
+/// same locally and on a cluster.
+fn spawn_progress(
+    staging: std::path::PathBuf,
+    ranges: usize,
+    writers: usize,
+) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
     let bar = indicatif::ProgressBar::new(ranges as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] read {pos}/{len} ranges {bar:30} {msg}")
@@ -146,7 +153,8 @@ fn spawn_progress(staging: std::path::PathBuf, ranges: usize) -> (tokio::task::J
                 b.set_position(s.ranges as u64);
                 let steps: Vec<String> = s.step_rows.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 b.set_message(format!(
-                    "{} rows, {} quarantined{}{}",
+                    "| write {}/{writers} partitions | {} rows read, {} quarantined{}{}",
+                    s.writers_done.min(writers),
                     s.read_rows,
                     s.quarantined,
                     if steps.is_empty() { "" } else { "; rows out of steps " },
