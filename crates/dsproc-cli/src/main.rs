@@ -12,6 +12,9 @@ use dsproc_common::DsprocError;
 use dsproc_job::LoadedSpec;
 use dsproc_runtime::{Engine, EngineOptions, RunOptions};
 
+/// Job-level timeout of cluster runs when `--timeout` is not given.
+const DEFAULT_CLUSTER_TIMEOUT_SECS: u64 = 24 * 3600;
+
 #[derive(Parser, Debug)]
 #[command(name = "dsproc", version, about = "Turn raw text corpora into training-ready shards")]
 struct Cli {
@@ -118,7 +121,8 @@ struct RunArgs {
     /// Target partitions (default: number of cores).
     #[arg(long)]
     partitions: Option<usize>,
-    /// Fail the job if it runs longer than this many seconds.
+    /// Fail the job if it runs longer than this many seconds (on a cluster the
+    /// default is 86400: a job whose executors all vanish would otherwise wait forever).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
 }
@@ -254,11 +258,17 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
 
 async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result<serde_json::Value, DsprocError> {
     let loaded = LoadedSpec::load(&args.spec.job, &args.spec.set)?;
+    // On a cluster a job whose executors all vanish stays queued: never wait forever.
+    let timeout = match (&engine, args.timeout) {
+        (_, Some(t)) => Some(Duration::from_secs(t)),
+        (Engine::Remote(_), None) => Some(Duration::from_secs(DEFAULT_CLUSTER_TIMEOUT_SECS)),
+        (_, None) => None,
+    };
     let opts = RunOptions {
         engine,
         engine_opts: engine_options(args.partitions, args.memory_limit.as_deref())?,
         progress: tty,
-        timeout: args.timeout.map(Duration::from_secs),
+        timeout,
     };
     let summary = dsproc_runtime::run_job(&loaded, &opts).await?;
     let m = &summary.manifest;
