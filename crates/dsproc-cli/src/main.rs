@@ -12,6 +12,15 @@ use dsproc_common::DsprocError;
 use dsproc_job::LoadedSpec;
 use dsproc_runtime::{Engine, EngineOptions, RunOptions};
 
+/// `println!` that does not panic when stdout is closed (`dsproc inspect … | head`):
+/// a reader that went away is not an error of ours.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Job-level timeout of cluster runs when `--timeout` is not given.
 const DEFAULT_CLUSTER_TIMEOUT_SECS: u64 = 24 * 3600;
 
@@ -161,7 +170,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             let ctx = dsproc_runtime::make_context(&Engine::Local, &EngineOptions::default()).await?;
             dsproc_job::lower(&ctx, &loaded, "validate").await?;
             if !cli.json && !cli.quiet {
-                println!(
+                outln!(
                     "{}: ok ({} steps; {} input files, {} bytes, format {})",
                     args.job.display(),
                     loaded.spec.steps.len(),
@@ -178,7 +187,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             let loaded = LoadedSpec::load(&spec.job, &spec.set)?;
             let text = dsproc_runtime::explain_job(&loaded, &engine_options(*partitions, None)?).await?;
             if !cli.json {
-                println!("{text}");
+                outln!("{text}");
             }
             Ok(serde_json::json!({"status": "ok", "plan": text}))
         }
@@ -224,14 +233,9 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
         Command::Inspect { output } => {
             let m = dsproc_runtime::driver::inspect(output)?;
             if !cli.json && !cli.quiet {
-                println!("dataset {output}");
-                println!(
-                    "  job {} (dataset_version {}), created {}",
-                    m.job_name,
-                    &m.dataset_version[..16],
-                    m.created_at
-                );
-                println!(
+                outln!("dataset {output}");
+                outln!("  job {} (dataset_version {}), created {}", m.job_name, &m.dataset_version[..16], m.created_at);
+                outln!(
                     "  rows: in {}, out {}, quarantined {}, dropped {}",
                     m.rows.rows_in,
                     m.rows.out,
@@ -239,16 +243,16 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
                     m.rows.dropped.values().sum::<u64>()
                 );
                 for (k, v) in &m.rows.dropped {
-                    println!("    dropped {k}: {v}");
+                    outln!("    dropped {k}: {v}");
                 }
-                println!(
+                outln!(
                     "  {} shards ({}), {} bytes",
                     m.shards.len(),
                     m.format,
                     m.shards.iter().map(|s| s.bytes).sum::<u64>()
                 );
                 for s in &m.steps {
-                    println!("  step {} {}: {} -> {}", s.step, s.op, s.rows_in, s.rows_out);
+                    outln!("  step {} {}: {} -> {}", s.step, s.op, s.rows_in, s.rows_out);
                 }
             }
             Ok(serde_json::to_value(&m).unwrap_or_default())
@@ -313,7 +317,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(&cli)) {
         Ok(v) => {
             if cli.json {
-                println!("{v}");
+                outln!("{v}");
             }
             ExitCode::SUCCESS
         }
@@ -322,7 +326,7 @@ fn main() -> ExitCode {
             let err = anyhow::Error::new(e);
             eprintln!("error: {err:#}");
             if cli.json {
-                println!("{}", serde_json::json!({"status": "error", "error": format!("{err:#}"), "exit_code": code}));
+                outln!("{}", serde_json::json!({"status": "error", "error": format!("{err:#}"), "exit_code": code}));
             }
             ExitCode::from(code as u8)
         }
