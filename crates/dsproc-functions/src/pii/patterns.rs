@@ -215,7 +215,16 @@ impl Detector for PatternDetector {
                     continue;
                 }
                 let value = &text[start..end];
-                if self.valid(p.kind, value) || (p.kind == Kind::Phone && phone_in_context(text, start, end)) {
+                let ok = match p.kind {
+                    Kind::Phone => {
+                        !street_address_follows(text, end)
+                            && (phone_in_context(text, start, end)
+                                || (self.valid(p.kind, value)
+                                    && (value.starts_with('+') || !other_number_in_context(text, start))))
+                    }
+                    _ => self.valid(p.kind, value),
+                };
+                if ok {
                     out.push(Span { kind: p.kind, start, end });
                 } else if let Some(r) = self.sub_match(p.kind, value) {
                     // The pattern ran into a neighbouring number ("4111… 2004"): keep the
@@ -416,6 +425,38 @@ const PHONE_WORDS: &[&str] = &[
     "registered",
 ];
 
+/// Words that announce some other number ("license number 2676749544").
+const OTHER_NUMBER_WORDS: &[&str] = &[
+    "license", "licence", "account", "acct", "order", "invoice", "serial", "passport", "card", "routing", "tracking",
+    "isbn", "zip", "postcode", "postal", "ticket", "id:", "id#",
+];
+
+/// True when the number is followed by a street name ("46833 1700 Buck Drive").
+fn street_address_follows(text: &str, end: usize) -> bool {
+    static STREET: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = STREET.get_or_init(|| {
+        Regex::new(
+            r"^[ \t]+(?:[A-Z][a-z]+[ \t]+){1,2}(?:Street|St|Road|Rd|Avenue|Ave|Drive|Dr|Lane|Ln|Boulevard|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close|Crescent|Square|Row|Parkway|Highway)\b",
+        )
+        .expect("valid street pattern")
+    });
+    let mut hi = (end + 48).min(text.len());
+    while !text.is_char_boundary(hi) {
+        hi -= 1;
+    }
+    re.is_match(&text[end..hi])
+}
+
+/// True when the 24 characters before `start` name another kind of number.
+fn other_number_in_context(text: &str, start: usize) -> bool {
+    let mut lo = start.saturating_sub(24);
+    while !text.is_char_boundary(lo) {
+        lo -= 1;
+    }
+    let before = text[lo..start].to_ascii_lowercase();
+    OTHER_NUMBER_WORDS.iter().any(|w| before.contains(w))
+}
+
 /// A number of 6 to 15 digits with separators, or 7 to 15 without, next to a word
 /// that announces a phone number (within 32 characters before or 16 after).
 fn phone_in_context(text: &str, start: usize, end: usize) -> bool {
@@ -604,6 +645,10 @@ mod tests {
         assert!(f.contains(&(Kind::UrlCredentials, "admin:hunter2".into())));
         assert!(f.contains(&(Kind::Secret, "s3cretpw".into())));
         assert!(f.contains(&(Kind::CreditCard, "4111 1111 1111 1111".into())));
+        let f = found("office is at 46833 1700 Buck Drive; in order to +918921560593", &[Kind::Phone]);
+        assert_eq!(f, [(Kind::Phone, "+918921560593".to_string())]);
+        let f = found("driver's license number is 2676749544, order #2025550143", &[Kind::Phone]);
+        assert!(f.is_empty(), "{f:?}");
         let f = found(r"Phone:\n07700 864492-Office", &[Kind::Phone]);
         assert_eq!(f, [(Kind::Phone, "07700 864492".to_string())]);
         let us = found("call (415) 555-0132 or 415.555.0199 today", &[Kind::Phone]);
