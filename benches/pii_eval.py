@@ -11,6 +11,9 @@ the inserted value's kind and overlaps it.
 usage: benches/pii_eval.py [CHANGELOG.jsonl] [N]   (needs faker; DSPROC_BIN, SEED)
 """
 import json, os, random, subprocess, sys, tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dsproc_scrub import run_scrub  # noqa: E402
 from faker import Faker
 
 corpus = sys.argv[1] if len(sys.argv) > 1 else "/tmp/corpora/debian_changelog.jsonl"
@@ -24,24 +27,8 @@ for i, f in enumerate(fakers.values()):
 us = fakers["en_US"]
 
 def run(lines, tmp, name):
-    inp = os.path.join(tmp, name + ".jsonl")
-    with open(inp, "w") as f:
-        for i, t in enumerate(lines):
-            f.write(json.dumps({"id": f"{i:07d}", "text": t}) + "\n")
-    job = os.path.join(tmp, name + ".toml")
-    out = os.path.join(tmp, name + "-out")
-    with open(job, "w") as f:
-        f.write(f'name = "{name}"\n[input]\nuri = "{inp}"\nid = "id"\n[[steps]]\nop = "scrub_pii"\naction = "tag"\n'
-                f'[output]\nuri = "{out}"\nformat = "jsonl"\nmode = "overwrite"\n')
-    subprocess.run([binary, "run", job, "-q"], check=True)
-    m = json.load(open(os.path.join(out, "manifest.json")))
-    rows = {}
-    for s in m["shards"]:
-        data = subprocess.run(["zstdcat", os.path.join(out, s["path"])], capture_output=True, check=True).stdout
-        for line in data.splitlines():
-            r = json.loads(line)
-            rows[int(r["id"])] = r["pii_spans"]
-    return rows
+    rows, _ = run_scrub(binary, lines, tmp, name, "tag")
+    return {i: r["pii_spans"] for i, r in rows.items()}
 
 def bad_card():
     c = us.credit_card_number(card_type="visa16")

@@ -16,6 +16,9 @@ env: DSPROC_BIN (default target/release/dsproc), SEED
 """
 import json, os, re, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dsproc_scrub import run_scrub  # noqa: E402
+
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 600
 changelog = sys.argv[2] if len(sys.argv) > 2 else "/tmp/corpora/debian_changelog.jsonl"
 binary = os.environ.get("DSPROC_BIN", "target/release/dsproc")
@@ -61,26 +64,7 @@ def score(preds):
     return st
 
 def dsproc(lines, tmp, name, action="tag"):
-    inp = os.path.join(tmp, name + ".jsonl")
-    with open(inp, "w") as f:
-        for i, t in enumerate(lines):
-            f.write(json.dumps({"id": f"{i:07d}", "text": t}) + "\n")
-    out = os.path.join(tmp, name + "-out")
-    job = os.path.join(tmp, name + ".toml")
-    with open(job, "w") as f:
-        f.write(f'name = "{name}"\n[input]\nuri = "{inp}"\nid = "id"\n[[steps]]\nop = "scrub_pii"\naction = "{action}"\n'
-                f'[output]\nuri = "{out}"\nformat = "jsonl"\nmode = "overwrite"\n')
-    t0 = time.time()
-    subprocess.run([binary, "run", job, "-q"], check=True)
-    secs = time.time() - t0
-    rows = {}
-    m = json.load(open(os.path.join(out, "manifest.json")))
-    for s in m["shards"]:
-        data = subprocess.run(["zstdcat", os.path.join(out, s["path"])], capture_output=True, check=True).stdout
-        for line in data.splitlines():
-            r = json.loads(line)
-            rows[int(r["id"])] = r
-    return rows, secs
+    return run_scrub(binary, lines, tmp, name, action)
 
 results = {}
 with tempfile.TemporaryDirectory() as tmp:
