@@ -144,11 +144,14 @@ fn engine_options(partitions: Option<usize>, memory_limit: Option<&str>) -> Resu
         }
         o.target_partitions = p;
     }
-    if let Some(m) = memory_limit {
-        o.memory_limit =
-            Some(dsproc_common::size::parse_size(m).map_err(|e| DsprocError::usage(format!("--memory-limit: {e}")))?);
-    }
+    o.memory_limit = parse_memory_limit(memory_limit)?;
     Ok(o)
+}
+
+/// `--memory-limit SIZE` (driver and executor).
+fn parse_memory_limit(m: Option<&str>) -> Result<Option<u64>, DsprocError> {
+    m.map(|m| dsproc_common::size::parse_size(m).map_err(|e| DsprocError::usage(format!("--memory-limit: {e}"))))
+        .transpose()
 }
 
 async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
@@ -206,13 +209,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
         }
         Command::Executor { scheduler, bind, port, grpc_port, work_dir, task_slots, memory_limit, heartbeat } => {
             let (scheduler_host, scheduler_port) = dsproc_runtime::cluster::parse_cluster_url(scheduler)?;
-            let memory_limit = match memory_limit {
-                Some(m) => Some(
-                    dsproc_common::size::parse_size(m)
-                        .map_err(|e| DsprocError::usage(format!("--memory-limit: {e}")))?,
-                ),
-                None => None,
-            };
+            let memory_limit = parse_memory_limit(memory_limit.as_deref())?;
             if !cli.quiet {
                 eprintln!("dsproc executor on {bind}:{port} (grpc {grpc_port}) for scheduler {scheduler}");
             }

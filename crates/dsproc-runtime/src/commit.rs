@@ -32,6 +32,10 @@ fn job_err(what: &str, path: &Path, e: impl std::fmt::Display) -> DsprocError {
     DsprocError::job(format!("{what} {}: {e}", path.display()))
 }
 
+fn parse_stats<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T, DsprocError> {
+    serde_json::from_slice(bytes).map_err(|e| job_err("bad stats file", path, e))
+}
+
 /// Sums the statistics files under `staging/_stats`.
 pub fn read_stats(staging: &Path) -> Result<RunStats, DsprocError> {
     let dir = staging.join("_stats");
@@ -49,21 +53,18 @@ pub fn read_stats(staging: &Path) -> Result<RunStats, DsprocError> {
         }
         let bytes = fs::read(entry.path()).map_err(|e| job_err("cannot read", &entry.path(), e))?;
         if name.starts_with("read-") {
-            let s: ReadStats =
-                serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
+            let s: ReadStats = parse_stats(&bytes, &entry.path())?;
             stats.read_rows += s.rows;
             stats.quarantined += s.quarantined;
             stats.ranges += 1;
             stats.workers.insert(s.worker);
         } else if name.starts_with("step-") {
-            let s: StepStats =
-                serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
+            let s: StepStats = parse_stats(&bytes, &entry.path())?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
         } else if name.starts_with("write-") {
             stats.writers_done += 1;
         } else if name.starts_with("sums-") {
-            let s: StepStats =
-                serde_json::from_slice(&bytes).map_err(|e| job_err("bad stats file", &entry.path(), e))?;
+            let s: StepStats = parse_stats(&bytes, &entry.path())?;
             let sums = stats.step_sums.entry(s.step).or_default();
             for (k, v) in s.sums {
                 *sums.entry(k).or_default() += v;
