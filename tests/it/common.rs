@@ -71,3 +71,25 @@ pub fn synthetic_jsonl(path: &Path, n: usize) {
     }
     std::fs::write(path, s).unwrap();
 }
+
+/// A multi-threaded runtime whose threads have dsproc's stack size: plans with
+/// many rounds (dedup_minhash) are walked recursively. Futures are spawned, not
+/// run on the (small-stack) test thread.
+pub struct BigStack(tokio::runtime::Runtime);
+
+pub fn big_stack_runtime() -> BigStack {
+    BigStack(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .thread_stack_size(dsproc_common::config::THREAD_STACK_BYTES)
+            .enable_all()
+            .build()
+            .unwrap(),
+    )
+}
+
+impl BigStack {
+    pub fn block_on<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
+        self.0.block_on(self.0.spawn(f)).unwrap()
+    }
+}

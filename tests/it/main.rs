@@ -6,4 +6,5 @@ mod cli;
 mod cluster;
 mod common;
 mod input;
+mod minhash;
 mod ops;

@@ -21,3 +21,9 @@ pub const QUARANTINE_DIR: &str = "_quarantine";
 pub const STAGING_DIR: &str = "_staging";
 /// Column holding the shard bucket of a row just before the sink.
 pub const SHARD_COLUMN: &str = "__dsproc_shard";
+
+/// Stack size of the threads that plan and run jobs (driver, scheduler,
+/// executors). Deep plans are walked recursively by DataFusion's optimizer and
+/// the plan codecs; 2 MiB (the default) is not enough for `dedup_minhash`'s
+/// unrolled rounds in debug builds.
+pub const THREAD_STACK_BYTES: usize = 64 << 20;

@@ -118,7 +118,14 @@ impl CountingStream {
             let i = batch.schema().index_of(name)?;
             add_sums(batch.column(i).as_ref(), &mut self.sums);
         }
-        let Ok(i) = batch.schema().index_of("id") else {
+        // the ids, or (for side tables such as dedup edges) the first string column
+        let schema = batch.schema();
+        let Some(i) = schema.index_of("id").ok().or_else(|| {
+            schema
+                .fields()
+                .iter()
+                .position(|f| matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8))
+        }) else {
             return Ok(());
         };
         let ids = cast(batch.column(i), &DataType::Utf8)?;
@@ -139,7 +146,10 @@ impl CountingStream {
             return Ok(());
         }
         let stats = StepStats { step: self.step, rows: self.rows, sums: self.sums.clone() };
-        let prefix = if self.sums_of.is_some() { "sums" } else { "step" };
+        let prefix = match &self.sums_of {
+            Some(col) => format!("sums-{}", col.trim_start_matches('_')),
+            None => "step".to_string(),
+        };
         let name = if self.by_content {
             format!("{prefix}-{:03}-{:016x}-{}.json", self.step, self.digest, self.rows)
         } else {

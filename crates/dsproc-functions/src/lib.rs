@@ -12,6 +12,7 @@ use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
 pub mod hash;
+pub mod minhash;
 pub mod pii;
 pub mod text;
 
@@ -22,6 +23,9 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(hash::content_hash::ContentHashFunc::new())),
         Arc::new(ScalarUDF::from(hash::shard_of::ShardOfFunc::new())),
         Arc::new(ScalarUDF::from(pii::scrub_pii::ScrubPiiFunc::new())),
+        Arc::new(ScalarUDF::from(minhash::udf::MinHashBandsFunc::new())),
+        Arc::new(ScalarUDF::from(minhash::udf::MinHashJaccardFunc::new())),
+        Arc::new(ScalarUDF::from(minhash::udf::DedupRankFunc::new())),
     ]
 }
 

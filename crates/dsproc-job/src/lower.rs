@@ -51,6 +51,18 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
     Ok(ResolvedInput { location, files, format, schema: Arc::new(schema) })
 }
 
+/// A step as lowered.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// 1-based.
+    pub step: usize,
+    pub op: &'static str,
+    /// Why the rows it removes are dropped (`None`: it must keep every row).
+    pub reason: Option<&'static str>,
+    /// Static facts for the manifest.
+    pub info: Option<serde_json::Value>,
+}
+
 /// A lowered job.
 #[derive(Debug, Clone)]
 pub struct LoweredJob {
@@ -62,8 +74,7 @@ pub struct LoweredJob {
     pub run_id: String,
     pub buckets: u32,
     pub shard_size: u64,
-    /// (1-based step, op, drop reason) per step.
-    pub steps: Vec<(usize, &'static str, Option<&'static str>)>,
+    pub steps: Vec<StepPlan>,
     /// What the reader reads (for progress: ranges to read).
     pub read_spec: ReadSpec,
 }
@@ -106,7 +117,7 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging_s.clone())),
         });
-        steps.push((step, op.name(), op.drop_reason()));
+        steps.push(StepPlan { step, op: op.name(), reason: op.drop_reason(), info: op.info() });
     }
 
     let shard_size = dsproc_common::size::parse_size(&spec.output.shard_size).map_err(DsprocError::usage)?;

@@ -76,8 +76,20 @@ pub struct StepReport {
     /// Op counters (e.g. `scrub_pii`: detections per kind).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub stats: BTreeMap<String, u64>,
+    /// Op parameters that decide its output (e.g. `dedup_minhash`'s signature
+    /// version, hash family, seed, shingling and band layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Value>,
 }
 
 /// Op versions that go into `dataset_version`; bump one when an op's output changes.
-pub const OP_VERSIONS: &[(&str, u32)] =
-    &[("read", 1), ("normalize", 1), ("filter", 1), ("sql", 1), ("dedup_exact", 2), ("scrub_pii", 1), ("write", 1)];
+pub const OP_VERSIONS: &[(&str, u32)] = &[
+    ("read", 1),
+    ("normalize", 1),
+    ("filter", 1),
+    ("sql", 1),
+    ("dedup_exact", 2),
+    ("dedup_minhash", 1),
+    ("scrub_pii", 1),
+    ("write", 1),
+];

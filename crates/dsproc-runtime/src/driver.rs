@@ -206,7 +206,7 @@ fn finish(
     };
     let mut steps = Vec::new();
     let mut rows = stats.read_rows;
-    for (step, op, reason) in &job.steps {
+    for dsproc_job::lower::StepPlan { step, op, reason, info } in &job.steps {
         let out = stats.step_rows.get(step).copied().unwrap_or(0);
         if out > rows {
             return Err(DsprocError::job(format!(
@@ -222,8 +222,17 @@ fn finish(
             };
             counts.dropped.insert(format!("{step}:{op}:{reason}"), rows - out);
         }
-        let counters = stats.step_sums.get(step).cloned().unwrap_or_default();
-        steps.push(StepReport { step: *step, op: op.to_string(), rows_in: rows, rows_out: out, stats: counters });
+        let mut counters = stats.step_sums.get(step).cloned().unwrap_or_default();
+        dsproc_job::ops::OpSpec::finish_stats(op, info.as_ref(), &mut counters)
+            .map_err(|e| DsprocError::job(format!("step {step} ({op}): {e}")))?;
+        steps.push(StepReport {
+            step: *step,
+            op: op.to_string(),
+            rows_in: rows,
+            rows_out: out,
+            stats: counters,
+            info: info.clone(),
+        });
         rows = out;
     }
     counts.out = shards.values().map(|s| s.1).sum();

@@ -11,6 +11,7 @@ use dsproc_common::DsprocError;
 use crate::spec::OpParseError;
 
 pub mod dedup_exact;
+pub mod dedup_minhash;
 pub mod filter;
 pub mod normalize;
 pub mod scrub_pii;
@@ -49,11 +50,12 @@ pub enum OpSpec {
     Filter(filter::Filter),
     Sql(sql::Sql),
     DedupExact(dedup_exact::DedupExact),
+    DedupMinhash(dedup_minhash::DedupMinhash),
     ScrubPii(scrub_pii::ScrubPii),
 }
 
 /// Names of all ops, in the order of [`OpSpec`].
-pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact", "scrub_pii"];
+pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact", "dedup_minhash", "scrub_pii"];
 
 fn from<T: serde::de::DeserializeOwned>(mut table: toml::Table) -> Result<T, OpParseError> {
     table.remove("op");
@@ -68,6 +70,7 @@ impl OpSpec {
             "filter" => Self::Filter(from(table)?),
             "sql" => Self::Sql(from(table)?),
             "dedup_exact" => Self::DedupExact(from(table)?),
+            "dedup_minhash" => Self::DedupMinhash(from(table)?),
             "scrub_pii" => Self::ScrubPii(from(table)?),
             _ => return Err(OpParseError::UnknownOp { valid: OP_NAMES.to_vec() }),
         };
@@ -79,6 +82,7 @@ impl OpSpec {
         match self {
             Self::Normalize(n) => n.check(),
             Self::DedupExact(d) => d.check(),
+            Self::DedupMinhash(d) => d.check(),
             Self::ScrubPii(p) => p.check(),
             Self::Filter(_) | Self::Sql(_) => Ok(()),
         }
@@ -90,6 +94,7 @@ impl OpSpec {
             Self::Filter(o) => o.name(),
             Self::Sql(o) => o.name(),
             Self::DedupExact(o) => o.name(),
+            Self::DedupMinhash(o) => o.name(),
             Self::ScrubPii(o) => o.name(),
         }
     }
@@ -100,7 +105,29 @@ impl OpSpec {
             Self::Filter(o) => o.drop_reason(),
             Self::Sql(o) => o.drop_reason(),
             Self::DedupExact(o) => o.drop_reason(),
+            Self::DedupMinhash(o) => o.drop_reason(),
             Self::ScrubPii(o) => o.drop_reason(),
+        }
+    }
+
+    /// Static facts about the step for the manifest (e.g. a signature version).
+    pub fn info(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::DedupMinhash(o) => Some(o.info()),
+            _ => None,
+        }
+    }
+
+    /// Turns the step's raw counters into its manifest statistics; an error
+    /// fails the job.
+    pub fn finish_stats(
+        op: &str,
+        info: Option<&serde_json::Value>,
+        counters: &mut std::collections::BTreeMap<String, u64>,
+    ) -> Result<(), String> {
+        match (op, info) {
+            ("dedup_minhash", Some(info)) => dedup_minhash::finish_stats(counters, info),
+            _ => Ok(()),
         }
     }
 
@@ -110,6 +137,7 @@ impl OpSpec {
             Self::Filter(o) => o.plan(pc, input).await,
             Self::Sql(o) => o.plan(pc, input).await,
             Self::DedupExact(o) => o.plan(pc, input).await,
+            Self::DedupMinhash(o) => o.plan(pc, input).await,
             Self::ScrubPii(o) => o.plan(pc, input).await,
         }
     }
@@ -128,13 +156,32 @@ pub(crate) async fn sql_over(
     plan: LogicalPlan,
     query: &str,
 ) -> Result<LogicalPlan, DsprocError> {
+    sql_over_views(pc, op, &[(name.to_string(), plan)], query).await
+}
+
+/// Registers each plan as a view of its name, runs `query`, deregisters them.
+pub(crate) async fn sql_over_views(
+    pc: &PlanContext<'_>,
+    op: &str,
+    views: &[(String, LogicalPlan)],
+    query: &str,
+) -> Result<LogicalPlan, DsprocError> {
     use datafusion::catalog::TableProvider;
     use std::sync::Arc;
     let err =
         |e: datafusion::error::DataFusionError| DsprocError::usage(format!("step {} ({op}): {}", pc.step, e.message()));
-    let view: Arc<dyn TableProvider> = Arc::new(datafusion::catalog::view::ViewTable::new(plan, None));
-    pc.ctx.register_table(name, view).map_err(err)?;
+    for (name, plan) in views {
+        let view: Arc<dyn TableProvider> = Arc::new(datafusion::catalog::view::ViewTable::new(plan.clone(), None));
+        if let Err(e) = pc.ctx.register_table(name.as_str(), view) {
+            for (n, _) in views {
+                let _ = pc.ctx.deregister_table(n.as_str());
+            }
+            return Err(err(e));
+        }
+    }
     let result = pc.ctx.sql(query).await;
-    let _ = pc.ctx.deregister_table(name);
+    for (name, _) in views {
+        let _ = pc.ctx.deregister_table(name.as_str());
+    }
     Ok(result.map_err(err)?.into_unoptimized_plan())
 }

@@ -1,0 +1,396 @@
+//! `dedup_minhash`: near-duplicate removal with MinHash LSH and connected
+//! components computed inside the plan.
+//!
+//! Lowering (every arrow is a streaming or spilling DataFusion operator; no step
+//! gathers the corpus, the pairs or the signatures in one process):
+//! 1. signatures → band keys (`minhash_bands`), one row per (doc, band key);
+//!    a window per key links every member to the key's best member
+//!    (star edges: a bucket of m docs gives m-1 edges, not m²/2 pairs);
+//! 2. `verify`: each candidate edge is joined to both texts (one join: the edge is
+//!    unnested into its two ends) and kept when the exact Jaccard of the shingle
+//!    sets reaches `threshold`;
+//! 3. connected components by alternating large-star / small-star rounds
+//!    (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014), each a
+//!    window over the edge list; a round counts the edges it changed, and the
+//!    graph is a forest of stars rooted at each component's best document once a
+//!    round changes nothing. The plan holds `max_iterations` rounds (rounds after
+//!    convergence pass the star forest through unchanged); the driver reads the
+//!    per-round counts, reports `iterations`, and fails the job if the last round
+//!    still changed edges;
+//! 4. the input is joined against the star leaves: survivors only, or every row
+//!    with `cluster_id` / `cluster_size`.
+//!
+//! "Best" is a total order on a per-document key (`node`): the id for
+//! `keep = "smallest_id"`, else [`dsproc_functions::minhash::rank_key`] of the value
+//! to maximise and the id. Survivors therefore do not depend on partitioning,
+//! threads or engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{Extension, LogicalPlan};
+use serde::{Deserialize, Serialize};
+
+use dsproc_common::DsprocError;
+use dsproc_exec::StepStatsNode;
+use dsproc_functions::minhash::{optimal_bands, MinHashParams, Shingle, SIGNATURE_VERSION};
+
+use super::{quote_str, sql_over_views, Op, PlanContext};
+use crate::spec::OpParseError;
+
+/// `op = "dedup_minhash"`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupMinhash {
+    /// Jaccard similarity at or above which two documents are near-duplicates (default 0.8).
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// Signature length (default 128).
+    #[serde(default = "default_num_perm")]
+    pub num_perm: usize,
+    /// Shingle length in words (or characters with `shingle = "char"`; default 5).
+    #[serde(default = "default_ngram")]
+    pub ngram: usize,
+    /// `word` (default) or `char`.
+    #[serde(default = "default_shingle")]
+    pub shingle: String,
+    /// Seed of the hash family (default 42).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// LSH bands and rows per band; by default chosen from `threshold` and `num_perm`
+    /// to minimise weighted false positives and negatives (weights 0.05/0.95 with
+    /// `verify`, which removes false positives; 0.5/0.5 without, as datasketch).
+    pub bands: Option<usize>,
+    pub rows: Option<usize>,
+    /// Compute the exact Jaccard of every candidate pair and drop those below
+    /// `threshold` (default true).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// Which document of a cluster survives: `smallest_id` (default), `longest`
+    /// (most characters, then smallest id), or a numeric column to maximise
+    /// (nulls lose; ties go to the smallest id).
+    #[serde(default = "default_keep")]
+    pub keep: String,
+    /// Keep every row and add `cluster_id` (the survivor's id) and `cluster_size`
+    /// instead of removing near-duplicates (default false).
+    #[serde(default)]
+    pub keep_cluster_column: bool,
+    /// Connected-components rounds in the plan (default 10: star contraction
+    /// needs about log2 of a component's diameter); the job fails if the
+    /// components have not converged by then.
+    #[serde(default = "default_max_iterations")]
+    pub max_iterations: usize,
+}
+
+fn default_threshold() -> f64 {
+    0.8
+}
+fn default_num_perm() -> usize {
+    128
+}
+fn default_ngram() -> usize {
+    5
+}
+fn default_shingle() -> String {
+    "word".into()
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_true() -> bool {
+    true
+}
+fn default_keep() -> String {
+    "smallest_id".into()
+}
+fn default_max_iterations() -> usize {
+    10
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> OpParseError {
+    OpParseError::Invalid { key: key.into(), message: message.into() }
+}
+
+impl DedupMinhash {
+    /// The signature parameters, with the band layout resolved.
+    pub fn params(&self) -> Result<MinHashParams, OpParseError> {
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(invalid("threshold", format!("must be in (0, 1], got {}", self.threshold)));
+        }
+        let shingle = match self.shingle.as_str() {
+            "word" => Shingle::Word,
+            "char" => Shingle::Char,
+            s => return Err(invalid("shingle", format!("{s:?} is not one of word, char"))),
+        };
+        if self.num_perm == 0 || self.num_perm > 8192 {
+            return Err(invalid("num_perm", format!("must be in 1..=8192, got {}", self.num_perm)));
+        }
+        let (bands, rows) = match (self.bands, self.rows) {
+            (Some(b), Some(r)) => (b, r),
+            (Some(b), None) => (b, self.num_perm / b.max(1)),
+            (None, Some(r)) => (self.num_perm / r.max(1), r),
+            (None, None) => {
+                let (fp, fnw) = if self.verify { (0.05, 0.95) } else { (0.5, 0.5) };
+                optimal_bands(self.threshold, self.num_perm, fp, fnw)
+            }
+        };
+        let p = MinHashParams { num_perm: self.num_perm, bands, rows, ngram: self.ngram, shingle, seed: self.seed };
+        p.check().map_err(|e| invalid(if self.ngram == 0 { "ngram" } else { "bands" }, e))?;
+        if self.max_iterations == 0 || self.max_iterations > 64 {
+            return Err(invalid("max_iterations", format!("must be in 1..=64, got {}", self.max_iterations)));
+        }
+        if self.keep.is_empty() {
+            return Err(invalid("keep", "give smallest_id, longest or a numeric column"));
+        }
+        Ok(p)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), OpParseError> {
+        self.params().map(|_| ())
+    }
+
+    /// SQL for a document's node key (over columns `id`, `text` and the keep column).
+    /// `t` qualifies the columns (`""` or `"t."`).
+    fn node_sql(&self, schema: &datafusion::common::DFSchema, step: usize, t: &str) -> Result<String, DsprocError> {
+        Ok(match self.keep.as_str() {
+            "smallest_id" => format!("CAST({t}id AS VARCHAR)"),
+            "longest" => format!("dedup_rank(character_length({t}text), {t}id)"),
+            c => {
+                let field = schema.field_with_unqualified_name(c).map_err(|_| {
+                    DsprocError::usage(format!(
+                        "step {step} (dedup_minhash): keep = {c:?} is neither smallest_id, longest nor a column of the input"
+                    ))
+                })?;
+                if !field.data_type().is_numeric() {
+                    return Err(DsprocError::usage(format!(
+                        "step {step} (dedup_minhash): keep column {c:?} is {}, not numeric",
+                        field.data_type()
+                    )));
+                }
+                format!("dedup_rank({t}\"{}\", {t}id)", c.replace('"', "\"\""))
+            }
+        })
+    }
+
+    /// SQL turning a node key back into the document id.
+    fn node_id_sql(&self, node: &str) -> String {
+        if self.keep == "smallest_id" {
+            node.to_string()
+        } else {
+            format!("substr({node}, 17)")
+        }
+    }
+
+    /// What the manifest records about the step (the signature version and layout).
+    pub fn info(&self) -> serde_json::Value {
+        let p = self.params().expect("checked when parsed");
+        serde_json::json!({
+            "signature_version": SIGNATURE_VERSION,
+            "hash_family": "minhash multiply-add-shift over xxh3-64 shingle hashes",
+            "seed": p.seed,
+            "num_perm": p.num_perm,
+            "bands": p.bands,
+            "rows": p.rows,
+            "shingle": self.shingle,
+            "ngram": p.ngram,
+            "threshold": self.threshold,
+            "verify": self.verify,
+            "keep": self.keep,
+            "max_iterations": self.max_iterations,
+        })
+    }
+}
+
+/// Adds a counter to the step's statistics: `value_sql` (0/1 per row) summed as `name`.
+fn counted(pc: &PlanContext<'_>, plan: LogicalPlan, col: &str) -> LogicalPlan {
+    LogicalPlan::Extension(Extension {
+        node: Arc::new(StepStatsNode::with_sums(
+            plan,
+            pc.step,
+            "dedup_minhash",
+            pc.staging.to_string(),
+            Some(col.into()),
+        )),
+    })
+}
+
+fn counter(name: &str, value_sql: &str) -> String {
+    format!("named_struct('{name}', arrow_cast({value_sql}, 'UInt32'))")
+}
+
+impl Op for DedupMinhash {
+    fn name(&self) -> &'static str {
+        "dedup_minhash"
+    }
+    fn drop_reason(&self) -> Option<&'static str> {
+        Some("near_duplicate")
+    }
+    async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
+        let step = pc.step;
+        let p = self.params().map_err(|e| DsprocError::usage(format!("step {step} (dedup_minhash): {e:?}")))?;
+        for c in ["id", "text"] {
+            if input.schema().field_with_unqualified_name(c).is_err() {
+                return Err(DsprocError::usage(format!("step {step} (dedup_minhash): the input has no `{c}` column")));
+            }
+        }
+        if let Ok(f) = input.schema().field_with_unqualified_name("cluster_id") {
+            if self.keep_cluster_column && f.data_type() != &DataType::Null {
+                return Err(DsprocError::usage(format!(
+                    "step {step} (dedup_minhash): keep_cluster_column: the input already has a `cluster_id` column"
+                )));
+            }
+        }
+        let node = self.node_sql(input.schema(), step, "")?;
+        let tnode = self.node_sql(input.schema(), step, "t.")?;
+        let params = quote_str(&serde_json::to_string(&p).map_err(|e| DsprocError::usage(e.to_string()))?);
+        let docs = format!("__dsproc_step_{step}");
+        let edges = format!("__dsproc_step_{step}_edges");
+        let with = |e: &LogicalPlan| vec![(docs.clone(), input.clone()), (edges.clone(), e.clone())];
+        let q = |e: &LogicalPlan, sql: String| {
+            let views = with(e);
+            async move { sql_over_views(pc, "dedup_minhash", &views, &sql).await }
+        };
+        let empty = input.clone();
+
+        // 1. candidate star edges (hi > lo), one per (doc, bucket) but distinct
+        let plan = q(
+            &empty,
+            format!(
+                "SELECT hi, lo, {c} AS __dsproc_mh_candidates FROM (SELECT DISTINCT hi, lo FROM \
+                   (SELECT n AS hi, first_value(n) OVER (PARTITION BY k ORDER BY n) AS lo FROM \
+                     (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs})) \
+                 WHERE hi <> lo)",
+                c = counter("candidate_pairs", "1"),
+            ),
+        )
+        .await?;
+        let mut e = counted(pc, plan, "__dsproc_mh_candidates");
+
+        // 2. exact Jaccard of each candidate pair
+        if self.verify {
+            let plan = q(
+                &e,
+                format!(
+                    "SELECT ehi AS hi, elo AS lo, {c} AS __dsproc_mh_verified FROM \
+                       (SELECT ehi, elo, text, lead(text) OVER (PARTITION BY ehi, elo ORDER BY n) AS other FROM \
+                         (SELECT x.ehi, x.elo, x.n, d.text FROM \
+                           (SELECT hi AS ehi, lo AS elo, unnest(make_array(hi, lo)) AS n FROM {edges}) x \
+                          JOIN (SELECT {node} AS n, text FROM {docs}) d ON x.n = d.n)) \
+                     WHERE other IS NOT NULL AND minhash_jaccard(text, other, {params}) >= {t}",
+                    c = counter("verified_pairs", "1"),
+                    t = self.threshold,
+                ),
+            )
+            .await?;
+            e = counted(pc, plan, "__dsproc_mh_verified");
+        }
+        e = q(&e, format!("SELECT hi, lo FROM {edges}")).await?;
+
+        // 3. connected components: alternating large-star / small-star rounds
+        for round in 1..=self.max_iterations {
+            let col = format!("__dsproc_mh_r{round:03}");
+            let name = format!("changed_r{round:03}");
+            // large-star: every neighbour larger than x is linked to min(N(x) ∪ {x})
+            let plan = q(
+                &e,
+                format!(
+                    "SELECT y AS hi, m AS lo, {c} AS {col} FROM \
+                       (SELECT x, y, least(x, first_value(y) OVER (PARTITION BY x ORDER BY y)) AS m FROM \
+                         (SELECT unnest(make_array(hi, lo)) AS x, unnest(make_array(lo, hi)) AS y FROM {edges})) \
+                     WHERE y > x",
+                    c = counter(&name, "CASE WHEN m < x THEN 1 ELSE 0 END"),
+                ),
+            )
+            .await?;
+            let plan = counted(pc, plan, &col);
+            let plan = q(&plan, format!("SELECT DISTINCT hi, lo FROM {edges}")).await?;
+            // small-star: x and its smaller neighbours are linked to the smallest of them
+            let col2 = format!("{col}s");
+            let plan = q(
+                &plan,
+                format!(
+                    "SELECT hi, lo, m, {c} AS {col2} FROM \
+                       (SELECT hi, lo, first_value(lo) OVER (PARTITION BY hi ORDER BY lo) AS m FROM {edges})",
+                    c = counter(&name, "CASE WHEN lo <> m THEN 1 ELSE 0 END"),
+                ),
+            )
+            .await?;
+            let plan = counted(pc, plan, &col2);
+            e = q(
+                &plan,
+                format!(
+                    "SELECT DISTINCT a AS hi, m AS lo FROM \
+                       (SELECT unnest(make_array(hi, lo)) AS a, m FROM {edges}) WHERE a <> m"
+                ),
+            )
+            .await?;
+        }
+
+        // 4. the star forest applied to the documents
+        let plan = q(
+            &e,
+            format!(
+                "SELECT hi, lo, {c} AS __dsproc_mh_clusters FROM \
+                   (SELECT hi, lo, row_number() OVER (PARTITION BY lo ORDER BY hi) AS r FROM {edges})",
+                c = counter("clusters", "CASE WHEN r = 1 THEN 1 ELSE 0 END"),
+            ),
+        )
+        .await?;
+        e = counted(pc, plan, "__dsproc_mh_clusters");
+        let cols: Vec<String> =
+            input.schema().columns().iter().map(|c| format!("t.\"{}\"", c.name.replace('"', "\"\""))).collect();
+        if self.keep_cluster_column {
+            q(
+                &e,
+                format!(
+                    "SELECT {cols}, arrow_cast(coalesce({root_id}, CAST(t.id AS VARCHAR)), 'Utf8') AS cluster_id, \
+                            CAST(coalesce(l.size, 1) AS BIGINT) AS cluster_size FROM \
+                       (SELECT n, root, row_number() OVER (PARTITION BY root ORDER BY n) \
+                                        + row_number() OVER (PARTITION BY root ORDER BY n DESC) - 1 AS size FROM \
+                          (SELECT DISTINCT n, root FROM \
+                             (SELECT unnest(make_array(hi, lo)) AS n, lo AS root FROM {edges}))) l \
+                     RIGHT JOIN {docs} t ON l.n = {tnode}",
+                    cols = cols.join(", "),
+                    root_id = self.node_id_sql("l.root"),
+                ),
+            )
+            .await
+        } else {
+            q(
+                &e,
+                format!(
+                    "SELECT {cols} FROM (SELECT DISTINCT hi FROM {edges}) r RIGHT ANTI JOIN {docs} t ON r.hi = {tnode}",
+                    cols = cols.join(", ")
+                ),
+            )
+            .await
+        }
+    }
+}
+
+/// Turns the per-round change counters into `iterations`; an error when the
+/// components had not converged within `max_iterations` rounds.
+pub fn finish_stats(counters: &mut BTreeMap<String, u64>, info: &serde_json::Value) -> Result<(), String> {
+    let max = info["max_iterations"].as_u64().unwrap_or(0) as usize;
+    let mut iterations = None;
+    for round in 1..=max {
+        let changed = counters.remove(&format!("changed_r{round:03}")).unwrap_or(0);
+        if changed == 0 && iterations.is_none() {
+            iterations = Some(round as u64);
+        }
+        if round == max && changed > 0 {
+            return Err(format!(
+                "connected components did not converge in max_iterations = {max} rounds ({changed} edges still \
+                 changed in the last); raise max_iterations"
+            ));
+        }
+    }
+    counters.insert("iterations".into(), iterations.unwrap_or(max as u64));
+    counters.entry("candidate_pairs".into()).or_insert(0);
+    counters.entry("clusters".into()).or_insert(0);
+    if info["verify"].as_bool() == Some(true) {
+        counters.entry("verified_pairs".into()).or_insert(0);
+    }
+    Ok(())
+}
