@@ -79,37 +79,39 @@ try:
     bands, rows = m["steps"][0]["info"]["bands"], m["steps"][0]["info"]["rows"]
     print(f"  layout {bands} bands x {rows} rows; stats {m['steps'][0]['stats']}", flush=True)
 
-    if "rensa" in peers:
-        from rensa import RMinHash, RMinHashLSH
+    def python_peer(name, new_minhash, lsh):
+        """Reads, shingles, signs and indexes every document, then keeps one per group."""
         t0 = time.time()
         lines = open(corpus).readlines()
-        lsh = RMinHashLSH(threshold=T, num_perm=NUM_PERM, num_bands=bands)
         hashes = []
         for i, line in enumerate(lines):
-            mh = RMinHash(num_perm=NUM_PERM, seed=SEED)
-            mh.update(shingle_strings(json.loads(line)["text"]))
+            mh = new_minhash(shingle_strings(json.loads(line)["text"]))
             lsh.insert(i, mh)
             hashes.append(mh)
         pairs = [(i, j) for i, mh in enumerate(hashes) for j in lsh.query(mh) if j != i]
         keep = keep_one_per_group(pairs, len(lines))
-        write_survivors(f"{tmp}/rensa.jsonl", lines, keep)
-        report("rensa", time.time() - t0, len(keep))
+        write_survivors(f"{tmp}/{name}.jsonl", lines, keep)
+        report(name, time.time() - t0, len(keep))
+
+    if "rensa" in peers:
+        from rensa import RMinHash, RMinHashLSH
+
+        def rensa_mh(shingles):
+            mh = RMinHash(num_perm=NUM_PERM, seed=SEED)
+            mh.update(shingles)
+            return mh
+
+        python_peer("rensa", rensa_mh, RMinHashLSH(threshold=T, num_perm=NUM_PERM, num_bands=bands))
 
     if "datasketch" in peers:
         from datasketch import MinHash, MinHashLSH
-        t0 = time.time()
-        lines = open(corpus).readlines()
-        lsh = MinHashLSH(threshold=T, num_perm=NUM_PERM, params=(bands, rows))
-        hashes = []
-        for i, line in enumerate(lines):
+
+        def datasketch_mh(shingles):
             mh = MinHash(num_perm=NUM_PERM, seed=SEED)
-            mh.update_batch([s.encode() for s in shingle_strings(json.loads(line)["text"])])
-            lsh.insert(i, mh)
-            hashes.append(mh)
-        pairs = [(i, j) for i, mh in enumerate(hashes) for j in lsh.query(mh) if j != i]
-        keep = keep_one_per_group(pairs, len(lines))
-        write_survivors(f"{tmp}/datasketch.jsonl", lines, keep)
-        report("datasketch", time.time() - t0, len(keep))
+            mh.update_batch([s.encode() for s in shingles])
+            return mh
+
+        python_peer("datasketch", datasketch_mh, MinHashLSH(threshold=T, num_perm=NUM_PERM, params=(bands, rows)))
 
     if "datatrove" in peers:
         script = os.path.join(tmp, "dt.py")

@@ -27,3 +27,8 @@ pub const SHARD_COLUMN: &str = "__dsproc_shard";
 /// the plan codecs; 2 MiB (the default) is not enough for `dedup_minhash`'s
 /// unrolled rounds in debug builds.
 pub const THREAD_STACK_BYTES: usize = 64 << 20;
+
+/// Memory each sort reserves for merging its spill files (DataFusion's default
+/// is 10 MiB). A `dedup_minhash` plan holds dozens of sorts per partition; under
+/// a fair memory pool each gets `limit / sorts`, so the reservation must be small.
+pub const SORT_SPILL_RESERVATION_BYTES: usize = 1 << 20;

@@ -14,6 +14,7 @@
 //! retry overwrites instead of duplicating.
 
 pub mod codec;
+pub mod memory;
 pub mod nodes;
 pub mod planner;
 pub mod read_exec;
@@ -21,6 +22,7 @@ pub mod stats_exec;
 pub mod write_exec;
 
 pub use codec::{DsprocLogicalCodec, DsprocPhysicalCodec};
+pub use memory::ActiveFairPool;
 pub use nodes::{sink_result_schema, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 pub use planner::{DsprocExtensionPlanner, DsprocQueryPlanner};
 pub use read_exec::ReadInputExec;

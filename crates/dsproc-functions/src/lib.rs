@@ -29,6 +29,11 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
     ]
 }
 
+/// Every dsproc window function.
+pub fn all_udwfs() -> Vec<Arc<datafusion::logical_expr::WindowUDF>> {
+    vec![Arc::new(datafusion::logical_expr::WindowUDF::from(minhash::verify::MinHashVerifyFunc::new()))]
+}
+
 /// True for the string types a UDF accepts (Ballista delivers `Utf8`, plain
 /// DataFusion often `Utf8View`).
 pub(crate) fn is_string(t: &DataType) -> bool {

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use ballista::prelude::SessionContextExt;
 use ballista_core::extension::SessionConfigExt;
-use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::execution::FunctionRegistry;
@@ -59,6 +58,9 @@ fn err(e: impl std::fmt::Display) -> DsprocError {
 pub fn dsproc_config(base: SessionConfig, ballista: bool) -> SessionConfig {
     let mut config = base
         .with_batch_size(dsproc_common::config::DEFAULT_BATCH_ROWS)
+        // Each sort reserves this much up front for its merge; plans with many sorts
+        // (dedup_minhash's rounds) under a fair memory pool need small reservations.
+        .with_sort_spill_reservation_bytes(dsproc_common::config::SORT_SPILL_RESERVATION_BYTES)
         .with_ballista_logical_extension_codec(Arc::new(DsprocLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(DsprocPhysicalCodec::default()));
     if ballista {
@@ -75,7 +77,7 @@ pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState
     let config = dsproc_config(base, ballista).with_target_partitions(opts.target_partitions.max(1));
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
-        rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit as usize)));
+        rt = rt.with_memory_pool(Arc::new(dsproc_exec::ActiveFairPool::new(limit as usize)));
     }
     state_with(config, rt.build_arc().map_err(err)?)
 }
@@ -94,6 +96,9 @@ pub fn state_with(
     for udf in dsproc_functions::all_udfs() {
         state.register_udf(udf).map_err(err)?;
     }
+    for udwf in dsproc_functions::all_udwfs() {
+        state.register_udwf(udwf).map_err(err)?;
+    }
     Ok(state)
 }
 
@@ -109,6 +114,9 @@ pub async fn make_context(engine: &Engine, opts: &EngineOptions) -> Result<Sessi
     // Registrations made before a Ballista upgrade are dropped on the client.
     for udf in dsproc_functions::all_udfs() {
         ctx.register_udf(udf.as_ref().clone());
+    }
+    for udwf in dsproc_functions::all_udwfs() {
+        ctx.register_udwf(udwf.as_ref().clone());
     }
     Ok(ctx)
 }

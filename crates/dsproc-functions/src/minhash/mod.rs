@@ -22,6 +22,7 @@
 //! use, so recall compares like for like.
 
 pub mod udf;
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};

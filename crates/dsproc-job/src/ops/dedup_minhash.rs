@@ -4,11 +4,12 @@
 //! Lowering (every arrow is a streaming or spilling DataFusion operator; no step
 //! gathers the corpus, the pairs or the signatures in one process):
 //! 1. signatures → band keys (`minhash_bands`), one row per (doc, band key);
-//!    a window per key links every member to the key's best member
-//!    (star edges: a bucket of m docs gives m-1 edges, not m²/2 pairs);
-//! 2. `verify`: each candidate edge is joined to both texts (one join: the edge is
-//!    unnested into its two ends) and kept when the exact Jaccard of the shingle
-//!    sets reaches `threshold`;
+//!    a window per key links every member to the key's best member and to its
+//!    predecessor (a bucket of m docs gives under 2m edges, not m²/2 pairs);
+//! 2. `verify`: edges are grouped by their smaller end (the anchor); one join
+//!    brings each anchor's text once and each candidate's text once per edge, and
+//!    the `minhash_verify` window function (bounded: it keeps only the anchor's
+//!    shingle set) keeps the edges whose exact Jaccard reaches `threshold`;
 //! 3. connected components by alternating large-star / small-star rounds
 //!    (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014), each a
 //!    window over the edge list; a round counts the edges it changed, and the
@@ -253,14 +254,18 @@ impl Op for DedupMinhash {
         };
         let empty = input.clone();
 
-        // 1. candidate star edges (hi > lo), one per (doc, bucket) but distinct
+        // 1. candidate edges (hi > lo): in each bucket every member is linked to the
+        //    bucket's best member and to its predecessor, so one dissimilar member
+        //    (a false candidate that verification rejects) cannot cut the others apart
         let plan = q(
             &empty,
             format!(
                 "SELECT hi, lo, {c} AS __dsproc_mh_candidates FROM (SELECT DISTINCT hi, lo FROM \
-                   (SELECT n AS hi, first_value(n) OVER (PARTITION BY k ORDER BY n) AS lo FROM \
-                     (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs})) \
-                 WHERE hi <> lo)",
+                   (SELECT n AS hi, unnest(make_array(f, p)) AS lo FROM \
+                     (SELECT n, first_value(n) OVER (PARTITION BY k ORDER BY n) AS f, \
+                             lag(n) OVER (PARTITION BY k ORDER BY n) AS p FROM \
+                       (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs}))) \
+                 WHERE lo IS NOT NULL AND hi <> lo)",
                 c = counter("candidate_pairs", "1"),
             ),
         )
@@ -272,12 +277,15 @@ impl Op for DedupMinhash {
             let plan = q(
                 &e,
                 format!(
-                    "SELECT ehi AS hi, elo AS lo, {c} AS __dsproc_mh_verified FROM \
-                       (SELECT ehi, elo, text, lead(text) OVER (PARTITION BY ehi, elo ORDER BY n) AS other FROM \
-                         (SELECT x.ehi, x.elo, x.n, d.text FROM \
-                           (SELECT hi AS ehi, lo AS elo, unnest(make_array(hi, lo)) AS n FROM {edges}) x \
-                          JOIN (SELECT {node} AS n, text FROM {docs}) d ON x.n = d.n)) \
-                     WHERE other IS NOT NULL AND minhash_jaccard(text, other, {params}) >= {t}",
+                    "SELECT hi, lo, {c} AS __dsproc_mh_verified FROM \
+                       (SELECT g AS lo, m AS hi, side, \
+                               minhash_verify(side, text, {params}) OVER (PARTITION BY g ORDER BY side, m) AS j FROM \
+                         (SELECT x.g, x.side, x.m, arrow_cast(d.text, 'Utf8') AS text FROM \
+                           (SELECT DISTINCT g, side, m FROM \
+                             (SELECT lo AS g, unnest(make_array(0, 1)) AS side, unnest(make_array(lo, hi)) AS m \
+                              FROM {edges})) x \
+                          JOIN (SELECT {node} AS n, text FROM {docs}) d ON x.m = d.n)) \
+                     WHERE side = 1 AND j >= {t}",
                     c = counter("verified_pairs", "1"),
                     t = self.threshold,
                 ),

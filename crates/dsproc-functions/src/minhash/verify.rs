@@ -1,0 +1,105 @@
+//! `minhash_verify(side, text, params) OVER (PARTITION BY lo ORDER BY side, hi)`:
+//! the exact Jaccard of each candidate against its group's anchor document,
+//! without copying the anchor's text onto every row.
+//!
+//! Rows of a group: the anchor (`side = 0`, its text once) first, then one row per
+//! candidate (`side = 1`). The evaluator keeps the anchor's shingle set and returns,
+//! for each candidate row, its Jaccard similarity with the anchor (null on the
+//! anchor row). It only looks at the current row, so DataFusion runs it in bounded
+//! memory over sorted, spillable input.
+
+use std::ops::Range;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
+use datafusion::common::{exec_err, Result, ScalarValue};
+use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
+use datafusion::logical_expr::{PartitionEvaluator, Signature, Volatility, WindowUDFImpl};
+
+use super::{jaccard, shingles, MinHashParams};
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MinHashVerifyFunc {
+    signature: Signature,
+}
+
+impl MinHashVerifyFunc {
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Int64, DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for MinHashVerifyFunc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WindowUDFImpl for MinHashVerifyFunc {
+    fn name(&self) -> &str {
+        "minhash_verify"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn partition_evaluator(&self, _args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
+        Ok(Box::new(VerifyEvaluator::default()))
+    }
+    fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
+        Ok(Field::new(field_args.name(), DataType::Float64, true).into())
+    }
+}
+
+#[derive(Debug, Default)]
+struct VerifyEvaluator {
+    params: Option<MinHashParams>,
+    anchor: Option<Vec<u64>>,
+    scratch: Vec<u64>,
+}
+
+impl PartitionEvaluator for VerifyEvaluator {
+    fn supports_bounded_execution(&self) -> bool {
+        true
+    }
+    fn uses_window_frame(&self) -> bool {
+        false
+    }
+    fn is_causal(&self) -> bool {
+        true
+    }
+    fn evaluate(&mut self, values: &[ArrayRef], range: &Range<usize>) -> Result<ScalarValue> {
+        let i = range.start;
+        let (side, text, params) = (&values[0], &values[1], &values[2]);
+        if self.params.is_none() {
+            let p = params.as_string::<i32>();
+            if p.is_null(i) {
+                return exec_err!("minhash_verify: params must be a string literal");
+            }
+            self.params = Some(match serde_json::from_str(p.value(i)) {
+                Ok(p) => p,
+                Err(e) => return exec_err!("minhash_verify: bad params: {e}"),
+            });
+        }
+        let p = self.params.as_ref().expect("set above");
+        let side = side.as_primitive::<Int64Type>();
+        let text = text.as_string::<i32>();
+        if side.is_null(i) || text.is_null(i) {
+            return Ok(ScalarValue::Float64(None));
+        }
+        if side.value(i) == 0 {
+            let mut set = Vec::new();
+            shingles(text.value(i), p.ngram, p.shingle, &mut set);
+            set.sort_unstable();
+            set.dedup();
+            self.anchor = Some(set);
+            return Ok(ScalarValue::Float64(None));
+        }
+        let Some(anchor) = self.anchor.as_mut() else {
+            return Ok(ScalarValue::Float64(None));
+        };
+        shingles(text.value(i), p.ngram, p.shingle, &mut self.scratch);
+        Ok(ScalarValue::Float64(Some(jaccard(anchor, &mut self.scratch))))
+    }
+}
