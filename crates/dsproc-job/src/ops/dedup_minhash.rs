@@ -5,7 +5,8 @@
 //! gathers the corpus, the pairs or the signatures in one process):
 //! 1. signatures → band keys (`minhash_bands`), one row per (doc, band key);
 //!    a window per key links every member to the key's best member and to its
-//!    predecessor (a bucket of m docs gives under 2m edges, not m²/2 pairs);
+//!    `BUCKET_LINKS` predecessors (a bucket of m docs gives at most 5m edges, not
+//!    m²/2 pairs);
 //! 2. `verify`: edges are grouped by their smaller end (the anchor); one join
 //!    brings each anchor's text once and each candidate's text once per edge, and
 //!    the `minhash_verify` window function (bounded: it keeps only the anchor's
@@ -39,6 +40,14 @@ use dsproc_functions::minhash::{optimal_bands, MinHashParams, Shingle, SIGNATURE
 
 use super::{quote_str, sql_over_views, Op, PlanContext};
 use crate::spec::OpParseError;
+
+/// In each bucket, every member is linked to the bucket's best member and to the
+/// members this many places before it: every pair of a bucket of up to
+/// `BUCKET_LINKS + 1` documents is a candidate, and a larger bucket stays connected
+/// through several dissimilar members. Measured on scancode_licenses
+/// (benches/minhash_quality.py): 1 link gives clustering recall 0.93, more links
+/// approach verifying every candidate pair.
+const BUCKET_LINKS: usize = 4;
 
 /// `op = "dedup_minhash"`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,7 +164,9 @@ impl DedupMinhash {
     /// `t` qualifies the columns (`""` or `"t."`).
     fn node_sql(&self, schema: &datafusion::common::DFSchema, step: usize, t: &str) -> Result<String, DsprocError> {
         Ok(match self.keep.as_str() {
-            "smallest_id" => format!("CAST({t}id AS VARCHAR)"),
+            // Utf8, not Utf8View: views into many large buffers make every take,
+            // filter and memory count of the joins and sorts below slow
+            "smallest_id" => format!("arrow_cast({t}id, 'Utf8')"),
             "longest" => format!("dedup_rank(character_length({t}text), {t}id)"),
             c => {
                 let field = schema.field_with_unqualified_name(c).map_err(|_| {
@@ -255,18 +266,22 @@ impl Op for DedupMinhash {
         let empty = input.clone();
 
         // 1. candidate edges (hi > lo): in each bucket every member is linked to the
-        //    bucket's best member and to its predecessor, so one dissimilar member
-        //    (a false candidate that verification rejects) cannot cut the others apart
+        //    bucket's best member and to its BUCKET_LINKS predecessors, so dissimilar
+        //    members (false candidates that verification rejects) do not cut it apart
         let plan = q(
             &empty,
             format!(
                 "SELECT hi, lo, {c} AS __dsproc_mh_candidates FROM (SELECT DISTINCT hi, lo FROM \
-                   (SELECT n AS hi, unnest(make_array(f, p)) AS lo FROM \
-                     (SELECT n, first_value(n) OVER (PARTITION BY k ORDER BY n) AS f, \
-                             lag(n) OVER (PARTITION BY k ORDER BY n) AS p FROM \
+                   (SELECT n AS hi, unnest(make_array(f, {lags})) AS lo FROM \
+                     (SELECT n, first_value(n) OVER (PARTITION BY k ORDER BY n) AS f, {lag_cols} FROM \
                        (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs}))) \
                  WHERE lo IS NOT NULL AND hi <> lo)",
                 c = counter("candidate_pairs", "1"),
+                lags = (1..=BUCKET_LINKS).map(|i| format!("p{i}")).collect::<Vec<_>>().join(", "),
+                lag_cols = (1..=BUCKET_LINKS)
+                    .map(|i| format!("lag(n, {i}) OVER (PARTITION BY k ORDER BY n) AS p{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
         )
         .await?;
@@ -280,11 +295,12 @@ impl Op for DedupMinhash {
                     "SELECT hi, lo, {c} AS __dsproc_mh_verified FROM \
                        (SELECT g AS lo, m AS hi, side, \
                                minhash_verify(side, text, {params}) OVER (PARTITION BY g ORDER BY side, m) AS j FROM \
-                         (SELECT x.g, x.side, x.m, arrow_cast(d.text, 'Utf8') AS text FROM \
+                         (SELECT x.g, x.side, x.m, d.text FROM \
                            (SELECT DISTINCT g, side, m FROM \
                              (SELECT lo AS g, unnest(make_array(0, 1)) AS side, unnest(make_array(lo, hi)) AS m \
                               FROM {edges})) x \
-                          JOIN (SELECT {node} AS n, text FROM {docs}) d ON x.m = d.n)) \
+                          JOIN (SELECT {node} AS n, arrow_cast(text, 'Utf8') AS text FROM {docs}) d \
+                          ON x.m = d.n)) \
                      WHERE side = 1 AND j >= {t}",
                     c = counter("verified_pairs", "1"),
                     t = self.threshold,
