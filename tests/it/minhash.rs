@@ -204,3 +204,77 @@ fn dedup_minhash_spec_errors_name_the_key() {
         assert!(e.contains("keep column \"text\"") && e.contains("not numeric"), "{e}");
     });
 }
+
+#[test]
+fn dedup_minhash_save_index_and_against() {
+    big_stack_runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut docs = corpus();
+        // a near copy of an A survivor, placed in B
+        let mut words: Vec<String> = docs[0].1.split(' ').map(String::from).collect();
+        words[70] = "changed".into();
+        docs.push(("x000".into(), words.join(" "), 0));
+        let (a, b): (Vec<_>, Vec<_>) = docs.iter().cloned().partition(|(id, _, _)| id.as_str() < "d060");
+        assert!(b.iter().any(|(id, _, _)| id.starts_with('e')), "B holds case-changed copies of A docs");
+        let (ia, ib) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        write_corpus(&ia, &a);
+        write_corpus(&ib, &b);
+        let index = dir.path().join("index");
+
+        let steps = format!("[[steps]]\nop = \"dedup_minhash\"\nsave_index = \"{}\"\n", index.display());
+        let ma = run(&load(dir.path(), &spec(&ia, &steps, &dir.path().join("outa"))), Engine::Local, 2).await.unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(index.join("index.json")).unwrap()).unwrap();
+        assert_eq!(saved["params"]["bands"], ma.steps[0].info.as_ref().unwrap()["bands"]);
+        assert!(!saved["files"].as_array().unwrap().is_empty());
+
+        // truth: B's documents in a component that holds an A document go; the rest keep their smallest id
+        let (_, cluster) = expected(&docs, 0.8);
+        let a_roots: BTreeSet<&String> = a.iter().map(|(id, _, _)| &cluster[id]).collect();
+        let mut want = BTreeSet::new();
+        for (id, _, _) in &b {
+            if !a_roots.contains(&cluster[id]) {
+                let smallest = b.iter().filter(|(o, _, _)| cluster[o] == cluster[id]).map(|(o, _, _)| o).min().unwrap();
+                want.insert(smallest.clone());
+            }
+        }
+        assert!(want.len() + 5 < b.len(), "B must hold copies of A documents");
+
+        let steps = format!("[[steps]]\nop = \"dedup_minhash\"\nagainst = [\"{}\"]\n", index.display());
+        for engine in [Engine::Local, Engine::Standalone] {
+            let out = dir.path().join("outb");
+            let m = run(&load(dir.path(), &spec(&ib, &steps, &out)), engine.clone(), 2).await.unwrap();
+            let got: BTreeSet<String> =
+                read_jsonl_dataset(&out, &m).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+            assert_eq!(got, want, "{engine:?}");
+            assert!(!got.contains("x000") && !got.iter().any(|id| id.starts_with('e')));
+        }
+
+        // an index saved with other parameters is refused, naming it
+        let steps = format!("[[steps]]\nop = \"dedup_minhash\"\nseed = 7\nagainst = [\"{}\"]\n", index.display());
+        let e =
+            run(&load(dir.path(), &spec(&ib, &steps, &dir.path().join("outc"))), Engine::Local, 2).await.unwrap_err();
+        assert!(e.contains("against") && e.contains("different signature parameters"), "{e}");
+    });
+}
+
+#[test]
+fn dedup_minhash_completes_under_a_small_memory_limit() {
+    big_stack_runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = corpus();
+        let input = dir.path().join("in.jsonl");
+        write_corpus(&input, &docs);
+        let (want, _) = expected(&docs, 0.8);
+        let out = dir.path().join("out");
+        let loaded = load(dir.path(), &spec(&input, "[[steps]]\nop = \"dedup_minhash\"\n", &out));
+        let opts = dsproc_runtime::RunOptions {
+            engine: Engine::Local,
+            engine_opts: dsproc_runtime::EngineOptions { target_partitions: 4, memory_limit: Some(48 << 20) },
+            progress: false,
+            timeout: Some(std::time::Duration::from_secs(300)),
+        };
+        let m = dsproc_runtime::run_job(&loaded, &opts).await.unwrap().manifest;
+        assert_eq!(m.rows.out as usize, want.len());
+    });
+}

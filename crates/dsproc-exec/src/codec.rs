@@ -36,9 +36,22 @@ pub fn decoded_nodes() -> usize {
 /// Every dsproc node, logical or physical, as carried between processes.
 #[derive(Debug, Serialize, Deserialize)]
 enum NodeProto {
-    Read { spec: ReadSpec, input_schema: String, staging: String },
-    Stats { step: usize, op: String, staging: String, sums_of: Option<String> },
-    Write { params: WriteParams },
+    Read {
+        spec: ReadSpec,
+        input_schema: String,
+        staging: String,
+    },
+    Stats {
+        step: usize,
+        op: String,
+        staging: String,
+        sums_of: Option<String>,
+        #[serde(default)]
+        keys_of: Option<String>,
+    },
+    Write {
+        params: WriteParams,
+    },
 }
 
 fn encode(node: &NodeProto, buf: &mut Vec<u8>) -> Result<()> {
@@ -79,8 +92,12 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
             NodeProto::Read { spec, input_schema, staging } => {
                 Arc::new(ReadInputNode::try_new(spec, schema_from_hex(&input_schema)?, staging)?)
             }
-            NodeProto::Stats { step, op, staging, sums_of } => {
-                Arc::new(StepStatsNode::with_sums(input()?, step, &op, staging, sums_of))
+            NodeProto::Stats { step, op, staging, sums_of, keys_of } => {
+                let mut n = StepStatsNode::with_sums(input()?, step, &op, staging.clone(), sums_of);
+                if let Some(k) = keys_of {
+                    n = StepStatsNode::with_keys(n.input, step, &op, staging, k);
+                }
+                Arc::new(n)
             }
             NodeProto::Write { params } => Arc::new(WriteShardsNode::try_new(input()?, params)?),
         };
@@ -104,6 +121,7 @@ impl LogicalExtensionCodec for DsprocLogicalCodec {
                     op: n.op.clone(),
                     staging: n.staging.clone(),
                     sums_of: n.sums_of.clone(),
+                    keys_of: n.keys_of.clone(),
                 },
                 buf,
             );
@@ -186,8 +204,8 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
             NodeProto::Read { spec, input_schema, staging } => {
                 Arc::new(ReadInputExec::try_new(Arc::new(spec), schema_from_hex(&input_schema)?, staging, input)?)
             }
-            NodeProto::Stats { step, op, staging, sums_of } => {
-                Arc::new(StepStatsExec::new(input, step, op, staging).with_sums(sums_of))
+            NodeProto::Stats { step, op, staging, sums_of, keys_of } => {
+                Arc::new(StepStatsExec::new(input, step, op, staging).with_sums(sums_of).with_keys(keys_of))
             }
             NodeProto::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
         })
@@ -214,6 +232,7 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
                     op: n.op.clone(),
                     staging: n.staging.clone(),
                     sums_of: n.sums_of.clone(),
+                    keys_of: n.keys_of.clone(),
                 },
                 buf,
             );

@@ -109,6 +109,9 @@ pub struct StepStatsNode {
     /// Also sum the fields of this struct column; such a node only records sums
     /// (its files are `sums-*`), it does not mark the end of the step.
     pub sums_of: Option<String>,
+    /// Write the values of this `List<UInt64>` column to Parquet files under
+    /// `staging/_index/` (dedup_minhash's `save_index`); such a node writes no counts.
+    pub keys_of: Option<String>,
     key: String,
 }
 
@@ -119,7 +122,15 @@ impl StepStatsNode {
 
     pub fn with_sums(input: LogicalPlan, step: usize, op: &str, staging: String, sums_of: Option<String>) -> Self {
         let key = format!("{step}|{op}|{staging}|{sums_of:?}");
-        Self { input, step, op: op.to_string(), staging, sums_of, key }
+        Self { input, step, op: op.to_string(), staging, sums_of, keys_of: None, key }
+    }
+
+    /// A node that writes the values of the `List<UInt64>` column `keys_of`.
+    pub fn with_keys(input: LogicalPlan, step: usize, op: &str, staging: String, keys_of: String) -> Self {
+        let mut n = Self::with_sums(input, step, op, staging, None);
+        n.key = format!("{}|keys={keys_of}", n.key);
+        n.keys_of = Some(keys_of);
+        n
     }
     fn inputs_eq(&self, other: &Self) -> bool {
         self.input == other.input

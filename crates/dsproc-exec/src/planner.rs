@@ -46,7 +46,9 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
         }
         if let Some(n) = node.as_any().downcast_ref::<StepStatsNode>() {
             let input = Arc::clone(&physical_inputs[0]);
-            let exec = StepStatsExec::new(input, n.step, n.op.clone(), n.staging.clone()).with_sums(n.sums_of.clone());
+            let exec = StepStatsExec::new(input, n.step, n.op.clone(), n.staging.clone())
+                .with_sums(n.sums_of.clone())
+                .with_keys(n.keys_of.clone());
             return Ok(Some(Arc::new(exec)));
         }
         if let Some(n) = node.as_any().downcast_ref::<WriteShardsNode>() {

@@ -27,11 +27,18 @@ pub struct StepStatsExec {
     /// Struct column whose UInt32 fields are summed; such a node writes `sums-*`
     /// files instead of the step's row count.
     pub sums_of: Option<String>,
+    /// `List<UInt64>` column whose values are written to `staging/_index/*.parquet`.
+    pub keys_of: Option<String>,
 }
 
 impl StepStatsExec {
     pub fn new(input: Arc<dyn ExecutionPlan>, step: usize, op: String, staging: String) -> Self {
-        Self { input, step, op, staging, sums_of: None }
+        Self { input, step, op, staging, sums_of: None, keys_of: None }
+    }
+
+    pub fn with_keys(mut self, keys_of: Option<String>) -> Self {
+        self.keys_of = keys_of;
+        self
     }
 
     pub fn with_sums(mut self, sums_of: Option<String>) -> Self {
@@ -74,7 +81,8 @@ impl ExecutionPlan for StepStatsExec {
         }
         Ok(Arc::new(
             Self::new(children.swap_remove(0), self.step, self.op.clone(), self.staging.clone())
-                .with_sums(self.sums_of.clone()),
+                .with_sums(self.sums_of.clone())
+                .with_keys(self.keys_of.clone()),
         ))
     }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
@@ -92,6 +100,9 @@ impl ExecutionPlan for StepStatsExec {
             by_content,
             sums_of: self.sums_of.clone(),
             sums: std::collections::BTreeMap::new(),
+            keys_of: self.keys_of.clone(),
+            keys: None,
+            index_dir: PathBuf::from(&self.staging).join("_index"),
             dir: PathBuf::from(&self.staging).join("_stats"),
             done: false,
         }))
@@ -107,6 +118,10 @@ struct CountingStream {
     by_content: bool,
     sums_of: Option<String>,
     sums: std::collections::BTreeMap<String, u64>,
+    keys_of: Option<String>,
+    /// The open key file (temporary name) and its writer.
+    keys: Option<(PathBuf, KeyWriter)>,
+    index_dir: PathBuf,
     dir: PathBuf,
     done: bool,
 }
@@ -117,6 +132,9 @@ impl CountingStream {
         if let Some(name) = &self.sums_of {
             let i = batch.schema().index_of(name)?;
             add_sums(batch.column(i).as_ref(), &mut self.sums);
+        }
+        if let Some(name) = self.keys_of.clone() {
+            self.write_keys(batch, &name)?;
         }
         // the ids, or (for side tables such as dedup edges) the first string column
         let schema = batch.schema();
@@ -141,9 +159,43 @@ impl CountingStream {
     /// slices the stage into tasks — writes the
     /// same file; two partitions holding exactly the same multiset of ids would
     /// collide, which the driver's row accounting then reports as a failed job.
-    fn finish(&self) -> Result<()> {
+    fn write_keys(&mut self, batch: &RecordBatch, name: &str) -> Result<()> {
+        use datafusion::arrow::array::{ListArray, UInt64Array};
+        let i = batch.schema().index_of(name)?;
+        let Some(list) = batch.column(i).as_any().downcast_ref::<ListArray>() else {
+            return internal_err!("StepStatsExec: {name} is not a List<UInt64>");
+        };
+        let values = list.values().as_any().downcast_ref::<UInt64Array>().cloned();
+        let Some(values) = values else { return internal_err!("StepStatsExec: {name} is not a List<UInt64>") };
+        // only the values the list rows reference (a sliced batch shares its parent's)
+        let offsets = list.value_offsets();
+        let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+        let values = values.slice(start, end - start);
+        if self.keys.is_none() {
+            let tmp = self.index_dir.join(format!("keys-tmp-{}.parquet", crate::unique_suffix()));
+            let w = KeyWriter::create(&tmp)?;
+            self.keys = Some((tmp, w));
+        }
+        let (_, w) = self.keys.as_mut().expect("opened above");
+        w.write(values)
+    }
+
+    fn finish(&mut self) -> Result<()> {
         if self.rows == 0 {
             return Ok(());
+        }
+        if self.keys_of.is_some() {
+            // named like the stats files: a retried attempt replaces its own file
+            let Some((tmp, w)) = self.keys.take() else { return Ok(()) };
+            w.close()?;
+            let name = if self.by_content {
+                format!("keys-{:03}-{:016x}-{}.parquet", self.step, self.digest, self.rows)
+            } else {
+                format!("keys-{:03}-p{:05}.parquet", self.step, self.partition)
+            };
+            let to = self.index_dir.join(name);
+            return std::fs::rename(&tmp, &to)
+                .map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", to.display())));
         }
         let stats = StepStats { step: self.step, rows: self.rows, sums: self.sums.clone() };
         let prefix = match &self.sums_of {
@@ -158,6 +210,34 @@ impl CountingStream {
         let p = self.dir.join(name);
         let body = serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
         write_atomic(&p, &body).map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", p.display())))
+    }
+}
+
+/// A Parquet file with one `UInt64` column `k` (band keys of a saved index).
+struct KeyWriter {
+    writer: datafusion::parquet::arrow::ArrowWriter<std::fs::File>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+impl KeyWriter {
+    fn create(path: &std::path::Path) -> Result<Self> {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let err = |e: &dyn std::fmt::Display| DataFusionError::Execution(format!("writing {}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        }
+        let file = std::fs::File::create(path).map_err(|e| err(&e))?;
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::UInt64, false)]));
+        let writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), None).map_err(|e| err(&e))?;
+        Ok(Self { writer, schema })
+    }
+    fn write(&mut self, values: datafusion::arrow::array::UInt64Array) -> Result<()> {
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![Arc::new(values)])?;
+        self.writer.write(&batch).map_err(|e| DataFusionError::Execution(format!("writing index keys: {e}")))
+    }
+    fn close(self) -> Result<()> {
+        self.writer.close().map(|_| ()).map_err(|e| DataFusionError::Execution(format!("writing index keys: {e}")))
     }
 }
 

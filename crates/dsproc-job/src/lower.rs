@@ -112,12 +112,12 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
     let mut steps = Vec::new();
     for (i, op) in spec.steps.iter().enumerate() {
         let step = i + 1;
-        let pc = PlanContext { ctx, step, staging: &staging_s };
+        let pc = PlanContext { ctx, step, staging: &staging_s, base: &loaded.base };
         plan = op.plan(&pc, plan).await?;
         plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging_s.clone())),
         });
-        steps.push(StepPlan { step, op: op.name(), reason: op.drop_reason(), info: op.info() });
+        steps.push(StepPlan { step, op: op.name(), reason: op.drop_reason(), info: op.info(&loaded.base) });
     }
 
     let shard_size = dsproc_common::size::parse_size(&spec.output.shard_size).map_err(DsprocError::usage)?;

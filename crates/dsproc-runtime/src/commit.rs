@@ -172,3 +172,55 @@ pub fn read_manifest(out: &Path) -> Result<Option<Manifest>, DsprocError> {
         Err(e) => Err(job_err("cannot read", &path, e)),
     }
 }
+
+/// Moves a `dedup_minhash` step's saved band keys (`staging/_index/keys-STEP-*`)
+/// into `dir` and writes `dir/index.json` naming them; key files of an earlier
+/// index there are removed after the new `index.json` is in place.
+pub fn commit_index(
+    staging: &Path,
+    step: usize,
+    dir: &Path,
+    info: Option<&serde_json::Value>,
+    manifest: &Manifest,
+) -> Result<(), DsprocError> {
+    use dsproc_job::ops::dedup_minhash::{SavedIndex, INDEX_FILE};
+    let info = info.ok_or_else(|| DsprocError::job("internal: save_index without step info"))?;
+    let params: dsproc_functions::minhash::MinHashParams = serde_json::from_value(serde_json::json!({
+        "num_perm": info["num_perm"], "bands": info["bands"], "rows": info["rows"],
+        "ngram": info["ngram"], "shingle": info["shingle"], "seed": info["seed"],
+    }))
+    .map_err(|e| DsprocError::job(format!("internal: index parameters: {e}")))?;
+    fs::create_dir_all(dir).map_err(|e| job_err("cannot create", dir, e))?;
+    let prefix = format!("keys-{step:03}-");
+    let mut files = Vec::new();
+    if let Ok(entries) = fs::read_dir(staging.join("_index")) {
+        let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        for n in names.into_iter().filter(|n| n.starts_with(&prefix) && n.ends_with(".parquet")) {
+            let to = dir.join(&n);
+            fs::rename(staging.join("_index").join(&n), &to).map_err(|e| job_err("cannot move index file", &to, e))?;
+            files.push(n);
+        }
+    }
+    let index = SavedIndex {
+        signature_version: dsproc_functions::minhash::SIGNATURE_VERSION.to_string(),
+        params,
+        files: files.clone(),
+        job: manifest.job_name.clone(),
+        run_id: manifest.run_id.clone(),
+        created_at: manifest.created_at.clone(),
+    };
+    let body = serde_json::to_vec_pretty(&index).map_err(|e| DsprocError::job(format!("index: {e}")))?;
+    let path = dir.join(INDEX_FILE);
+    let tmp = dir.join(format!(".{INDEX_FILE}.{}", manifest.run_id));
+    fs::write(&tmp, body).and_then(|_| fs::rename(&tmp, &path)).map_err(|e| job_err("cannot write", &path, e))?;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("keys-") && n.ends_with(".parquet") && !files.contains(&n) {
+                fs::remove_file(e.path()).map_err(|err| job_err("cannot remove", &e.path(), err))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -303,6 +303,11 @@ fn finish(
         workers: stats.workers.iter().cloned().collect(),
     };
     let out_dir = job.output.local.clone().expect("local output");
+    for s in &job.steps {
+        if let Some(dir) = s.info.as_ref().and_then(|i| i["save_index"].as_str()) {
+            crate::commit::commit_index(&job.staging, s.step, std::path::Path::new(dir), s.info.as_ref(), &manifest)?;
+        }
+    }
     let quarantine = commit(&out_dir, &job.staging, &staged, &manifest, overwrite)?;
     let mut manifest = manifest;
     manifest.quarantine = quarantine;

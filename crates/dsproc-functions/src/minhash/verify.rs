@@ -56,6 +56,8 @@ impl WindowUDFImpl for MinHashVerifyFunc {
 struct VerifyEvaluator {
     params: Option<MinHashParams>,
     anchor: Option<Vec<u64>>,
+    /// The group's anchor is a saved index (a row with no text).
+    index_anchor: bool,
     scratch: Vec<u64>,
 }
 
@@ -85,10 +87,21 @@ impl PartitionEvaluator for VerifyEvaluator {
         let p = self.params.as_ref().expect("set above");
         let side = side.as_primitive::<Int64Type>();
         let text = text.as_string::<i32>();
-        if side.is_null(i) || text.is_null(i) {
+        if side.is_null(i) {
+            return Ok(ScalarValue::Float64(None));
+        }
+        if side.value(i) == 0 && text.is_null(i) {
+            // the anchor is a saved index (band keys only, no text): a shared band
+            // key is the match
+            self.anchor = None;
+            self.index_anchor = true;
+            return Ok(ScalarValue::Float64(None));
+        }
+        if text.is_null(i) {
             return Ok(ScalarValue::Float64(None));
         }
         if side.value(i) == 0 {
+            self.index_anchor = false;
             let mut set = Vec::new();
             shingles(text.value(i), p.ngram, p.shingle, &mut set);
             set.sort_unstable();
@@ -97,7 +110,7 @@ impl PartitionEvaluator for VerifyEvaluator {
             return Ok(ScalarValue::Float64(None));
         }
         let Some(anchor) = self.anchor.as_mut() else {
-            return Ok(ScalarValue::Float64(None));
+            return Ok(ScalarValue::Float64(self.index_anchor.then_some(1.0)));
         };
         shingles(text.value(i), p.ngram, p.shingle, &mut self.scratch);
         Ok(ScalarValue::Float64(Some(jaccard(anchor, &mut self.scratch))))

@@ -91,6 +91,13 @@ pub struct DedupMinhash {
     /// components have not converged by then.
     #[serde(default = "default_max_iterations")]
     pub max_iterations: usize,
+    /// Directory to write the band keys of the survivors to (Parquet files plus
+    /// `index.json`, replaced on each run), for later jobs' `against`.
+    pub save_index: Option<String>,
+    /// Saved indexes (directories written by `save_index` with the same signature
+    /// parameters): documents sharing a band key with one are removed as well.
+    #[serde(default)]
+    pub against: Vec<String>,
 }
 
 fn default_threshold() -> f64 {
@@ -195,9 +202,12 @@ impl DedupMinhash {
     }
 
     /// What the manifest records about the step (the signature version and layout).
-    pub fn info(&self) -> serde_json::Value {
+    pub fn info(&self, base: &std::path::Path) -> serde_json::Value {
         let p = self.params().expect("checked when parsed");
+        let abs = |u: &str| base.join(u.strip_prefix("file://").unwrap_or(u)).display().to_string();
         serde_json::json!({
+            "save_index": self.save_index.as_deref().map(abs),
+            "against": self.against.iter().map(|u| abs(u)).collect::<Vec<_>>(),
             "signature_version": SIGNATURE_VERSION,
             "hash_family": "minhash multiply-add-shift over xxh3-64 shingle hashes",
             "seed": p.seed,
@@ -258,7 +268,15 @@ impl Op for DedupMinhash {
         let params = quote_str(&serde_json::to_string(&p).map_err(|e| DsprocError::usage(e.to_string()))?);
         let docs = format!("__dsproc_step_{step}");
         let edges = format!("__dsproc_step_{step}_edges");
-        let with = |e: &LogicalPlan| vec![(docs.clone(), input.clone()), (edges.clone(), e.clone())];
+        let index = format!("__dsproc_step_{step}_index");
+        let saved = self.saved_keys(pc, &p).await?;
+        let with = |e: &LogicalPlan| {
+            let mut v = vec![(docs.clone(), input.clone()), (edges.clone(), e.clone())];
+            if let Some(s) = &saved {
+                v.push((index.clone(), s.clone()));
+            }
+            v
+        };
         let q = |e: &LogicalPlan, sql: String| {
             let views = with(e);
             async move { sql_over_views(pc, "dedup_minhash", &views, &sql).await }
@@ -274,8 +292,20 @@ impl Op for DedupMinhash {
                 "SELECT hi, lo, {c} AS __dsproc_mh_candidates FROM (SELECT DISTINCT hi, lo FROM \
                    (SELECT n AS hi, unnest(make_array(f, {lags})) AS lo FROM \
                      (SELECT n, first_value(n) OVER (PARTITION BY k ORDER BY n) AS f, {lag_cols} FROM \
-                       (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs}))) \
+                       (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs}{saved}))) \
                  WHERE lo IS NOT NULL AND hi <> lo)",
+                // a saved index's keys belong to the node '', smaller than every document:
+                // it becomes the root of every cluster it touches, so all of it is removed
+                saved = if saved.is_some() {
+                    // nullif: both branches of the union must have the same (nullable)
+                    // schema, or Ballista's shuffle writer rejects the batches
+                    format!(
+                        " UNION ALL SELECT DISTINCT nullif(arrow_cast('', 'Utf8'), 'x') AS n, \
+                         nullif(k, arrow_cast(0, 'UInt64')) AS k FROM {index}"
+                    )
+                } else {
+                    String::new()
+                },
                 c = counter("candidate_pairs", "1"),
                 lags = (1..=BUCKET_LINKS).map(|i| format!("p{i}")).collect::<Vec<_>>().join(", "),
                 lag_cols = (1..=BUCKET_LINKS)
@@ -299,7 +329,7 @@ impl Op for DedupMinhash {
                            (SELECT DISTINCT g, side, m FROM \
                              (SELECT lo AS g, unnest(make_array(0, 1)) AS side, unnest(make_array(lo, hi)) AS m \
                               FROM {edges})) x \
-                          JOIN (SELECT {node} AS n, arrow_cast(text, 'Utf8') AS text FROM {docs}) d \
+                          LEFT JOIN (SELECT {node} AS n, arrow_cast(text, 'Utf8') AS text FROM {docs}) d \
                           ON x.m = d.n)) \
                      WHERE side = 1 AND j >= {t}",
                     c = counter("verified_pairs", "1"),
@@ -364,12 +394,17 @@ impl Op for DedupMinhash {
         e = counted(pc, plan, "__dsproc_mh_clusters");
         let cols: Vec<String> =
             input.schema().columns().iter().map(|c| format!("t.\"{}\"", c.name.replace('"', "\"\""))).collect();
-        if self.keep_cluster_column {
+        let keys = if self.save_index.is_some() {
+            ", minhash_bands(t.text, {params}) AS __dsproc_mh_keys".replace("{params}", &params)
+        } else {
+            String::new()
+        };
+        let out = if self.keep_cluster_column {
             q(
                 &e,
                 format!(
                     "SELECT {cols}, arrow_cast(coalesce({root_id}, CAST(t.id AS VARCHAR)), 'Utf8') AS cluster_id, \
-                            CAST(coalesce(l.size, 1) AS BIGINT) AS cluster_size FROM \
+                            CAST(coalesce(l.size, 1) AS BIGINT) AS cluster_size{keys} FROM \
                        (SELECT n, root, row_number() OVER (PARTITION BY root ORDER BY n) \
                                         + row_number() OVER (PARTITION BY root ORDER BY n DESC) - 1 AS size FROM \
                           (SELECT DISTINCT n, root FROM \
@@ -377,20 +412,97 @@ impl Op for DedupMinhash {
                      RIGHT JOIN {docs} t ON l.n = {tnode}",
                     cols = cols.join(", "),
                     root_id = self.node_id_sql("l.root"),
+                    // only the survivors' keys are saved
+                    keys = keys
+                        .replace("minhash_bands(", "CASE WHEN l.root IS NULL OR l.root = {tnode} THEN minhash_bands(")
+                        .replace(" AS __dsproc_mh_keys", " END AS __dsproc_mh_keys")
+                        .replace("{tnode}", &tnode),
                 ),
             )
-            .await
+            .await?
         } else {
             q(
                 &e,
                 format!(
-                    "SELECT {cols} FROM (SELECT DISTINCT hi FROM {edges}) r RIGHT ANTI JOIN {docs} t ON r.hi = {tnode}",
+                    "SELECT {cols}{keys} FROM (SELECT DISTINCT hi FROM {edges}) r RIGHT ANTI JOIN {docs} t ON r.hi = {tnode}",
                     cols = cols.join(", ")
                 ),
             )
-            .await
+            .await?
+        };
+        if self.save_index.is_none() {
+            return Ok(out);
         }
+        // 5. the survivors' band keys go to staging/_index; the driver moves them
+        let plan = LogicalPlan::Extension(Extension {
+            node: Arc::new(StepStatsNode::with_keys(
+                out,
+                step,
+                "dedup_minhash",
+                pc.staging.to_string(),
+                "__dsproc_mh_keys".into(),
+            )),
+        });
+        let names: Vec<String> = plan
+            .schema()
+            .columns()
+            .iter()
+            .filter(|c| c.name != "__dsproc_mh_keys")
+            .map(|c| format!("\"{}\"", c.name.replace('"', "\"\"")))
+            .collect();
+        q(&plan, format!("SELECT {} FROM {edges}", names.join(", "))).await
     }
+}
+
+impl DedupMinhash {
+    /// The band keys of the `against` indexes, as one plan (`k`), after checking
+    /// that each was saved with this step's signature parameters.
+    async fn saved_keys(&self, pc: &PlanContext<'_>, p: &MinHashParams) -> Result<Option<LogicalPlan>, DsprocError> {
+        let mut files = Vec::new();
+        for uri in &self.against {
+            let dir = pc.base.join(uri.strip_prefix("file://").unwrap_or(uri));
+            let manifest = dir.join(INDEX_FILE);
+            let err = |m: String| DsprocError::usage(format!("step {} (dedup_minhash): against {uri:?}: {m}", pc.step));
+            let bytes =
+                std::fs::read(&manifest).map_err(|e| err(format!("cannot read {}: {e}", manifest.display())))?;
+            let index: SavedIndex = serde_json::from_slice(&bytes)
+                .map_err(|e| err(format!("{} is not an index: {e}", manifest.display())))?;
+            if index.signature_version != SIGNATURE_VERSION {
+                return Err(err(format!("saved with {}, this is {SIGNATURE_VERSION}", index.signature_version)));
+            }
+            if &index.params != p {
+                return Err(err(format!(
+                    "saved with different signature parameters ({}); use the same num_perm, bands, rows, ngram, shingle and seed",
+                    serde_json::to_string(&index.params).unwrap_or_default()
+                )));
+            }
+            files.extend(index.files.iter().map(|f| dir.join(f).display().to_string()));
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let df = pc
+            .ctx
+            .read_parquet(files, datafusion::prelude::ParquetReadOptions::default())
+            .await
+            .map_err(|e| DsprocError::usage(format!("step {} (dedup_minhash): against: {e}", pc.step)))?;
+        Ok(Some(df.into_unoptimized_plan()))
+    }
+}
+
+/// The file naming a saved index's key files and signature parameters.
+pub const INDEX_FILE: &str = "index.json";
+
+/// `index.json` of a saved index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedIndex {
+    pub signature_version: String,
+    pub params: MinHashParams,
+    /// Parquet files (column `k`, UInt64) relative to the index directory.
+    pub files: Vec<String>,
+    pub job: String,
+    pub run_id: String,
+    pub created_at: String,
 }
 
 /// Turns the per-round change counters into `iterations`; an error when the

@@ -25,6 +25,8 @@ pub struct PlanContext<'a> {
     pub step: usize,
     /// The run's staging directory (for ops that add statistics nodes).
     pub staging: &'a str,
+    /// The spec file's directory (relative paths in op options resolve against it).
+    pub base: &'a std::path::Path,
 }
 
 /// A job step.
@@ -111,9 +113,9 @@ impl OpSpec {
     }
 
     /// Static facts about the step for the manifest (e.g. a signature version).
-    pub fn info(&self) -> Option<serde_json::Value> {
+    pub fn info(&self, base: &std::path::Path) -> Option<serde_json::Value> {
         match self {
-            Self::DedupMinhash(o) => Some(o.info()),
+            Self::DedupMinhash(o) => Some(o.info(base)),
             _ => None,
         }
     }
