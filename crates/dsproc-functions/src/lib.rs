@@ -26,6 +26,9 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(minhash::udf::MinHashBandsFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashJaccardFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::DedupRankFunc::new())),
+        Arc::new(ScalarUDF::from(minhash::graph::GraphStepFunc::bucket_edges())),
+        Arc::new(ScalarUDF::from(minhash::graph::GraphStepFunc::large_star())),
+        Arc::new(ScalarUDF::from(minhash::graph::GraphStepFunc::small_star())),
     ]
 }
 

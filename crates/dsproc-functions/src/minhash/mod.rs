@@ -21,11 +21,12 @@
 //! to thousands of shingles), and its estimator is the one datasketch and rensa
 //! use, so recall compares like for like.
 
+pub mod graph;
 pub mod udf;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Recorded in the manifest; bump when shingling, hashing or band keys change.
 pub const SIGNATURE_VERSION: &str = "dsproc-minhash-v1";
@@ -141,27 +142,39 @@ pub fn shingles(text: &str, ngram: usize, kind: Shingle, out: &mut Vec<u64>) {
 }
 
 fn word_shingles(text: &str, n: usize, out: &mut Vec<u64>) {
-    // Hash each word once; a shingle is the hash of its n word hashes.
-    let mut words: Vec<u64> = Vec::new();
-    let mut word = String::new();
-    let flush = |word: &mut String, words: &mut Vec<u64>| {
+    // Hash each word once (its lower-cased UTF-8 bytes); a shingle combines the
+    // hashes of its n words.
+    let mut words: Vec<u64> = Vec::with_capacity(text.len() / 5 + 1);
+    let mut word: Vec<u8> = Vec::with_capacity(64);
+    let flush = |word: &mut Vec<u8>, words: &mut Vec<u64>| {
         if !word.is_empty() {
-            words.push(xxh3_64_with_seed(word.as_bytes(), SHINGLE_SEED));
+            words.push(xxh3_64_with_seed(word, SHINGLE_SEED));
             word.clear();
         }
     };
-    for c in text.chars() {
-        if c.is_ascii() {
-            if c.is_ascii_alphanumeric() {
-                word.push(c.to_ascii_lowercase());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            if b.is_ascii_alphanumeric() {
+                word.push(b.to_ascii_lowercase());
             } else {
                 flush(&mut word, &mut words);
             }
-        } else if c.is_alphanumeric() {
-            word.extend(c.to_lowercase());
+            i += 1;
+            continue;
+        }
+        let c = text[i..].chars().next().expect("char boundary");
+        if c.is_alphanumeric() {
+            let mut buf = [0u8; 4];
+            for l in c.to_lowercase() {
+                word.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+            }
         } else {
             flush(&mut word, &mut words);
         }
+        i += c.len_utf8();
     }
     flush(&mut word, &mut words);
     if words.is_empty() {
@@ -177,12 +190,18 @@ fn word_shingles(text: &str, n: usize, out: &mut Vec<u64>) {
     }
 }
 
+/// Order-sensitive combination of word hashes (each already a 64-bit xxh3),
+/// finished with splitmix64's avalanche.
 fn hash_words(words: &[u64]) -> u64 {
-    let mut h = Xxh3::with_seed(SHINGLE_SEED ^ 0x5700);
-    for w in words {
-        h.update(&w.to_le_bytes());
+    let mut h = SHINGLE_SEED ^ 0x5700;
+    for &w in words {
+        h = (h.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
-    h.digest()
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 fn char_shingles(text: &str, n: usize, out: &mut Vec<u64>) {

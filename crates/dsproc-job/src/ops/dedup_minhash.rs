@@ -4,7 +4,7 @@
 //! Lowering (every arrow is a streaming or spilling DataFusion operator; no step
 //! gathers the corpus, the pairs or the signatures in one process):
 //! 1. signatures → band keys (`minhash_bands`), one row per (doc, band key);
-//!    a window per key links every member to the key's best member and to its
+//!    an aggregate per key (`dedup_bucket_edges`) links every member to the key's best member and to its
 //!    `BUCKET_LINKS` predecessors (a bucket of m docs gives at most 5m edges, not
 //!    m²/2 pairs);
 //! 2. `verify`: edges are grouped by their smaller end (the anchor); one join
@@ -13,7 +13,8 @@
 //!    shingle set) keeps the edges whose exact Jaccard reaches `threshold`;
 //! 3. connected components by alternating large-star / small-star rounds
 //!    (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014), each a
-//!    window over the edge list; a round counts the edges it changed, and the
+//!    hash aggregate of neighbour lists per node over the edge list (the
+//!    `dedup_large_star` / `dedup_small_star` functions); a round counts the edges it changed, and the
 //!    graph is a forest of stars rooted at each component's best document once a
 //!    round changes nothing. The plan holds `max_iterations` rounds (rounds after
 //!    convergence pass the star forest through unchanged); the driver reads the
@@ -289,11 +290,12 @@ impl Op for DedupMinhash {
         let plan = q(
             &empty,
             format!(
-                "SELECT hi, lo, {c} AS __dsproc_mh_candidates FROM (SELECT DISTINCT hi, lo FROM \
-                   (SELECT n AS hi, unnest(make_array(f, {lags})) AS lo FROM \
-                     (SELECT n, first_value(n) OVER (PARTITION BY k ORDER BY n) AS f, {lag_cols} FROM \
-                       (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs}{saved}))) \
-                 WHERE lo IS NOT NULL AND hi <> lo)",
+                "SELECT hi, lo, {c} AS __dsproc_mh_candidates FROM \
+                   (SELECT DISTINCT e['hi'] AS hi, e['lo'] AS lo FROM \
+                     (SELECT unnest(es) AS e FROM \
+                       (SELECT dedup_bucket_edges(array_agg(n), {links}) AS es FROM \
+                         (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs}{saved}) \
+                        GROUP BY k HAVING count(*) > 1)))",
                 // a saved index's keys belong to the node '', smaller than every document:
                 // it becomes the root of every cluster it touches, so all of it is removed
                 saved = if saved.is_some() {
@@ -307,11 +309,7 @@ impl Op for DedupMinhash {
                     String::new()
                 },
                 c = counter("candidate_pairs", "1"),
-                lags = (1..=BUCKET_LINKS).map(|i| format!("p{i}")).collect::<Vec<_>>().join(", "),
-                lag_cols = (1..=BUCKET_LINKS)
-                    .map(|i| format!("lag(n, {i}) OVER (PARTITION BY k ORDER BY n) AS p{i}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                links = BUCKET_LINKS,
             ),
         )
         .await?;
@@ -349,11 +347,12 @@ impl Op for DedupMinhash {
             let plan = q(
                 &e,
                 format!(
-                    "SELECT y AS hi, m AS lo, {c} AS {col} FROM \
-                       (SELECT x, y, least(x, first_value(y) OVER (PARTITION BY x ORDER BY y)) AS m FROM \
-                         (SELECT unnest(make_array(hi, lo)) AS x, unnest(make_array(lo, hi)) AS y FROM {edges})) \
-                     WHERE y > x",
-                    c = counter(&name, "CASE WHEN m < x THEN 1 ELSE 0 END"),
+                    "SELECT s['hi'] AS hi, s['lo'] AS lo, {c} AS {col} FROM \
+                       (SELECT unnest(st) AS s FROM \
+                         (SELECT dedup_large_star(x, array_agg(y)) AS st FROM \
+                           (SELECT unnest(make_array(hi, lo)) AS x, unnest(make_array(lo, hi)) AS y FROM {edges}) \
+                          GROUP BY x))",
+                    c = counter(&name, "s['changed']"),
                 ),
             )
             .await?;
@@ -364,21 +363,15 @@ impl Op for DedupMinhash {
             let plan = q(
                 &plan,
                 format!(
-                    "SELECT hi, lo, m, {c} AS {col2} FROM \
-                       (SELECT hi, lo, first_value(lo) OVER (PARTITION BY hi ORDER BY lo) AS m FROM {edges})",
-                    c = counter(&name, "CASE WHEN lo <> m THEN 1 ELSE 0 END"),
+                    "SELECT s['hi'] AS hi, s['lo'] AS lo, {c} AS {col2} FROM \
+                       (SELECT unnest(st) AS s FROM \
+                         (SELECT dedup_small_star(hi, array_agg(lo)) AS st FROM {edges} GROUP BY hi))",
+                    c = counter(&name, "s['changed']"),
                 ),
             )
             .await?;
             let plan = counted(pc, plan, &col2);
-            e = q(
-                &plan,
-                format!(
-                    "SELECT DISTINCT a AS hi, m AS lo FROM \
-                       (SELECT unnest(make_array(hi, lo)) AS a, m FROM {edges}) WHERE a <> m"
-                ),
-            )
-            .await?;
+            e = q(&plan, format!("SELECT DISTINCT hi, lo FROM {edges}")).await?;
         }
 
         // 4. the star forest applied to the documents
