@@ -1,9 +1,10 @@
 //! Graph steps of near-duplicate clustering, as scalar functions over grouped
 //! node lists (`GROUP BY key` + `array_agg`), so the plan uses hash aggregates
 //! instead of window operators over millions of tiny partitions:
-//! - `dedup_bucket_edges(nodes, links)`: the candidate edges of one LSH bucket:
-//!   every member to the bucket's smallest member and to the `links` members
-//!   before it (in sorted order);
+//! - `dedup_bucket_edges(nodes, key, links)`: the candidate edges of one LSH
+//!   bucket: every member to the bucket's smallest member and to the `links`
+//!   members before it in an order drawn from the bucket key (so a document meets
+//!   different partners in each band it shares with others);
 //! - `dedup_large_star(x, neighbours)`: every neighbour larger than `x` linked to
 //!   `min(x, neighbours)`;
 //! - `dedup_small_star(x, smaller)`: `x` and its smaller neighbours linked to the
@@ -21,6 +22,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::string_arg;
 
@@ -121,8 +124,9 @@ impl ScalarUDFImpl for GraphStepFunc {
         &self.signature
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        if arg_types.len() != 2 {
-            return plan_err!("{} takes 2 arguments, got {}", self.name(), arg_types.len());
+        let want = if self.kind == Kind::Bucket { 3 } else { 2 };
+        if arg_types.len() != want {
+            return plan_err!("{} takes {want} arguments, got {}", self.name(), arg_types.len());
         }
         Ok(edge_list_type())
     }
@@ -131,17 +135,31 @@ impl ScalarUDFImpl for GraphStepFunc {
         let mut out = new_builder(rows);
         match self.kind {
             Kind::Bucket => {
-                let links = match &args.args[1] {
+                let links = match &args.args[2] {
                     ColumnarValue::Scalar(ScalarValue::Int64(Some(n))) if *n >= 0 => *n as usize,
                     _ => return exec_err!("dedup_bucket_edges: links must be a non-negative integer literal"),
                 };
                 let l = lists(&args.args[0], rows, self.name())?;
+                let keys = args.args[1].to_array(rows)?;
+                let Some(keys) = keys.as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>() else {
+                    return exec_err!("dedup_bucket_edges: the key must be UInt64");
+                };
                 for i in 0..rows {
-                    let m = members(&l, i);
-                    for j in 1..m.len() {
-                        push(&mut out, &m[j], &m[0], true);
-                        for k in j.saturating_sub(links).max(1)..j {
-                            push(&mut out, &m[j], &m[k], true);
+                    let mut m = members(&l, i);
+                    if m.len() > 1 {
+                        let seed = if keys.is_null(i) { 0 } else { keys.value(i) };
+                        let first = m[0].clone();
+                        m.sort_by_cached_key(|n| (xxh3_64_with_seed(n.as_bytes(), seed), n.clone()));
+                        for j in 0..m.len() {
+                            if m[j] != first {
+                                push(&mut out, &m[j], &first, true);
+                            }
+                            for k in j.saturating_sub(links)..j {
+                                let (a, b) = if m[j] > m[k] { (&m[j], &m[k]) } else { (&m[k], &m[j]) };
+                                if *b != first {
+                                    push(&mut out, a, b, true);
+                                }
+                            }
                         }
                     }
                     out.append(true);
@@ -227,12 +245,16 @@ mod tests {
     #[test]
     fn bucket_edges_link_to_first_and_predecessors() {
         let f = GraphStepFunc::bucket_edges();
-        let got = call(
-            &f,
-            vec![list(&[&["d", "b", "a", "c"], &["z"]]), ColumnarValue::Scalar(ScalarValue::Int64(Some(1)))],
-            2,
-        );
-        assert_eq!(got[0], [e("b", "a", 1), e("c", "a", 1), e("c", "b", 1), e("d", "a", 1), e("d", "c", 1)]);
+        let keys = ColumnarValue::Array(Arc::new(datafusion::arrow::array::UInt64Array::from(vec![1, 2])));
+        let links = ColumnarValue::Scalar(ScalarValue::Int64(Some(1)));
+        let got = call(&f, vec![list(&[&["d", "b", "a", "c"], &["z"]]), keys, links], 2);
+        // every member reaches "a" (the smallest) and its neighbour in the key's order
+        let mut to_a: Vec<&str> = got[0].iter().filter(|x| x.1 == "a").map(|x| x.0.as_str()).collect();
+        to_a.sort();
+        to_a.dedup();
+        assert_eq!(to_a, ["b", "c", "d"]);
+        assert!(got[0].iter().filter(|x| x.1 != "a").count() <= 2, "{:?}", got[0]);
+        assert!(got[0].iter().all(|x| x.0 > x.1));
         assert!(got[1].is_empty());
     }
 
