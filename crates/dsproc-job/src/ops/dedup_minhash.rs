@@ -226,7 +226,8 @@ impl DedupMinhash {
     }
 }
 
-/// Adds a counter to the step's statistics: `value_sql` (0/1 per row) summed as `name`.
+/// Wraps `plan` in a statistics node that sums the UInt32 fields of the struct
+/// column `col` (built by [`counter`]) into the step's counters.
 fn counted(pc: &PlanContext<'_>, plan: LogicalPlan, col: &str) -> LogicalPlan {
     LogicalPlan::Extension(Extension {
         node: Arc::new(StepStatsNode::with_sums(
