@@ -15,6 +15,7 @@ pub mod hash;
 pub mod minhash;
 pub mod pii;
 pub mod text;
+pub mod tokenize;
 
 /// Every dsproc scalar function.
 pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
@@ -23,6 +24,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(hash::content_hash::ContentHashFunc::new())),
         Arc::new(ScalarUDF::from(hash::shard_of::ShardOfFunc::new())),
         Arc::new(ScalarUDF::from(pii::scrub_pii::ScrubPiiFunc::new())),
+        Arc::new(ScalarUDF::from(tokenize::TokenizeFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashBandsFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashJaccardFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::DedupRankFunc::new())),
@@ -79,6 +81,15 @@ pub(crate) fn check_arg_types(name: &str, types: &[DataType], want: &[&str]) -> 
         }
     }
     Ok(())
+}
+
+/// A JSON options literal (the second argument of option-taking functions), parsed.
+pub(crate) fn json_options<T: serde::de::DeserializeOwned>(arg: &ColumnarValue, name: &str) -> Result<T> {
+    let json = literal_str(arg, name, "options")?;
+    match serde_json::from_str(&json) {
+        Ok(o) => Ok(o),
+        Err(e) => exec_err!("{name}: bad options {json:?}: {e}"),
+    }
 }
 
 /// Downcasts an `ArrayRef` produced by [`string_arg`].

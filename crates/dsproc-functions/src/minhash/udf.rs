@@ -17,14 +17,10 @@ use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
 use super::{band_keys, jaccard, shingles, MinHashParams, Permutations};
-use crate::{as_strings, check_arg_types, literal_str, string_arg};
+use crate::{as_strings, check_arg_types, json_options, string_arg};
 
 fn params(arg: &ColumnarValue, name: &str) -> Result<MinHashParams> {
-    let json = literal_str(arg, name, "params")?;
-    let p: MinHashParams = match serde_json::from_str(&json) {
-        Ok(p) => p,
-        Err(e) => return exec_err!("{name}: bad params {json:?}: {e}"),
-    };
+    let p: MinHashParams = json_options(arg, name)?;
     if let Err(e) = p.check() {
         return exec_err!("{name}: {e}");
     }

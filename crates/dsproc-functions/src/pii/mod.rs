@@ -2,9 +2,10 @@
 //!
 //! [`Detector`] is the seam: [`patterns::PatternDetector`] finds structured PII
 //! (emails, phones, IPs, cards, IBANs, SSNs, secrets, URL credentials) with one
-//! `RegexSet` pass over the text and per-kind validators (Luhn, mod-97, SSN
-//! ranges, IP parsing); a model-based detector (names, addresses) can be added
-//! beside it. [`scrub_pii::ScrubPiiFunc`] is the UDF.
+//! Aho-Corasick pass over the text that yields candidate windows, per-kind
+//! patterns inside those windows only, and per-kind validators (Luhn, mod-97,
+//! SSN ranges, IP parsing); a model-based detector (names, addresses) can be
+//! added beside it. [`scrub_pii::ScrubPiiFunc`] is the UDF.
 
 pub mod patterns;
 pub mod scrub_pii;

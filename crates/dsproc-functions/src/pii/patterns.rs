@@ -5,7 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aho_corasick::AhoCorasick;
-use regex::Regex;
+use regex_automata::meta::Regex;
+use regex_automata::{Anchored, Input};
 
 use super::{Detector, Kind, Span};
 
@@ -13,71 +14,104 @@ use super::{Detector, Kind, Span};
 struct Pattern {
     kind: Kind,
     re: Regex,
+    src: &'static str,
     group: usize,
 }
 
-/// All pattern kinds behind one prefilter pass: a single Aho-Corasick scan finds
-/// the anchors every kind needs (`@`, `://`, token prefixes, key words) and whether
-/// the text has digits; only kinds whose anchors occur are located and validated.
+/// The one pass: a single Aho-Corasick scan over the text finds every anchor
+/// (`@`, `://`, token prefixes, key words, and each digit for the numeric kinds).
+/// Anchors become candidate windows (digits are grouped into clusters); each
+/// kind's patterns and validators then run only inside its windows, so the text
+/// is read once by the matcher and the per-kind work is bounded by the candidates.
 /// (A `RegexSet` over all patterns was measured slower: its lazy DFA thrashes on
-/// code-heavy text.)
+/// code-heavy text; and per-kind scans of the whole text read it once per kind.)
 #[derive(Debug)]
 pub struct PatternDetector {
     kinds: Vec<Kind>,
     anchors: AhoCorasick,
-    /// Kind of each anchor pattern.
-    anchor_kinds: Vec<Kind>,
-    patterns: Vec<Pattern>,
+    /// What each anchor pattern stands for.
+    anchor_roles: Vec<Anchor>,
+    /// Patterns per kind (indexed by `Kind as usize`).
+    patterns: Vec<Vec<Pattern>>,
+    /// Whether any numeric kind (phone, ip, card, iban, ssn) is enabled.
+    numeric: bool,
     keep_private_ips: bool,
 }
 
-/// Literals at least one of which occurs in any text holding that kind; kinds
-/// with no anchors need a digit.
-fn anchors_for(kind: Kind) -> &'static [&'static str] {
+/// An anchor: a literal of a text kind with the window around it that holds any
+/// match it anchors (bytes before the anchor, `usize::MAX`: back over a URL scheme;
+/// bytes after its end, `usize::MAX`: to the end of the text), or a member of a
+/// numeric cluster.
+#[derive(Debug, Clone, Copy)]
+enum Anchor {
+    Text { kind: Kind, before: usize, after: usize },
+    Numeric,
+}
+
+/// Numeric clusters: digits (and `::`) closer than this join one cluster.
+const CLUSTER_GAP: usize = 2 * NUMERIC_MARGIN;
+/// Bytes around a numeric cluster that a match may reach beyond its first and
+/// last digit (IBAN country letters and letter groups, IPv6 hex groups, `+`/`(`).
+const NUMERIC_MARGIN: usize = 48;
+
+/// The anchors of a kind: (literal, bytes before, bytes after). At least one
+/// occurs in any text holding that kind; numeric kinds are anchored by digits.
+fn anchors_for(kind: Kind) -> Vec<(&'static str, usize, usize)> {
+    const TOKEN: usize = 300; // longest token body (GitHub tokens: up to 255 characters)
     match kind {
-        Kind::Email => &["@"],
-        Kind::UrlCredentials => &["://"],
-        Kind::Secret => &[
-            "akia",
-            "asia",
-            "agpa",
-            "aida",
-            "aroa",
-            "anpa",
-            "anva",
-            "aipa",
-            "ghp_",
-            "gho_",
-            "ghu_",
-            "ghs_",
-            "ghr_",
-            "github_pat_",
-            "glpat-",
-            "xoxa-",
-            "xoxb-",
-            "xoxp-",
-            "xoxo-",
-            "xoxs-",
-            "xoxr-",
-            "-----begin",
-            "eyj",
-            "password",
-            "passwd",
-            "pwd",
-            "api_key",
-            "api-key",
-            "apikey",
-            "secret",
-            "token",
-            "aws",
-        ],
-        Kind::Phone | Kind::Ip | Kind::CreditCard | Kind::Iban | Kind::Ssn => &[],
+        // 64 bytes of local part before the `@`; a domain name has at most 253.
+        Kind::Email => vec![("@", 64, 256)],
+        // usize::MAX: back over the scheme (`[a-z][a-z0-9+.-]*`, any length).
+        Kind::UrlCredentials => vec![("://", usize::MAX, 256)],
+        Kind::Secret => {
+            let mut v: Vec<(&'static str, usize, usize)> = [
+                "akia",
+                "asia",
+                "agpa",
+                "aida",
+                "aroa",
+                "anpa",
+                "anva",
+                "aipa",
+                "ghp_",
+                "gho_",
+                "ghu_",
+                "ghs_",
+                "ghr_",
+                "github_pat_",
+                "glpat-",
+                "xoxa-",
+                "xoxb-",
+                "xoxp-",
+                "xoxo-",
+                "xoxs-",
+                "xoxr-",
+                "eyj",
+            ]
+            .into_iter()
+            .map(|a| (a, 0, TOKEN))
+            .collect();
+            // A key block runs to its END line.
+            v.push(("-----begin", 0, usize::MAX));
+            // Assignments: the key word may carry a prefix (`client_secret`, `access-token`).
+            for a in ["password", "passwd", "pwd", "api_key", "api-key", "apikey", "secret", "token"] {
+                v.push((a, 8, 64));
+            }
+            // `aws … secret … = <40 characters>`
+            v.push(("aws", 0, 256));
+            v
+        }
+        Kind::Phone | Kind::Ip | Kind::CreditCard | Kind::Iban | Kind::Ssn => vec![],
     }
+}
+
+fn is_numeric(kind: Kind) -> bool {
+    matches!(kind, Kind::Phone | Kind::Ip | Kind::CreditCard | Kind::Iban | Kind::Ssn)
 }
 
 impl std::fmt::Debug for Pattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}: {}", self.kind, self.re.as_str())
+        write!(f, "{:?}: {}", self.kind, self.src)
     }
 }
 
@@ -122,22 +156,41 @@ fn patterns_for(kind: Kind) -> Vec<(&'static str, usize)> {
 
 impl PatternDetector {
     pub fn new(kinds: &[Kind], keep_private_ips: bool) -> Self {
-        let mut patterns = Vec::new();
+        let mut patterns: Vec<Vec<Pattern>> = Kind::ALL.iter().map(|_| Vec::new()).collect();
+        let mut lits: Vec<&str> = Vec::new();
+        let mut anchor_roles = Vec::new();
         for &kind in kinds {
             for (src, group) in patterns_for(kind) {
-                patterns.push(Pattern { kind, re: Regex::new(src).expect("valid PII pattern"), group });
+                patterns[kind as usize].push(Pattern {
+                    kind,
+                    re: Regex::new(src).expect("valid PII pattern"),
+                    src,
+                    group,
+                });
+            }
+            for (lit, before, after) in anchors_for(kind) {
+                lits.push(lit);
+                anchor_roles.push(Anchor::Text { kind, before, after });
             }
         }
-        let mut lits = Vec::new();
-        let mut anchor_kinds = Vec::new();
-        for &kind in kinds {
-            for a in anchors_for(kind) {
-                lits.push(*a);
-                anchor_kinds.push(kind);
+        let numeric = kinds.iter().any(|k| is_numeric(*k));
+        if numeric {
+            for d in ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] {
+                lits.push(d);
+                anchor_roles.push(Anchor::Numeric);
+            }
+            if kinds.contains(&Kind::Ip) {
+                // IPv6 groups can be hex letters only ("fe80::beef").
+                lits.push("::");
+                anchor_roles.push(Anchor::Numeric);
             }
         }
-        let anchors = AhoCorasick::builder().ascii_case_insensitive(true).build(&lits).expect("valid anchors");
-        Self { kinds: kinds.to_vec(), anchors, anchor_kinds, patterns, keep_private_ips }
+        let anchors = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&lits)
+            .expect("valid anchors");
+        Self { kinds: kinds.to_vec(), anchors, anchor_roles, patterns, numeric, keep_private_ips }
     }
 
     /// The leftmost-longest run of whole tokens (split at spaces, tabs and dashes)
@@ -192,46 +245,148 @@ impl Detector for PatternDetector {
     }
 
     fn find(&self, text: &str, out: &mut Vec<Span>) {
-        // The one pass: which anchored kinds occur, and are there digits at all.
-        let mut present = [false; Kind::ALL.len()];
-        for m in self.anchors.find_overlapping_iter(text) {
-            present[self.anchor_kinds[m.pattern().as_usize()] as usize] = true;
+        if text.is_empty() {
+            return;
         }
-        let digits = text.bytes().any(|b| b.is_ascii_digit());
-        for p in &self.patterns {
-            let needed = if anchors_for(p.kind).is_empty() { digits } else { present[p.kind as usize] };
-            if !needed {
+        // The one pass: every anchor, in text order. Windows per kind (text kinds)
+        // and numeric clusters are merged as they arrive.
+        let mut windows: Vec<Vec<(usize, usize)>> = Kind::ALL.iter().map(|_| Vec::new()).collect();
+        let mut cluster: Option<(usize, usize)> = None;
+        let mut clusters: Vec<(usize, usize)> = Vec::new();
+        for m in self.anchors.find_overlapping_iter(text) {
+            match self.anchor_roles[m.pattern().as_usize()] {
+                Anchor::Numeric => match &mut cluster {
+                    Some((_, end)) if m.start() <= *end + CLUSTER_GAP => *end = m.end(),
+                    _ => {
+                        clusters.extend(cluster.take());
+                        cluster = Some((m.start(), m.end()));
+                    }
+                },
+                Anchor::Text { kind, before, after } => {
+                    let start = if before == usize::MAX { scheme_start(text, m.start()) } else { m.start() };
+                    let before = if before == usize::MAX { 0 } else { before };
+                    let w = (start.saturating_sub(before), m.end().saturating_add(after).min(text.len()));
+                    push_window(&mut windows[kind as usize], w);
+                }
+            }
+        }
+        clusters.extend(cluster);
+        if self.numeric {
+            let w: Vec<(usize, usize)> = clusters
+                .into_iter()
+                .map(|(s, e)| (s.saturating_sub(NUMERIC_MARGIN), (e + NUMERIC_MARGIN).min(text.len())))
+                .collect();
+            for kind in Kind::ALL.into_iter().filter(|k| is_numeric(*k)) {
+                windows[kind as usize] = w.clone();
+            }
+        }
+        for kind in &self.kinds {
+            let w = &windows[*kind as usize];
+            if w.is_empty() {
                 continue;
             }
-            // find_iter runs on the fast DFA; captures only on each (short) match.
-            for whole in p.re.find_iter(text) {
-                let (start, end) = if p.group == 0 {
-                    (whole.start(), whole.end())
-                } else {
-                    let Some(g) = p.re.captures(whole.as_str()).and_then(|c| c.get(p.group)) else { continue };
-                    (whole.start() + g.start(), whole.start() + g.end())
-                };
-                if p.kind == Kind::Ip && looks_like_version(text, start, end) {
-                    continue;
-                }
-                let value = &text[start..end];
-                let ok = match p.kind {
-                    Kind::Phone => {
-                        !street_address_follows(text, end)
-                            && (phone_in_context(text, start, end)
-                                || (self.valid(p.kind, value)
-                                    && (value.starts_with('+') || !other_number_in_context(text, start))))
-                    }
-                    _ => self.valid(p.kind, value),
-                };
-                if ok {
-                    out.push(Span { kind: p.kind, start, end });
-                } else if let Some(r) = self.sub_match(p.kind, value) {
-                    // The pattern ran into a neighbouring number ("4111… 2004"): keep the
-                    // longest valid run of whole tokens inside the candidate.
-                    out.push(Span { kind: p.kind, start: start + r.start, end: start + r.end });
-                }
+            for p in &self.patterns[*kind as usize] {
+                self.search_windows(p, text, w, out);
             }
+        }
+    }
+}
+
+/// Where the run of URL scheme characters that ends at `end` starts.
+fn scheme_start(text: &str, end: usize) -> usize {
+    let b = text.as_bytes();
+    let mut i = end;
+    while i > 0 && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'+' | b'.' | b'-')) {
+        i -= 1;
+    }
+    i
+}
+
+/// Appends a window, merging it with the last one when they overlap (anchors
+/// arrive in text order, so windows of one kind arrive sorted by start).
+fn push_window(windows: &mut Vec<(usize, usize)>, w: (usize, usize)) {
+    if let Some(last) = windows.last_mut() {
+        if w.0 <= last.1 {
+            last.1 = last.1.max(w.1);
+            return;
+        }
+    }
+    windows.push(w);
+}
+
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+impl PatternDetector {
+    /// Runs one pattern over the windows, left to right and without overlaps, as
+    /// one scan of the whole text would; look-around at a window's edges sees the
+    /// text beyond it. A match that reaches a window's end is re-run anchored at
+    /// its start over the rest of the text, so a long value is never cut.
+    fn search_windows(&self, p: &Pattern, text: &str, windows: &[(usize, usize)], out: &mut Vec<Span>) {
+        let mut next = 0;
+        for &(ws, we) in windows {
+            let (ws, we) = (floor_char(text, ws).max(next), ceil_char(text, we));
+            if ws >= we {
+                continue; // covered by a match that ran past the previous window
+            }
+            let mut input = Input::new(text).range(ws..we);
+            while input.start() < we {
+                let Some(mut m) = p.re.search(&input) else { break };
+                if m.end() == we && we < text.len() {
+                    let whole = Input::new(text).range(m.start()..).anchored(Anchored::Yes);
+                    m = p.re.search(&whole).unwrap_or(m);
+                }
+                next = m.end().max(m.start() + 1);
+                self.accept(p, text, m.start(), m.end(), out);
+                if next >= we {
+                    break;
+                }
+                input.set_start(next);
+            }
+        }
+    }
+
+    /// Validates one match of a pattern and appends its span (or the valid run
+    /// inside it).
+    fn accept(&self, p: &Pattern, text: &str, mstart: usize, mend: usize, out: &mut Vec<Span>) {
+        let (start, end) = if p.group == 0 {
+            (mstart, mend)
+        } else {
+            let mut caps = p.re.create_captures();
+            p.re.search_captures(&Input::new(text).range(mstart..mend).anchored(Anchored::Yes), &mut caps);
+            let Some(g) = caps.get_group(p.group) else { return };
+            (g.start, g.end)
+        };
+        if p.kind == Kind::Ip && looks_like_version(text, start, end) {
+            return;
+        }
+        let value = &text[start..end];
+        let ok = match p.kind {
+            Kind::Phone => {
+                !street_address_follows(text, end)
+                    && (phone_in_context(text, start, end)
+                        || (self.valid(p.kind, value)
+                            && (value.starts_with('+') || !other_number_in_context(text, start))))
+            }
+            _ => self.valid(p.kind, value),
+        };
+        if ok {
+            out.push(Span { kind: p.kind, start, end });
+        } else if let Some(r) = self.sub_match(p.kind, value) {
+            // The pattern ran into a neighbouring number ("4111… 2004"): keep the
+            // longest valid run of whole tokens inside the candidate.
+            out.push(Span { kind: p.kind, start: start + r.start, end: start + r.end });
         }
     }
 }
@@ -433,9 +588,9 @@ const OTHER_NUMBER_WORDS: &[&str] = &[
 
 /// True when the number is followed by a street name ("46833 1700 Buck Drive").
 fn street_address_follows(text: &str, end: usize) -> bool {
-    static STREET: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    static STREET: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = STREET.get_or_init(|| {
-        Regex::new(
+        regex::Regex::new(
             r"^[ \t]+(?:[A-Z][a-z]+[ \t]+){1,2}(?:Street|St|Road|Rd|Avenue|Ave|Drive|Dr|Lane|Ln|Boulevard|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close|Crescent|Square|Row|Parkway|Highway)\b",
         )
         .expect("valid street pattern")
@@ -597,6 +752,96 @@ mod tests {
         d.find(text, &mut spans);
         super::super::resolve_overlaps(&mut spans);
         spans.into_iter().map(|s| (s.kind, text[s.start..s.end].to_string())).collect()
+    }
+
+    /// Every pattern over the whole text, as a matcher without windows would run it.
+    fn full_scan(d: &PatternDetector, text: &str) -> Vec<Span> {
+        let mut out = Vec::new();
+        for kind in &d.kinds {
+            for p in &d.patterns[*kind as usize] {
+                for m in p.re.find_iter(text) {
+                    d.accept(p, text, m.start(), m.end(), &mut out);
+                }
+            }
+        }
+        out.sort_by_key(|s| (s.start, s.end, s.kind));
+        out
+    }
+
+    fn windowed(d: &PatternDetector, text: &str) -> Vec<Span> {
+        let mut out = Vec::new();
+        d.find(text, &mut out);
+        out.sort_by_key(|s| (s.start, s.end, s.kind));
+        out
+    }
+
+    /// The windows hold every match a whole-text scan finds: real licence texts
+    /// and generated text dense with values, separators and multi-byte characters.
+    #[test]
+    fn windows_find_what_a_full_scan_finds() {
+        use std::io::Read;
+        let d = PatternDetector::new(&Kind::ALL, false);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/sample/licenses.jsonl.gz");
+        let mut raw = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).expect("sample")).read_to_string(&mut raw).expect("gz");
+        let mut texts: Vec<String> = raw
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["text"].as_str().unwrap_or("").into())
+            .collect();
+        let values = [
+            "jane.doe@example.com",
+            "+44 20 7946 0958",
+            "(415) 555-0132",
+            "4111 1111 1111 1111",
+            "DE89 3704 0044 0532 0130 00",
+            "GB82 WEST 1234 5698 7654 32",
+            "123-45-6789",
+            "93.184.216.34",
+            "2001:db8:abcd:ef::1",
+            "fe80::beef",
+            "AKIAIOSFODNN7EXAMPLE",
+            "postgres://admin:hunter2@db.local/x",
+            "password=s3cretpw",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789AB",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+            "eyJhbGciOi.eyJzdWIiOiIx.SflKxwRJSMeKKF2QT4fw",
+            "version 2.10.1.0-2",
+            "é",
+            "日本",
+            "x",
+            " ",
+            "-",
+            ".",
+            "::",
+            "7",
+            "\n",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..400 {
+            let mut t = String::new();
+            for _ in 0..60 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let v = values[(state % values.len() as u64) as usize];
+                t.push_str(v);
+                // Long fillers push values apart and across the window margins.
+                for _ in 0..(state >> 32) % 90 {
+                    t.push(if (state >> 40).is_multiple_of(3) { '1' } else { 'a' });
+                }
+                if (state >> 20).is_multiple_of(2) {
+                    t.push(' ');
+                }
+            }
+            texts.push(t);
+        }
+        let mut hits = 0;
+        for t in &texts {
+            let (a, b) = (full_scan(&d, t), windowed(&d, t));
+            assert_eq!(a, b, "in {t:?}");
+            hits += a.len();
+        }
+        assert!(hits > 1000, "the texts hold values: {hits}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::patterns::PatternDetector;
 use super::{resolve_overlaps, Detector, Kind, Span};
-use crate::{as_strings, check_arg_types, literal_str, string_arg};
+use crate::{as_strings, check_arg_types, json_options, string_arg};
 
 /// What to do with detected PII.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,11 +140,7 @@ impl ScalarUDFImpl for ScrubPiiFunc {
         Ok(result_type())
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let json = literal_str(&args.args[1], self.name(), "options")?;
-        let opts: PiiOptions = match serde_json::from_str(&json) {
-            Ok(o) => o,
-            Err(e) => return exec_err!("scrub_pii: bad options: {e}"),
-        };
+        let opts: PiiOptions = json_options(&args.args[1], self.name())?;
         let salt = if opts.action == Action::Hash {
             match std::env::var(&opts.salt_env) {
                 Ok(s) if !s.is_empty() => s,

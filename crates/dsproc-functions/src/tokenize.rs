@@ -1,0 +1,195 @@
+//! `tokenize(text, options_json)`: encodes text with a Hugging Face
+//! `tokenizer.json` and returns `struct{tokens: List<UInt32>, n_tokens, truncated}`.
+//!
+//! The tokenizer file is loaded once per process (keyed by path and sha256) and
+//! shared by every partition; each call encodes its batch sequentially on the
+//! calling thread, so parallelism comes from DataFusion's partitions and the
+//! tokenizers crate's own thread pool is never used (no oversubscription).
+//! Options (JSON literal): `path`, `sha256` (checked where the function runs, so an
+//! executor with a different file fails instead of producing other ids),
+//! `add_special_tokens` (the tokenizer's post-processor, e.g. BERT's [CLS]/[SEP]),
+//! `bos_id`, `eos_id` (prepended / appended ids), `max_tokens` (truncation; the EOS
+//! is kept).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use datafusion::arrow::array::{Array, ListArray, StructArray, UInt32Array};
+use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use datafusion::common::{exec_err, Result};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokenizers::Tokenizer;
+
+use crate::{as_strings, check_arg_types, json_options, string_arg};
+
+/// Options of one `tokenize` call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenizeOptions {
+    /// Local path of the tokenizer.json.
+    pub path: String,
+    /// Its sha256 (hex) when the job was planned.
+    pub sha256: String,
+    pub add_special_tokens: bool,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    /// At most this many ids per document, BOS and EOS included.
+    pub max_tokens: Option<u32>,
+}
+
+/// A loaded tokenizer with the facts the manifest records.
+#[derive(Debug)]
+pub struct LoadedTokenizer {
+    pub tokenizer: Tokenizer,
+    pub sha256: String,
+    /// Vocabulary size, added tokens included.
+    pub vocab_size: usize,
+}
+
+impl LoadedTokenizer {
+    /// The id of a token of the vocabulary (added tokens included).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+
+    /// Encodes one text into `out` (cleared first). Returns whether it was truncated.
+    pub fn encode(&self, text: &str, opts: &TokenizeOptions, out: &mut Vec<u32>) -> std::result::Result<bool, String> {
+        out.clear();
+        let enc = self.tokenizer.encode_fast(text, opts.add_special_tokens).map_err(|e| e.to_string())?;
+        if let Some(b) = opts.bos_id {
+            out.push(b);
+        }
+        out.extend_from_slice(enc.get_ids());
+        let mut truncated = false;
+        if let Some(max) = opts.max_tokens {
+            let keep = (max as usize).saturating_sub(usize::from(opts.eos_id.is_some()));
+            if out.len() > keep {
+                out.truncate(keep);
+                truncated = true;
+            }
+        }
+        if let Some(e) = opts.eos_id {
+            out.push(e);
+        }
+        Ok(truncated)
+    }
+}
+
+type Cache = Mutex<HashMap<String, Arc<LoadedTokenizer>>>;
+
+/// Loads `path` once per process. With `expect_sha256`, a file with other
+/// contents is an error naming both hashes.
+pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<LoadedTokenizer>, String> {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = map.get(path) {
+        if expect_sha256.is_none_or(|s| s == t.sha256) {
+            return Ok(Arc::clone(t));
+        }
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("reading tokenizer {path}: {e}"))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let Some(want) = expect_sha256 {
+        if want != sha256 {
+            return Err(format!(
+                "tokenizer {path} has sha256 {sha256} here, but the job was planned with {want}: every machine needs the same file"
+            ));
+        }
+    }
+    let mut tokenizer =
+        Tokenizer::from_bytes(&bytes).map_err(|e| format!("tokenizer {path} is not a valid tokenizer.json: {e}"))?;
+    // Files exported for inference often pad or truncate (e.g. to 128): a corpus
+    // needs every token, and `max_tokens` is the job's own truncation.
+    tokenizer.with_padding(None);
+    tokenizer.with_truncation(None).map_err(|e| format!("tokenizer {path}: {e}"))?;
+    let vocab_size = tokenizer.get_vocab_size(true);
+    let t = Arc::new(LoadedTokenizer { tokenizer, sha256, vocab_size });
+    map.insert(path.to_string(), Arc::clone(&t));
+    Ok(t)
+}
+
+/// The function's return type.
+pub fn result_type() -> DataType {
+    DataType::Struct(Fields::from(vec![
+        Field::new("tokens", DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))), false),
+        Field::new("n_tokens", DataType::UInt32, false),
+        Field::new("truncated", DataType::UInt32, false),
+    ]))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TokenizeFunc {
+    signature: Signature,
+}
+
+impl TokenizeFunc {
+    pub fn new() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+    }
+}
+
+impl Default for TokenizeFunc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for TokenizeFunc {
+    fn name(&self) -> &str {
+        "tokenize"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        check_arg_types(self.name(), arg_types, &["string", "string"])?;
+        Ok(result_type())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let opts: TokenizeOptions = json_options(&args.args[1], self.name())?;
+        let tok = match load(&opts.path, Some(&opts.sha256)) {
+            Ok(t) => t,
+            Err(e) => return exec_err!("tokenize: {e}"),
+        };
+        let input = string_arg(&args.args[0], args.number_rows, self.name())?;
+        let texts = as_strings(&input);
+        let n = texts.len();
+        let mut ids: Vec<u32> = Vec::with_capacity(texts.value_data().len() / 3);
+        let mut offsets: Vec<i32> = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        let mut counts = Vec::with_capacity(n);
+        let mut truncated = Vec::with_capacity(n);
+        let mut buf = Vec::new();
+        for i in 0..n {
+            let text = if texts.is_null(i) { "" } else { texts.value(i) };
+            let t = match tok.encode(text, &opts, &mut buf) {
+                Ok(t) => t,
+                Err(e) => return exec_err!("tokenize: {e}"),
+            };
+            ids.extend_from_slice(&buf);
+            let Ok(end) = i32::try_from(ids.len()) else {
+                return exec_err!("tokenize: more than 2^31 tokens in one batch; lower the batch size");
+            };
+            offsets.push(end);
+            counts.push(buf.len() as u32);
+            truncated.push(u32::from(t));
+        }
+        let item = Arc::new(Field::new("item", DataType::UInt32, false));
+        let list = ListArray::try_new(
+            item,
+            OffsetBuffer::new(ScalarBuffer::from(offsets)),
+            Arc::new(UInt32Array::from(ids)),
+            None,
+        )?;
+        let DataType::Struct(fields) = result_type() else { unreachable!("struct type") };
+        let out = StructArray::try_new(
+            fields,
+            vec![Arc::new(list), Arc::new(UInt32Array::from(counts)), Arc::new(UInt32Array::from(truncated))],
+            None,
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
