@@ -8,3 +8,4 @@ mod common;
 mod input;
 mod minhash;
 mod ops;
+mod tokenize;

@@ -243,10 +243,11 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
                     outln!("    dropped {k}: {v}");
                 }
                 outln!(
-                    "  {} shards ({}), {} bytes",
-                    m.shards.len(),
+                    "  {} shards ({}), {} bytes{}",
+                    m.data_shards(),
                     m.format,
-                    m.shards.iter().map(|s| s.bytes).sum::<u64>()
+                    m.shards.iter().map(|s| s.bytes).sum::<u64>(),
+                    m.tokens().map(|t| format!(", {t} tokens")).unwrap_or_default()
                 );
                 for s in &m.steps {
                     outln!("  step {} {}: {} -> {}", s.step, s.op, s.rows_in, s.rows_out);
@@ -278,7 +279,7 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
         eprintln!(
             "committed {} rows in {} shards to {} ({} in, {} quarantined, {} dropped) in {:.1}s",
             m.rows.out,
-            m.shards.len(),
+            m.data_shards(),
             summary.output,
             m.rows.rows_in,
             m.rows.quarantined,

@@ -21,6 +21,8 @@ pub const QUARANTINE_DIR: &str = "_quarantine";
 pub const STAGING_DIR: &str = "_staging";
 /// Column holding the shard bucket of a row just before the sink.
 pub const SHARD_COLUMN: &str = "__dsproc_shard";
+/// Column holding a row's position key within its shard under `shuffle_seed`.
+pub const ORDER_COLUMN: &str = "__dsproc_order";
 
 /// Stack size of the threads that plan and run jobs (driver, scheduler,
 /// executors). Deep plans are walked recursively by DataFusion's optimizer and

@@ -12,6 +12,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 use serde::{Deserialize, Serialize};
 
 use dsproc_io::read::ReadSpec;
+use dsproc_io::shards::ShardOptions;
 use dsproc_io::OutputFormat;
 
 /// Reads the job's input files. A leaf.
@@ -173,6 +174,10 @@ pub struct WriteParams {
     pub shard_size: u64,
     /// Number of shard buckets rows are hashed into.
     pub buckets: u32,
+    /// Cut shards at this many tokens instead of `shard_size` bytes.
+    pub shard_tokens: Option<u64>,
+    /// Token dtype and size limit of token-holding formats.
+    pub shard_opts: ShardOptions,
 }
 
 /// Writes the rows into shards; outputs one row per file written.
@@ -193,6 +198,7 @@ pub fn sink_result_schema() -> SchemaRef {
         Field::new("rows", DataType::UInt64, false),
         Field::new("bytes", DataType::UInt64, false),
         Field::new("sha256", DataType::Utf8, false),
+        Field::new("tokens", DataType::UInt64, true),
     ]))
 }
 

@@ -26,7 +26,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
 
-use dsproc_common::config::{SHARD_COLUMN, WRITE_SLICE_ROWS};
+use dsproc_common::config::{ORDER_COLUMN, SHARD_COLUMN, WRITE_SLICE_ROWS};
 use dsproc_io::shards::ShardFileWriter;
 
 use crate::nodes::{sink_result_schema, WriteParams};
@@ -51,12 +51,17 @@ impl WriteShardsExec {
         Self { input, params, props }
     }
 
-    /// (bucket, id) ascending.
+    /// (bucket, id) ascending; (bucket, order key, id) under a shuffle.
     pub fn sort_requirement(schema: &SchemaRef) -> Result<LexRequirement> {
-        let reqs = vec![
-            PhysicalSortRequirement::new(col(SHARD_COLUMN, schema)?, Some(Default::default())),
-            PhysicalSortRequirement::new(col("id", schema)?, Some(Default::default())),
-        ];
+        let mut keys = vec![SHARD_COLUMN];
+        if schema.index_of(ORDER_COLUMN).is_ok() {
+            keys.push(ORDER_COLUMN);
+        }
+        keys.push("id");
+        let reqs = keys
+            .into_iter()
+            .map(|k| Ok(PhysicalSortRequirement::new(col(k, schema)?, Some(Default::default()))))
+            .collect::<Result<Vec<_>>>()?;
         LexRequirement::new(reqs).ok_or_else(|| DataFusionError::Internal("empty sort requirement".into()))
     }
 }
@@ -114,7 +119,9 @@ impl ExecutionPlan for WriteShardsExec {
         let params = self.params.clone();
         let in_schema = self.input.schema();
         let shard_idx = in_schema.index_of(SHARD_COLUMN)?;
-        let out_cols: Vec<usize> = (0..in_schema.fields().len()).filter(|i| *i != shard_idx).collect();
+        let out_cols: Vec<usize> = (0..in_schema.fields().len())
+            .filter(|i| ![SHARD_COLUMN, ORDER_COLUMN].contains(&in_schema.field(*i).name().as_str()))
+            .collect();
         let file_schema = Arc::new(in_schema.project(&out_cols)?);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let attempt = unique_suffix();
@@ -166,6 +173,7 @@ struct Done {
     rows: u64,
     bytes: u64,
     sha256: String,
+    tokens: Option<u64>,
 }
 
 /// Writes consecutive buckets, cutting a bucket into several files at `shard_size`.
@@ -214,7 +222,8 @@ impl BucketWriter {
     fn open(&mut self, bucket: u32, seq: u32) -> Result<(), String> {
         let ext = self.params.format.extension();
         let name = if seq == 0 { format!("part-{bucket:05}.{ext}") } else { format!("part-{bucket:05}-{seq}.{ext}") };
-        let w = ShardFileWriter::create(&self.dir.join(&name), self.params.format, &self.schema)?;
+        let w =
+            ShardFileWriter::create(&self.dir.join(&name), self.params.format, &self.schema, self.params.shard_opts)?;
         self.current = Some((bucket, seq, format!("{}/{name}", self.rel_dir), w));
         Ok(())
     }
@@ -236,7 +245,11 @@ impl BucketWriter {
                 (c.0, c.1)
             };
             if let Some(c) = self.current.as_ref() {
-                if c.3.rows() > 0 && c.3.approx_bytes() >= self.params.shard_size {
+                let full = match self.params.shard_tokens {
+                    Some(t) => c.3.tokens() >= t,
+                    None => c.3.approx_bytes() >= self.params.shard_size,
+                };
+                if c.3.rows() > 0 && full {
                     self.close_current()?;
                     self.open(bucket, seq + 1)?;
                 }
@@ -255,7 +268,20 @@ impl BucketWriter {
     fn close_current(&mut self) -> Result<(), String> {
         if let Some((bucket, seq, path, w)) = self.current.take() {
             let s = w.finish()?;
-            self.done.push(Done { bucket, seq, path, rows: s.rows, bytes: s.bytes, sha256: s.sha256 });
+            if let Some((idx, bytes, sha256)) = s.companion {
+                let name = idx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let path = format!("{}/{name}", self.rel_dir);
+                self.done.push(Done { bucket, seq, path, rows: 0, bytes, sha256, tokens: None });
+            }
+            self.done.push(Done {
+                bucket,
+                seq,
+                path,
+                rows: s.rows,
+                bytes: s.bytes,
+                sha256: s.sha256,
+                tokens: s.tokens,
+            });
         }
         Ok(())
     }
@@ -278,6 +304,7 @@ impl BucketWriter {
                 Arc::new(UInt64Array::from_iter_values(d.iter().map(|x| x.rows))),
                 Arc::new(UInt64Array::from_iter_values(d.iter().map(|x| x.bytes))),
                 Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.sha256.as_str()))),
+                Arc::new(UInt64Array::from_iter(d.iter().map(|x| x.tokens))),
             ],
         )
         .map_err(|e| e.to_string())

@@ -66,6 +66,10 @@ impl Compression {
 pub enum OutputFormat {
     Parquet,
     Jsonl,
+    /// Megatron-LM indexed dataset: a `.bin`/`.idx` pair per shard (needs `tokens`).
+    Megatron,
+    /// MosaicML streaming MDS: `.mds` shards plus `index.json` (needs `tokens`).
+    Mds,
 }
 
 impl OutputFormat {
@@ -73,6 +77,13 @@ impl OutputFormat {
         match self {
             Self::Parquet => "parquet",
             Self::Jsonl => "jsonl.zst",
+            Self::Megatron => "bin",
+            Self::Mds => "mds",
         }
+    }
+
+    /// Whether the format stores token ids (and so needs a `tokens` column).
+    pub fn needs_tokens(self) -> bool {
+        matches!(self, Self::Megatron | Self::Mds)
     }
 }

@@ -11,6 +11,7 @@ pub mod read;
 pub mod schema;
 pub mod shards;
 pub mod store;
+pub mod token_shards;
 
 pub use format::{Compression, InputFormat, OutputFormat};
 pub use listing::InputFile;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::format::OutputFormat;
+use crate::token_shards::{count_tokens, MdsState, MegatronState, TokenDtype};
 
 /// A finished shard file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,19 @@ pub struct WrittenShard {
     pub rows: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// Token ids in the shard (when rows carry a `tokens` column).
+    pub tokens: Option<u64>,
+    /// A companion file (Megatron's `.idx`): its path, bytes and sha256.
+    pub companion: Option<(PathBuf, u64, String)>,
+}
+
+/// Format options of token-holding shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShardOptions {
+    /// Width of stored token ids (Megatron, MDS).
+    pub token_dtype: Option<TokenDtype>,
+    /// The shard size target (recorded as MDS `size_limit`).
+    pub size_limit: u64,
 }
 
 /// Counts and hashes bytes on their way to a file.
@@ -51,6 +65,8 @@ type Sink = HashWriter<BufWriter<File>>;
 enum Inner {
     Parquet(Box<ArrowWriter<Sink>>),
     Jsonl(Box<LineDelimitedWriter<zstd::Encoder<'static, Sink>>>),
+    Megatron(Box<(Sink, MegatronState)>),
+    Mds(Box<(Sink, MdsState)>),
 }
 
 /// One shard being written to a local file.
@@ -58,6 +74,7 @@ pub struct ShardFileWriter {
     inner: Inner,
     path: PathBuf,
     rows: u64,
+    tokens: Option<u64>,
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> String {
@@ -66,7 +83,7 @@ fn err(path: &Path, e: impl std::fmt::Display) -> String {
 
 impl ShardFileWriter {
     /// Creates the file (and its parent directories).
-    pub fn create(path: &Path, format: OutputFormat, schema: &SchemaRef) -> Result<Self, String> {
+    pub fn create(path: &Path, format: OutputFormat, schema: &SchemaRef, opts: ShardOptions) -> Result<Self, String> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(path, e))?;
         }
@@ -89,15 +106,32 @@ impl ShardFileWriter {
                 let enc = zstd::Encoder::new(sink, 3).map_err(|e| err(path, e))?;
                 Inner::Jsonl(Box::new(LineDelimitedWriter::new(enc)))
             }
+            OutputFormat::Megatron | OutputFormat::Mds => {
+                let dtype = opts.token_dtype.ok_or_else(|| err(path, "no token dtype: add a `tokenize` step"))?;
+                if format == OutputFormat::Megatron {
+                    Inner::Megatron(Box::new((sink, MegatronState::new(dtype))))
+                } else {
+                    Inner::Mds(Box::new((sink, MdsState::new(dtype, opts.size_limit))))
+                }
+            }
         };
-        Ok(Self { inner, path: path.to_path_buf(), rows: 0 })
+        let tokens = schema.index_of("tokens").ok().map(|_| 0);
+        Ok(Self { inner, path: path.to_path_buf(), rows: 0, tokens })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
         self.rows += batch.num_rows() as u64;
+        if let Some(t) = &mut self.tokens {
+            *t += count_tokens(batch);
+        }
         match &mut self.inner {
             Inner::Parquet(w) => w.write(batch).map_err(|e| err(&self.path, e)),
             Inner::Jsonl(w) => w.write(batch).map_err(|e| err(&self.path, e)),
+            Inner::Megatron(m) => {
+                let (sink, state) = &mut **m;
+                state.write(batch, sink).map_err(|e| err(&self.path, e))
+            }
+            Inner::Mds(m) => m.1.write(batch).map_err(|e| err(&self.path, e)),
         }
     }
 
@@ -106,6 +140,8 @@ impl ShardFileWriter {
         match &self.inner {
             Inner::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
             Inner::Jsonl(w) => w.get_ref().get_ref().bytes,
+            Inner::Megatron(m) => m.0.bytes,
+            Inner::Mds(m) => m.1.buffered_bytes(),
         }
     }
 
@@ -113,20 +149,47 @@ impl ShardFileWriter {
         self.rows
     }
 
+    /// Token ids written so far (0 without a `tokens` column).
+    pub fn tokens(&self) -> u64 {
+        self.tokens.unwrap_or(0)
+    }
+
     /// Flushes and closes the file; returns its size and sha256.
     pub fn finish(self) -> Result<WrittenShard, String> {
         let path = self.path;
+        let mut companion = None;
         let mut sink = match self.inner {
             Inner::Parquet(w) => w.into_inner().map_err(|e| err(&path, e))?,
             Inner::Jsonl(mut w) => {
                 w.finish().map_err(|e| err(&path, e))?;
                 w.into_inner().finish().map_err(|e| err(&path, e))?
             }
+            Inner::Megatron(m) => {
+                let (sink, state) = *m;
+                let idx = state.index();
+                let idx_path = path.with_extension("idx");
+                std::fs::write(&idx_path, &idx)
+                    .and_then(|_| File::open(&idx_path)?.sync_all())
+                    .map_err(|e| err(&idx_path, e))?;
+                companion = Some((idx_path, idx.len() as u64, hex::encode(Sha256::digest(&idx))));
+                sink
+            }
+            Inner::Mds(m) => {
+                let (mut sink, state) = *m;
+                state.finish(&mut sink).map_err(|e| err(&path, e))?;
+                sink
+            }
         };
         sink.flush().map_err(|e| err(&path, e))?;
         let file = sink.inner.into_inner().map_err(|e| err(&path, e.error()))?;
         file.sync_all().map_err(|e| err(&path, e))?;
-        Ok(WrittenShard { rows: self.rows, bytes: sink.bytes, sha256: hex::encode(sink.hasher.finalize()) })
+        Ok(WrittenShard {
+            rows: self.rows,
+            bytes: sink.bytes,
+            sha256: hex::encode(sink.hasher.finalize()),
+            tokens: self.tokens,
+            companion,
+        })
     }
 }
 
@@ -151,7 +214,8 @@ mod tests {
         .unwrap();
         for fmt in [OutputFormat::Parquet, OutputFormat::Jsonl] {
             let p = dir.path().join(format!("s.{}", fmt.extension()));
-            let mut w = ShardFileWriter::create(&p, fmt, &schema).unwrap();
+            let opts = ShardOptions { token_dtype: None, size_limit: 1 << 20 };
+            let mut w = ShardFileWriter::create(&p, fmt, &schema, opts).unwrap();
             w.write(&batch).unwrap();
             let done = w.finish().unwrap();
             let bytes = std::fs::read(&p).unwrap();

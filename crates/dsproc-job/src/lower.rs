@@ -5,15 +5,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::functions::string::expr_fn::concat;
 use datafusion::logical_expr::{cast, col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
-use dsproc_common::config::{SHARD_COLUMN, STAGING_DIR};
+use dsproc_common::config::{ORDER_COLUMN, SHARD_COLUMN, STAGING_DIR};
+use dsproc_common::size::ShardSize;
 use dsproc_common::DsprocError;
 use dsproc_exec::{ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 use dsproc_functions::hash::shard_of::ShardOfFunc;
 use dsproc_io::listing::list_inputs;
 use dsproc_io::read::ReadSpec;
+use dsproc_io::shards::ShardOptions;
+use dsproc_io::token_shards::TokenDtype;
 use dsproc_io::{InputFile, InputFormat, Location};
 
 use crate::ops::PlanContext;
@@ -74,6 +78,8 @@ pub struct LoweredJob {
     pub run_id: String,
     pub buckets: u32,
     pub shard_size: u64,
+    /// Token dtype and size limit of token-holding formats.
+    pub shard_opts: ShardOptions,
     pub steps: Vec<StepPlan>,
     /// What the reader reads (for progress: ranges to read).
     pub read_spec: ReadSpec,
@@ -120,9 +126,27 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         steps.push(StepPlan { step, op: op.name(), reason: op.drop_reason(), info: op.info(&loaded.base) });
     }
 
-    let shard_size = dsproc_common::size::parse_size(&spec.output.shard_size).map_err(DsprocError::usage)?;
+    let (shard_size, shard_tokens) =
+        match dsproc_common::size::parse_shard_size(&spec.output.shard_size).map_err(DsprocError::usage)? {
+            ShardSize::Bytes(b) => (b, None),
+            // Buckets are planned from input bytes: about 4 bytes of text per token.
+            ShardSize::Tokens(t) => (t.saturating_mul(4), Some(t)),
+        };
     let total: u64 = input.files.iter().map(|f| f.size).sum();
     let buckets = total.div_ceil(shard_size).clamp(1, 100_000) as u32;
+    // Token-holding formats store ids at the width the (last) tokenizer's vocabulary needs.
+    let vocab = steps.iter().rev().find(|s| s.op == "tokenize").and_then(|s| s.info.as_ref()?["vocab_size"].as_u64());
+    let format = spec.output.format;
+    if format.needs_tokens() && vocab.is_none() {
+        return Err(DsprocError::usage(format!(
+            "output.format = \"{}\" stores token ids: add a `tokenize` step",
+            serde_json::to_value(format).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        )));
+    }
+    if shard_tokens.is_some() && vocab.is_none() {
+        return Err(DsprocError::usage("output.shard_size in tokens needs a `tokenize` step"));
+    }
+    let shard_opts = ShardOptions { token_dtype: vocab.map(TokenDtype::for_vocab), size_limit: shard_size };
 
     // id and text as Utf8, every other column as it is, plus the shard bucket.
     let shard_of = ScalarUDF::from(ShardOfFunc::new());
@@ -139,13 +163,33 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
             return Err(DsprocError::usage(format!("the last step's output has no `{required}` column")));
         }
     }
-    exprs.push(shard_of.call(vec![cast(col("id"), DataType::Utf8), lit(buckets)]).alias(SHARD_COLUMN));
+    let id = || cast(col("id"), DataType::Utf8);
+    match spec.output.shuffle_seed {
+        None => exprs.push(shard_of.call(vec![id(), lit(buckets)]).alias(SHARD_COLUMN)),
+        Some(seed) => {
+            // Seeded hashes of the id pick the shard and the position in it (ties by id).
+            let keyed = |what: &str| concat(vec![lit(format!("dsproc-shuffle-{what}:{seed}:")), id()]);
+            exprs.push(shard_of.call(vec![keyed("shard"), lit(buckets)]).alias(SHARD_COLUMN));
+            exprs.push(shard_of.call(vec![keyed("order"), lit(u32::MAX)]).alias(ORDER_COLUMN));
+        }
+    }
     let plan = LogicalPlanBuilder::from(plan)
         .project(exprs)
         .and_then(|b| b.build())
         .map_err(|e| DsprocError::usage(format!("output: {e}")))?;
-    let params = WriteParams { staging: staging_s, format: spec.output.format, shard_size, buckets };
+    let params = WriteParams { staging: staging_s, format, shard_size, buckets, shard_tokens, shard_opts };
     let sink = WriteShardsNode::try_new(plan, params).map_err(|e| DsprocError::usage(format!("output: {e}")))?;
     let plan = LogicalPlan::Extension(Extension { node: Arc::new(sink) });
-    Ok(LoweredJob { plan, input, output, staging, run_id: run_id.to_string(), buckets, shard_size, steps, read_spec })
+    Ok(LoweredJob {
+        plan,
+        input,
+        output,
+        staging,
+        run_id: run_id.to_string(),
+        buckets,
+        shard_size,
+        shard_opts,
+        steps,
+        read_spec,
+    })
 }

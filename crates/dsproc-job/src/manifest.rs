@@ -42,12 +42,27 @@ pub struct ManifestInput {
     pub version: String,
 }
 
+impl Manifest {
+    /// Shard files holding rows (not Megatron `.idx` companions or MDS `index.json`).
+    pub fn data_shards(&self) -> usize {
+        self.shards.iter().filter(|s| s.path.ends_with(&format!(".{}", self.format))).count()
+    }
+
+    /// Token ids in the dataset, when its rows carry tokens.
+    pub fn tokens(&self) -> Option<u64> {
+        self.shards.iter().filter_map(|s| s.tokens).reduce(|a, b| a + b)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ManifestShard {
     pub path: String,
     pub rows: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// Token ids in the shard (datasets with a `tokens` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -91,5 +106,6 @@ pub const OP_VERSIONS: &[(&str, u32)] = &[
     ("dedup_exact", 2),
     ("dedup_minhash", 1),
     ("scrub_pii", 1),
+    ("tokenize", 1),
     ("write", 1),
 ];

@@ -105,7 +105,7 @@ pub fn commit(
     if let Ok(entries) = fs::read_dir(out) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("part-") {
+            if name.starts_with("part-") || name == "index.json" {
                 fs::remove_file(entry.path()).map_err(|e| job_err("cannot remove", &entry.path(), e))?;
             }
         }

@@ -176,23 +176,28 @@ fn finish(
     overwrite: bool,
 ) -> Result<RunSummary, DsprocError> {
     // The shards the sink reported: exactly one attempt per (bucket, seq).
-    let mut shards: BTreeMap<(u32, u32), (String, u64, u64, String)> = BTreeMap::new();
+    // Keyed by (bucket, seq, file name): a Megatron shard is a .bin and an .idx.
+    type Shard = (String, u64, u64, String, Option<u64>);
+    let mut shards: BTreeMap<(u32, u32, String), Shard> = BTreeMap::new();
     for b in batches {
         let col = |i: usize| b.column(i).as_any();
-        let (Some(bucket), Some(seq), Some(path), Some(rows), Some(bytes), Some(sha)) = (
+        let (Some(bucket), Some(seq), Some(path), Some(rows), Some(bytes), Some(sha), Some(tokens)) = (
             col(0).downcast_ref::<UInt32Array>(),
             col(1).downcast_ref::<UInt32Array>(),
             col(2).downcast_ref::<StringArray>(),
             col(3).downcast_ref::<UInt64Array>(),
             col(4).downcast_ref::<UInt64Array>(),
             col(5).downcast_ref::<StringArray>(),
+            col(6).downcast_ref::<UInt64Array>(),
         ) else {
             return Err(DsprocError::job("internal: unexpected shard sink result"));
         };
         for i in 0..b.num_rows() {
-            let key = (bucket.value(i), seq.value(i));
-            let v = (path.value(i).to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string());
-            if shards.insert(key, v).is_some() {
+            let p = path.value(i);
+            let key = (bucket.value(i), seq.value(i), p.rsplit('/').next().unwrap_or(p).to_string());
+            let t = (!tokens.is_null(i)).then(|| tokens.value(i));
+            let v = (p.to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string(), t);
+            if shards.insert(key.clone(), v).is_some() {
                 return Err(DsprocError::job(format!("internal: shard {key:?} reported twice")));
             }
         }
@@ -252,19 +257,25 @@ fn finish(
         )));
     }
 
-    let staged: Vec<StagedShard> = shards
+    let mut staged: Vec<StagedShard> = shards
         .values()
         .map(|(p, ..)| StagedShard { staged: job.staging.join(p), name: p.rsplit('/').next().unwrap_or(p).to_string() })
         .collect();
-    let manifest_shards: Vec<ManifestShard> = shards
+    let mut manifest_shards: Vec<ManifestShard> = shards
         .values()
-        .map(|(p, r, b, s)| ManifestShard {
+        .map(|(p, r, b, s, t)| ManifestShard {
             path: p.rsplit('/').next().unwrap_or(p).to_string(),
             rows: *r,
             bytes: *b,
             sha256: s.clone(),
+            tokens: *t,
         })
         .collect();
+    if loaded.spec.output.format == dsproc_io::OutputFormat::Mds {
+        let (index, entry) = mds_index(job, &manifest_shards)?;
+        staged.push(index);
+        manifest_shards.push(entry);
+    }
     let inputs: Vec<ManifestInput> = job
         .input
         .files
@@ -312,6 +323,29 @@ fn finish(
     let mut manifest = manifest;
     manifest.quarantine = quarantine;
     Ok(RunSummary { output: out_dir.display().to_string(), manifest })
+}
+
+/// Writes MosaicML streaming's `index.json` for the MDS shards into staging; it is
+/// committed with them (and listed in the manifest with its hash).
+fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard, ManifestShard), DsprocError> {
+    let dtype =
+        job.shard_opts.token_dtype.ok_or_else(|| DsprocError::job("internal: MDS output without a token dtype"))?;
+    let entries: Vec<serde_json::Value> = shards
+        .iter()
+        .map(|s| dsproc_io::token_shards::mds_index_entry(dtype, job.shard_opts.size_limit, &s.path, s.bytes, s.rows))
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "shards": entries, "version": 2 }))
+        .map_err(|e| DsprocError::job(format!("MDS index: {e}")))?;
+    let path = job.staging.join("index.json");
+    std::fs::write(&path, &body).map_err(|e| DsprocError::job(format!("writing {}: {e}", path.display())))?;
+    let entry = ManifestShard {
+        path: "index.json".into(),
+        rows: 0,
+        bytes: body.len() as u64,
+        sha256: hex::encode(Sha256::digest(&body)),
+        tokens: None,
+    };
+    Ok((StagedShard { staged: path, name: "index.json".into() }, entry))
 }
 
 /// Reads a committed dataset's manifest (`dsproc inspect`).

@@ -16,6 +16,7 @@ pub mod filter;
 pub mod normalize;
 pub mod scrub_pii;
 pub mod sql;
+pub mod tokenize;
 
 /// What an op gets when it lowers itself.
 pub struct PlanContext<'a> {
@@ -54,10 +55,11 @@ pub enum OpSpec {
     DedupExact(dedup_exact::DedupExact),
     DedupMinhash(dedup_minhash::DedupMinhash),
     ScrubPii(scrub_pii::ScrubPii),
+    Tokenize(tokenize::Tokenize),
 }
 
 /// Names of all ops, in the order of [`OpSpec`].
-pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact", "dedup_minhash", "scrub_pii"];
+pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact", "dedup_minhash", "scrub_pii", "tokenize"];
 
 fn from<T: serde::de::DeserializeOwned>(mut table: toml::Table) -> Result<T, OpParseError> {
     table.remove("op");
@@ -74,6 +76,7 @@ impl OpSpec {
             "dedup_exact" => Self::DedupExact(from(table)?),
             "dedup_minhash" => Self::DedupMinhash(from(table)?),
             "scrub_pii" => Self::ScrubPii(from(table)?),
+            "tokenize" => Self::Tokenize(from(table)?),
             _ => return Err(OpParseError::UnknownOp { valid: OP_NAMES.to_vec() }),
         };
         spec.check()?;
@@ -86,6 +89,7 @@ impl OpSpec {
             Self::DedupExact(d) => d.check(),
             Self::DedupMinhash(d) => d.check(),
             Self::ScrubPii(p) => p.check(),
+            Self::Tokenize(t) => t.check(),
             Self::Filter(_) | Self::Sql(_) => Ok(()),
         }
     }
@@ -98,6 +102,7 @@ impl OpSpec {
             Self::DedupExact(o) => o.name(),
             Self::DedupMinhash(o) => o.name(),
             Self::ScrubPii(o) => o.name(),
+            Self::Tokenize(o) => o.name(),
         }
     }
 
@@ -109,6 +114,7 @@ impl OpSpec {
             Self::DedupExact(o) => o.drop_reason(),
             Self::DedupMinhash(o) => o.drop_reason(),
             Self::ScrubPii(o) => o.drop_reason(),
+            Self::Tokenize(o) => o.drop_reason(),
         }
     }
 
@@ -116,6 +122,7 @@ impl OpSpec {
     pub fn info(&self, base: &std::path::Path) -> Option<serde_json::Value> {
         match self {
             Self::DedupMinhash(o) => Some(o.info(base)),
+            Self::Tokenize(o) => Some(o.info(base)),
             _ => None,
         }
     }
@@ -129,6 +136,7 @@ impl OpSpec {
     ) -> Result<(), String> {
         match (op, info) {
             ("dedup_minhash", Some(info)) => dedup_minhash::finish_stats(counters, info),
+            ("tokenize", _) => tokenize::finish_stats(counters),
             _ => Ok(()),
         }
     }
@@ -141,6 +149,7 @@ impl OpSpec {
             Self::DedupExact(o) => o.plan(pc, input).await,
             Self::DedupMinhash(o) => o.plan(pc, input).await,
             Self::ScrubPii(o) => o.plan(pc, input).await,
+            Self::Tokenize(o) => o.plan(pc, input).await,
         }
     }
 }

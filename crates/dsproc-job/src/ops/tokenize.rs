@@ -1,0 +1,183 @@
+//! `tokenize`: encodes `text` with a Hugging Face tokenizer.json and adds `tokens`
+//! (List<UInt32>) and `n_tokens` (UInt32). The manifest's step entry records the
+//! tokenizer file's sha256 and vocabulary size; its stats the total tokens and the
+//! documents cut by `max_tokens`.
+
+use std::sync::Arc;
+
+use datafusion::functions::core::expr_fn::get_field;
+use datafusion::logical_expr::{col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
+use serde::{Deserialize, Serialize};
+
+use dsproc_common::DsprocError;
+use dsproc_exec::StepStatsNode;
+use dsproc_functions::tokenize::{load, LoadedTokenizer, TokenizeFunc, TokenizeOptions};
+
+use super::{Op, PlanContext};
+use crate::spec::OpParseError;
+
+/// `op = "tokenize"`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokenize {
+    /// Path of a Hugging Face `tokenizer.json` (relative to the current directory, like input and output paths). Any model
+    /// the `tokenizers` library reads: byte-level BPE, WordPiece, Unigram. The file
+    /// must be present at the same path wherever the job runs (executors check its
+    /// sha256).
+    pub tokenizer: String,
+    /// Prepend the BOS token (default false).
+    #[serde(default)]
+    pub add_bos: bool,
+    /// Append the EOS token (default false).
+    #[serde(default)]
+    pub append_eos: bool,
+    /// BOS token (default: the first of `<|begin_of_text|>`, `<s>`, `<bos>`,
+    /// `<|startoftext|>`, `<SOS>`, `[CLS]` in the vocabulary).
+    pub bos_token: Option<String>,
+    /// EOS token (default: the first of `<|endoftext|>`, `<|end_of_text|>`, `</s>`,
+    /// `<eos>`, `<EOT>`, `[SEP]` in the vocabulary).
+    pub eos_token: Option<String>,
+    /// Run the tokenizer's post-processor (e.g. BERT's `[CLS] … [SEP]`; default
+    /// false, as for corpus pre-tokenization).
+    #[serde(default)]
+    pub add_special_tokens: bool,
+    /// At most this many tokens per document, BOS and EOS included.
+    pub max_tokens: Option<u32>,
+    /// What happens past `max_tokens`: `truncate` (default; the EOS stays last).
+    #[serde(default = "default_overflow")]
+    pub overflow: String,
+}
+
+fn default_overflow() -> String {
+    "truncate".into()
+}
+
+const BOS_NAMES: &[&str] = &["<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>", "<SOS>", "[CLS]"];
+const EOS_NAMES: &[&str] = &["<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<EOT>", "[SEP]"];
+
+impl Tokenize {
+    pub(crate) fn check(&self) -> Result<(), OpParseError> {
+        if self.overflow != "truncate" {
+            return Err(OpParseError::Invalid {
+                key: "overflow".into(),
+                message: format!("{:?} is not supported; use \"truncate\"", self.overflow),
+            });
+        }
+        if self.max_tokens == Some(0) {
+            return Err(OpParseError::Invalid { key: "max_tokens".into(), message: "must be at least 1".into() });
+        }
+        Ok(())
+    }
+
+    fn path(&self, base: &std::path::Path) -> String {
+        base.join(self.tokenizer.strip_prefix("file://").unwrap_or(&self.tokenizer)).display().to_string()
+    }
+
+    /// The special token id for `key` (explicit name or the first known name present).
+    fn special(
+        &self,
+        tok: &LoadedTokenizer,
+        key: &str,
+        wanted: bool,
+        name: Option<&str>,
+        known: &[&str],
+    ) -> Result<Option<u32>, String> {
+        if !wanted {
+            return Ok(None);
+        }
+        match name {
+            Some(n) => tok.token_id(n).map(Some).ok_or_else(|| format!("{key}: {n:?} is not in the vocabulary")),
+            None => known.iter().find_map(|n| tok.token_id(n)).map(Some).ok_or_else(|| {
+                format!("{key}: the tokenizer has none of {}; name one with `{key} = \"...\"`", known.join(", "))
+            }),
+        }
+    }
+
+    /// Loads the tokenizer and resolves the options the function runs with.
+    pub fn options(&self, base: &std::path::Path) -> Result<(Arc<LoadedTokenizer>, TokenizeOptions), String> {
+        let path = self.path(base);
+        let tok = load(&path, None)?;
+        let bos_id = self.special(&tok, "bos_token", self.add_bos, self.bos_token.as_deref(), BOS_NAMES)?;
+        let eos_id = self.special(&tok, "eos_token", self.append_eos, self.eos_token.as_deref(), EOS_NAMES)?;
+        if let Some(m) = self.max_tokens {
+            let fixed = u32::from(bos_id.is_some()) + u32::from(eos_id.is_some());
+            if m <= fixed {
+                return Err(format!("max_tokens = {m} leaves no room for text besides BOS/EOS"));
+            }
+        }
+        let opts = TokenizeOptions {
+            path,
+            sha256: tok.sha256.clone(),
+            add_special_tokens: self.add_special_tokens,
+            bos_id,
+            eos_id,
+            max_tokens: self.max_tokens,
+        };
+        Ok((tok, opts))
+    }
+
+    /// Static facts for the manifest.
+    pub fn info(&self, base: &std::path::Path) -> serde_json::Value {
+        match self.options(base) {
+            Ok((tok, o)) => serde_json::json!({
+                "tokenizer": o.path,
+                "tokenizer_sha256": tok.sha256,
+                "vocab_size": tok.vocab_size,
+                "bos_id": o.bos_id,
+                "eos_id": o.eos_id,
+                "add_special_tokens": o.add_special_tokens,
+                "max_tokens": o.max_tokens,
+                "overflow": self.overflow,
+            }),
+            Err(e) => serde_json::json!({ "error": e }),
+        }
+    }
+}
+
+/// Renames the summed counters: `n_tokens` → `tokens`.
+pub(crate) fn finish_stats(counters: &mut std::collections::BTreeMap<String, u64>) -> Result<(), String> {
+    if let Some(n) = counters.remove("n_tokens") {
+        counters.insert("tokens".into(), n);
+    }
+    Ok(())
+}
+
+impl Op for Tokenize {
+    fn name(&self) -> &'static str {
+        "tokenize"
+    }
+    fn drop_reason(&self) -> Option<&'static str> {
+        None
+    }
+    async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
+        let (_, opts) =
+            self.options(pc.base).map_err(|e| DsprocError::usage(format!("step {} (tokenize): {e}", pc.step)))?;
+        let err =
+            |e: datafusion::error::DataFusionError| DsprocError::usage(format!("step {} (tokenize): {e}", pc.step));
+        let json = serde_json::to_string(&opts).map_err(|e| DsprocError::usage(e.to_string()))?;
+        let udf = ScalarUDF::from(TokenizeFunc::new());
+        let mut exprs: Vec<Expr> = input.schema().columns().into_iter().map(col).collect();
+        exprs.push(udf.call(vec![col("text"), lit(json)]).alias("__dsproc_tok"));
+        let plan = LogicalPlanBuilder::from(input.clone()).project(exprs).and_then(|b| b.build()).map_err(err)?;
+        // Totals for the manifest; the node also keeps the optimizer from merging the
+        // projections (which would encode once per unpacked field).
+        let plan = LogicalPlan::Extension(Extension {
+            node: Arc::new(StepStatsNode::with_sums(
+                plan,
+                pc.step,
+                "tokenize",
+                pc.staging.to_string(),
+                Some("__dsproc_tok".into()),
+            )),
+        });
+        let mut exprs: Vec<Expr> = Vec::new();
+        for c in input.schema().columns() {
+            if !matches!(c.name.as_str(), "tokens" | "n_tokens") {
+                exprs.push(col(c));
+            }
+        }
+        exprs.push(get_field(col("__dsproc_tok"), "tokens").alias("tokens"));
+        exprs.push(get_field(col("__dsproc_tok"), "n_tokens").alias("n_tokens"));
+        LogicalPlanBuilder::from(plan).project(exprs).and_then(|b| b.build()).map_err(err)
+    }
+}
