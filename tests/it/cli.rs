@@ -144,9 +144,11 @@ fn every_example_job_validates_and_explains() {
         }
         n += 1;
         let p = path.to_str().unwrap();
-        let o = dsproc(&repo(), &["validate", p]);
+        let Some(extra) = crate::common::example_job_args(&path) else { continue };
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let o = dsproc(&repo(), &[&["validate", p], extra.as_slice()].concat());
         assert!(o.status.success(), "{p}: {}", stderr(&o));
-        let o = dsproc(&repo(), &["explain", p]);
+        let o = dsproc(&repo(), &[&["explain", p], extra.as_slice()].concat());
         assert!(o.status.success(), "{p}: {}", stderr(&o));
     }
     assert!(n >= 2);

@@ -90,10 +90,11 @@ fn manifest(o: &Output) -> serde_json::Value {
     v["manifest"].clone()
 }
 
-fn local(cwd: &Path, job: &Path, out: &Path) -> serde_json::Value {
+fn local(cwd: &Path, job: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(cwd)
         .args(["run", job.to_str().unwrap(), "--json", "-q", "--set", &format!("output.uri={}", out.display())])
+        .args(extra)
         .output()
         .unwrap();
     manifest(&o)
@@ -121,8 +122,10 @@ fn every_job_on_a_two_executor_cluster_matches_local() {
     assert!(jobs.len() >= 2);
     for job in &jobs {
         let name = job.file_stem().unwrap().to_str().unwrap();
-        let on_cluster = manifest(&submit(&repo(), job, &cluster.url, &dir.path().join(format!("{name}-c")), &[]));
-        let on_local = local(&repo(), job, &dir.path().join(format!("{name}-l")));
+        let Some(extra) = crate::common::example_job_args(job) else { continue };
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let on_cluster = manifest(&submit(&repo(), job, &cluster.url, &dir.path().join(format!("{name}-c")), &extra));
+        let on_local = local(&repo(), job, &dir.path().join(format!("{name}-l")), &extra);
         assert_eq!(on_cluster["shards"], on_local["shards"], "{name}: cluster shards differ from local");
         assert_eq!(on_cluster["rows"], on_local["rows"], "{name}");
         assert_eq!(on_cluster["engine"], "ballista");
@@ -155,7 +158,7 @@ fn big_input(dir: &Path) -> PathBuf {
 fn losing_an_executor_mid_job_still_commits_identical_output() {
     let dir = tempfile::tempdir().unwrap();
     let job = big_input(dir.path());
-    let expected = local(dir.path(), &job, &dir.path().join("local"));
+    let expected = local(dir.path(), &job, &dir.path().join("local"), &[]);
     let mut cluster = Cluster::start(dir.path(), 3, 3);
     let out = dir.path().join("cluster");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsproc"))

@@ -93,3 +93,29 @@ impl BigStack {
         self.0.block_on(self.0.spawn(f)).unwrap()
     }
 }
+
+/// `--set` overrides an example job in jobs/ needs on this machine: a `tokenize`
+/// step's tokenizer comes from `DSPROC_TOKENIZERS` (scripts/fetch-tokenizers.sh).
+/// None (with a printed SKIP) when the job cannot run here.
+pub fn example_job_args(job: &Path) -> Option<Vec<String>> {
+    let spec: toml::Table = std::fs::read_to_string(job).unwrap().parse().unwrap();
+    let steps = spec.get("steps").and_then(|s| s.as_array()).cloned().unwrap_or_default();
+    let mut args = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if step.get("op").and_then(|o| o.as_str()) == Some("tokenize") {
+            let Some(dir) = std::env::var_os("DSPROC_TOKENIZERS") else {
+                eprintln!("SKIP {}: DSPROC_TOKENIZERS is not set (bash .ci/run sets it)", job.display());
+                return None;
+            };
+            let kind = if step.get("tokenizer").and_then(|t| t.as_str()).is_some_and(|t| t.contains("wordpiece")) {
+                "wordpiece"
+            } else {
+                "bpe"
+            };
+            let tok = Path::new(&dir).join(kind).join("tokenizer.json");
+            args.push("--set".to_string());
+            args.push(format!("steps.{i}.tokenizer={}", tok.display()));
+        }
+    }
+    Some(args)
+}

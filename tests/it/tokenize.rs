@@ -193,3 +193,130 @@ async fn tokenize_spec_errors() {
     let e = run(&load(dir.path(), &s), Engine::Local, 1).await.unwrap_err();
     assert!(e.contains("nope.json"), "{e}");
 }
+
+/// Every row batch of a committed Parquet dataset, in shard order, per shard.
+fn parquet_shards(out: &Path, m: &dsproc_job::manifest::Manifest) -> Vec<Vec<datafusion::arrow::array::RecordBatch>> {
+    m.shards
+        .iter()
+        .filter(|s| s.path.ends_with(".parquet"))
+        .map(|s| {
+            let f = std::fs::File::open(out.join(&s.path)).unwrap();
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+fn list_u32(b: &datafusion::arrow::array::RecordBatch, col: &str, row: usize) -> Vec<u32> {
+    use datafusion::arrow::array::{Array, ListArray, UInt32Array};
+    let l = b.column_by_name(col).unwrap().as_any().downcast_ref::<ListArray>().unwrap().value(row);
+    l.as_any().downcast_ref::<UInt32Array>().unwrap().values().to_vec()
+}
+
+fn strings(b: &datafusion::arrow::array::RecordBatch, col: &str) -> Vec<String> {
+    let c = datafusion::arrow::compute::cast(b.column_by_name(col).unwrap(), &arrow_utf8()).unwrap();
+    let c = c.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().unwrap();
+    c.iter().map(|x| x.unwrap().to_string()).collect()
+}
+
+/// `pack = { seq_len }`: sequences of exactly seq_len tokens (only a shard's last
+/// may be shorter) whose concatenation is the documents' tokens in order;
+/// `doc_ids` / `doc_starts` locate every document; the Megatron `.idx` and the MDS
+/// index hold the same sequences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pack_into_fixed_length_sequences() {
+    use datafusion::arrow::array::{Array, ListArray, StringArray};
+    let Some(tok) = tokenizer("bpe", "pack_into_fixed_length_sequences") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let go = |format: &'static str, out: PathBuf, pack: bool| {
+        let extra = if pack { "shuffle_seed = 5\npack = { seq_len = 128 }" } else { "shuffle_seed = 5" };
+        let s = spec(&tok, "append_eos = true\n", &out, format, extra);
+        let root = d.to_path_buf();
+        async move { run(&load(&root, &s), Engine::Local, 3).await.unwrap() }
+    };
+    let reference = go("parquet", d.join("ref"), false).await;
+    let packed = go("parquet", d.join("pk"), true).await;
+    assert_eq!(packed.rows.out, 760, "rows count documents");
+    let mut docs: Vec<(String, Vec<u32>)> = Vec::new();
+    for b in parquet_shards(&d.join("ref"), &reference).into_iter().flatten() {
+        for (i, id) in strings(&b, "id").into_iter().enumerate() {
+            docs.push((id, list_u32(&b, "tokens", i)));
+        }
+    }
+    let mut all = Vec::new();
+    let mut pieces: Vec<(String, u32)> = Vec::new(); // (doc id, piece length)
+    let mut sequences = 0u64;
+    for shard in parquet_shards(&d.join("pk"), &packed) {
+        let rows: usize = shard.iter().map(|b| b.num_rows()).sum();
+        let mut k = 0;
+        for b in &shard {
+            let ids = b.column_by_name("doc_ids").unwrap().as_any().downcast_ref::<ListArray>().unwrap().clone();
+            for i in 0..b.num_rows() {
+                let t = list_u32(b, "tokens", i);
+                k += 1;
+                assert!(t.len() == 128 || k == rows, "only a shard's last sequence is short: {}", t.len());
+                let starts = list_u32(b, "doc_starts", i);
+                let names = ids.value(i);
+                let names = names.as_any().downcast_ref::<StringArray>().unwrap();
+                assert_eq!(starts[0], 0);
+                for j in 0..starts.len() {
+                    let end = if j + 1 < starts.len() { starts[j + 1] } else { t.len() as u32 };
+                    pieces.push((names.value(j).to_string(), end - starts[j]));
+                }
+                all.extend(t);
+                sequences += 1;
+            }
+        }
+    }
+    let expected: Vec<u32> = docs.iter().flat_map(|d| d.1.clone()).collect();
+    assert_eq!(all, expected, "sequences concatenate to the documents' tokens in order");
+    // Pieces of one document are consecutive and add up to its length.
+    let mut merged: Vec<(String, u32)> = Vec::new();
+    for (id, n) in pieces {
+        match merged.last_mut() {
+            Some(last) if last.0 == id => last.1 += n,
+            _ => merged.push((id, n)),
+        }
+    }
+    let want: Vec<(String, u32)> = docs.iter().map(|(id, t)| (id.clone(), t.len() as u32)).collect();
+    assert_eq!(merged, want);
+    assert_eq!(packed.shards.iter().filter_map(|s| s.sequences).sum::<u64>(), sequences);
+
+    let meg = go("megatron", d.join("meg"), true).await;
+    let mut lengths = Vec::new();
+    for s in meg.shards.iter().filter(|s| s.path.ends_with(".idx")) {
+        let idx = std::fs::read(d.join("meg").join(&s.path)).unwrap();
+        assert_eq!(&idx[..9], b"MMIDIDX\x00\x00");
+        let n = u64::from_le_bytes(idx[18..26].try_into().unwrap()) as usize;
+        lengths.extend((0..n).map(|i| i32::from_le_bytes(idx[34 + 4 * i..38 + 4 * i].try_into().unwrap()) as usize));
+    }
+    assert_eq!(lengths.len() as u64, sequences);
+    assert_eq!(lengths.iter().sum::<usize>(), expected.len());
+    let mds = go("mds", d.join("mds"), true).await;
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("mds").join("index.json")).unwrap()).unwrap();
+    let samples: u64 = index["shards"].as_array().unwrap().iter().map(|s| s["samples"].as_u64().unwrap()).sum();
+    assert_eq!(samples, sequences);
+    assert_eq!(mds.rows.out, 760);
+    if let Some(py) = std::env::var_os("DSPROC_READERS_PYTHON") {
+        let script = r#"
+import sys
+from streaming import StreamingDataset
+ds = StreamingDataset(local=sys.argv[1], remote=None, shuffle=False, batch_size=1)
+print(ds.num_samples, sum(len(ds[i]["tokens"]) for i in range(ds.num_samples)), len(ds[0]["doc_ids"]))
+"#;
+        let o = std::process::Command::new(py).args(["-c", script, d.join("mds").to_str().unwrap()]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let nums: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        assert_eq!(&nums[..2], &[sequences, expected.len() as u64], "{out}");
+    } else {
+        eprintln!("SKIP reading packed MDS with mosaicml-streaming: DSPROC_READERS_PYTHON is not set");
+    }
+    let _ = Array::len(&StringArray::from(vec!["x"]));
+}

@@ -199,6 +199,7 @@ pub fn sink_result_schema() -> SchemaRef {
         Field::new("bytes", DataType::UInt64, false),
         Field::new("sha256", DataType::Utf8, false),
         Field::new("tokens", DataType::UInt64, true),
+        Field::new("sequences", DataType::UInt64, true),
     ]))
 }
 

@@ -174,6 +174,7 @@ struct Done {
     bytes: u64,
     sha256: String,
     tokens: Option<u64>,
+    sequences: Option<u64>,
 }
 
 /// Writes consecutive buckets, cutting a bucket into several files at `shard_size`.
@@ -271,7 +272,7 @@ impl BucketWriter {
             if let Some((idx, bytes, sha256)) = s.companion {
                 let name = idx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let path = format!("{}/{name}", self.rel_dir);
-                self.done.push(Done { bucket, seq, path, rows: 0, bytes, sha256, tokens: None });
+                self.done.push(Done { bucket, seq, path, rows: 0, bytes, sha256, tokens: None, sequences: None });
             }
             self.done.push(Done {
                 bucket,
@@ -281,6 +282,7 @@ impl BucketWriter {
                 bytes: s.bytes,
                 sha256: s.sha256,
                 tokens: s.tokens,
+                sequences: s.sequences,
             });
         }
         Ok(())
@@ -305,6 +307,7 @@ impl BucketWriter {
                 Arc::new(UInt64Array::from_iter_values(d.iter().map(|x| x.bytes))),
                 Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.sha256.as_str()))),
                 Arc::new(UInt64Array::from_iter(d.iter().map(|x| x.tokens))),
+                Arc::new(UInt64Array::from_iter(d.iter().map(|x| x.sequences))),
             ],
         )
         .map_err(|e| e.to_string())

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::format::OutputFormat;
-use crate::token_shards::{count_tokens, MdsState, MegatronState, TokenDtype};
+use crate::token_shards::{count_tokens, packed_schema, MdsState, MegatronState, Packer, TokenDtype};
 
 /// A finished shard file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub struct WrittenShard {
     pub tokens: Option<u64>,
     /// A companion file (Megatron's `.idx`): its path, bytes and sha256.
     pub companion: Option<(PathBuf, u64, String)>,
+    /// Packed sequences in the shard (with `pack`).
+    pub sequences: Option<u64>,
 }
 
 /// Format options of token-holding shards.
@@ -39,6 +41,8 @@ pub struct ShardOptions {
     pub token_dtype: Option<TokenDtype>,
     /// The shard size target (recorded as MDS `size_limit`).
     pub size_limit: u64,
+    /// Pack documents into sequences of this many tokens.
+    pub pack: Option<u32>,
 }
 
 /// Counts and hashes bytes on their way to a file.
@@ -75,6 +79,8 @@ pub struct ShardFileWriter {
     path: PathBuf,
     rows: u64,
     tokens: Option<u64>,
+    /// With `pack`: the packer and the sequences written.
+    packer: Option<(Packer, u64)>,
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> String {
@@ -84,6 +90,9 @@ fn err(path: &Path, e: impl std::fmt::Display) -> String {
 impl ShardFileWriter {
     /// Creates the file (and its parent directories).
     pub fn create(path: &Path, format: OutputFormat, schema: &SchemaRef, opts: ShardOptions) -> Result<Self, String> {
+        let packer = opts.pack.map(|n| (Packer::new(n), 0));
+        let file_schema = if packer.is_some() { packed_schema() } else { SchemaRef::clone(schema) };
+        let schema = &file_schema;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(path, e))?;
         }
@@ -111,12 +120,12 @@ impl ShardFileWriter {
                 if format == OutputFormat::Megatron {
                     Inner::Megatron(Box::new((sink, MegatronState::new(dtype))))
                 } else {
-                    Inner::Mds(Box::new((sink, MdsState::new(dtype, opts.size_limit))))
+                    Inner::Mds(Box::new((sink, MdsState::new(dtype, opts.size_limit, opts.pack.is_some()))))
                 }
             }
         };
         let tokens = schema.index_of("tokens").ok().map(|_| 0);
-        Ok(Self { inner, path: path.to_path_buf(), rows: 0, tokens })
+        Ok(Self { inner, path: path.to_path_buf(), rows: 0, tokens, packer })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
@@ -124,6 +133,23 @@ impl ShardFileWriter {
         if let Some(t) = &mut self.tokens {
             *t += count_tokens(batch);
         }
+        let packed = match &mut self.packer {
+            None => None,
+            Some((p, n)) => {
+                p.push(batch).map_err(|e| err(&self.path, e))?;
+                let b = p.take(false).map_err(|e| err(&self.path, e))?;
+                *n += b.as_ref().map_or(0, |b| b.num_rows() as u64);
+                Some(b)
+            }
+        };
+        match packed {
+            None => self.write_inner(batch),
+            Some(None) => Ok(()),
+            Some(Some(b)) => self.write_inner(&b),
+        }
+    }
+
+    fn write_inner(&mut self, batch: &RecordBatch) -> Result<(), String> {
         match &mut self.inner {
             Inner::Parquet(w) => w.write(batch).map_err(|e| err(&self.path, e)),
             Inner::Jsonl(w) => w.write(batch).map_err(|e| err(&self.path, e)),
@@ -155,7 +181,15 @@ impl ShardFileWriter {
     }
 
     /// Flushes and closes the file; returns its size and sha256.
-    pub fn finish(self) -> Result<WrittenShard, String> {
+    pub fn finish(mut self) -> Result<WrittenShard, String> {
+        let mut sequences = None;
+        if let Some((mut p, mut n)) = self.packer.take() {
+            if let Some(b) = p.take(true).map_err(|e| err(&self.path, e))? {
+                n += b.num_rows() as u64;
+                self.write_inner(&b)?;
+            }
+            sequences = Some(n);
+        }
         let path = self.path;
         let mut companion = None;
         let mut sink = match self.inner {
@@ -189,6 +223,7 @@ impl ShardFileWriter {
             sha256: hex::encode(sink.hasher.finalize()),
             tokens: self.tokens,
             companion,
+            sequences,
         })
     }
 }
@@ -214,7 +249,7 @@ mod tests {
         .unwrap();
         for fmt in [OutputFormat::Parquet, OutputFormat::Jsonl] {
             let p = dir.path().join(format!("s.{}", fmt.extension()));
-            let opts = ShardOptions { token_dtype: None, size_limit: 1 << 20 };
+            let opts = ShardOptions { token_dtype: None, size_limit: 1 << 20, pack: None };
             let mut w = ShardFileWriter::create(&p, fmt, &schema, opts).unwrap();
             w.write(&batch).unwrap();
             let done = w.finish().unwrap();

@@ -13,9 +13,13 @@
 
 use std::io::Write;
 
-use datafusion::arrow::array::{Array, ListArray, RecordBatch, StringArray, UInt32Array};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, ListArray, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt32Array, UInt32Builder,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 /// Width of stored token ids, chosen from the vocabulary size as Megatron does
 /// (`DType.optimal_dtype`: uint16 below 65,500 entries, else int32).
@@ -149,15 +153,22 @@ impl MegatronState {
     }
 }
 
-/// The MDS columns dsproc writes, in MDS (name) order, with their encodings.
-pub fn mds_columns(dtype: TokenDtype) -> [(&'static str, String); 3] {
-    [("id", "str".into()), ("text", "str".into()), ("tokens", format!("ndarray:{}", dtype.numpy()))]
+/// The MDS columns dsproc writes, in MDS (name) order, with their encodings:
+/// documents (`id`, `text`, `tokens`) or packed sequences (`doc_ids`, `doc_starts`,
+/// `id`, `tokens`).
+pub fn mds_columns(dtype: TokenDtype, packed: bool) -> Vec<(&'static str, String)> {
+    let tokens = ("tokens", format!("ndarray:{}", dtype.numpy()));
+    if packed {
+        vec![("doc_ids", "json".into()), ("doc_starts", "ndarray:uint32".into()), ("id", "str".into()), tokens]
+    } else {
+        vec![("id", "str".into()), ("text", "str".into()), tokens]
+    }
 }
 
 /// The shard config object MDSWriter stores in each shard and in index.json,
 /// serialised as Python's `json.dumps(obj, sort_keys=True)` does.
-pub fn mds_config_json(dtype: TokenDtype, size_limit: u64) -> String {
-    let cols = mds_columns(dtype);
+pub fn mds_config_json(dtype: TokenDtype, size_limit: u64, packed: bool) -> String {
+    let cols = mds_columns(dtype, packed);
     let list = |items: Vec<String>| format!("[{}]", items.join(", "));
     format!(
         "{{\"column_encodings\": {}, \"column_names\": {}, \"column_sizes\": {}, \"compression\": null, \"format\": \"mds\", \"hashes\": [], \"size_limit\": {size_limit}, \"version\": 2}}",
@@ -171,15 +182,40 @@ pub fn mds_config_json(dtype: TokenDtype, size_limit: u64) -> String {
 pub fn mds_index_entry(
     dtype: TokenDtype,
     size_limit: u64,
+    packed: bool,
     basename: &str,
     bytes: u64,
     samples: u64,
 ) -> serde_json::Value {
-    let mut v: serde_json::Value = serde_json::from_str(&mds_config_json(dtype, size_limit)).expect("valid JSON");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&mds_config_json(dtype, size_limit, packed)).expect("valid JSON");
     v["raw_data"] = serde_json::json!({ "basename": basename, "bytes": bytes, "hashes": {} });
     v["samples"] = serde_json::json!(samples);
     v["zip_data"] = serde_json::Value::Null;
     v
+}
+
+/// Appends an MDS `ndarray` with a fixed dtype and a dynamic 1-d shape: the
+/// shape byte (ndim << 2 | shape width code), the shape, the values.
+fn mds_ndarray(values: &[u32], dtype: Option<TokenDtype>, out: &mut Vec<u8>) -> Result<(), String> {
+    let n = values.len();
+    if n < 1 << 8 {
+        out.push(1 << 2);
+        out.push(n as u8);
+    } else if n < 1 << 16 {
+        out.push((1 << 2) | 1);
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+    } else {
+        out.push((1 << 2) | 2);
+        out.extend_from_slice(&u32::try_from(n).map_err(|_| "an MDS array is over 2^32 long")?.to_le_bytes());
+    }
+    for v in values {
+        match dtype {
+            Some(d) => d.push(*v, out)?,
+            None => out.extend_from_slice(&v.to_le_bytes()),
+        }
+    }
+    Ok(())
 }
 
 /// MDS shard state: samples are kept until the shard closes (the header that
@@ -188,13 +224,14 @@ pub fn mds_index_entry(
 pub struct MdsState {
     pub dtype: TokenDtype,
     size_limit: u64,
+    packed: bool,
     sizes: Vec<u32>,
     data: Vec<u8>,
 }
 
 impl MdsState {
-    pub fn new(dtype: TokenDtype, size_limit: u64) -> Self {
-        Self { dtype, size_limit, sizes: Vec::new(), data: Vec::new() }
+    pub fn new(dtype: TokenDtype, size_limit: u64, packed: bool) -> Self {
+        Self { dtype, size_limit, packed, sizes: Vec::new(), data: Vec::new() }
     }
 
     pub fn buffered_bytes(&self) -> u64 {
@@ -202,42 +239,52 @@ impl MdsState {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let list = tokens_column(batch)?;
-        let string_col = |name: &str| -> Result<StringArray, String> {
+        let strings = |name: &str| -> Result<StringArray, String> {
             let c = batch.column_by_name(name).ok_or_else(|| format!("MDS output needs a `{name}` column"))?;
             let c = cast(c, &DataType::Utf8).map_err(|e| e.to_string())?;
             Ok(c.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
         };
-        let (idc, textc) = (string_col("id")?, string_col("text")?);
+        let lists = |name: &str| -> Result<ListArray, String> {
+            let c = batch.column_by_name(name).ok_or_else(|| format!("MDS output needs a `{name}` column"))?;
+            c.as_any().downcast_ref::<ListArray>().cloned().ok_or_else(|| format!("`{name}` is not a list"))
+        };
+        let tokens = tokens_column(batch)?;
+        let idc = strings("id")?;
+        let (textc, doc_ids, doc_starts) = if self.packed {
+            (None, Some(lists("doc_ids")?), Some(lists("doc_starts")?))
+        } else {
+            (Some(strings("text")?), None, None)
+        };
+        let mut parts: Vec<Vec<u8>> = Vec::new();
         for row in 0..batch.num_rows() {
-            let start = self.data.len();
-            let id = idc.value(row).as_bytes();
-            let text = if textc.is_null(row) { &b""[..] } else { textc.value(row).as_bytes() };
-            let ids = ids(list, row);
-            let n = ids.len();
-            let mut arr = Vec::with_capacity(9 + n * self.dtype.width());
-            // ndim 1, shape stored in the smallest unsigned type that holds it
-            let (code, shape): (u8, Vec<u8>) = if n < 1 << 8 {
-                (0, vec![n as u8])
-            } else if n < 1 << 16 {
-                (1, (n as u16).to_le_bytes().to_vec())
-            } else if (n as u64) < 1 << 32 {
-                (2, (n as u32).to_le_bytes().to_vec())
+            parts.clear();
+            if let (Some(ids), Some(starts)) = (&doc_ids, &doc_starts) {
+                let v = ids.value(row);
+                let v = v.as_any().downcast_ref::<StringArray>().ok_or("`doc_ids` is not a list of strings")?;
+                let names: Vec<&str> = v.iter().map(|x| x.unwrap_or("")).collect();
+                parts.push(serde_json::to_vec(&names).map_err(|e| e.to_string())?);
+                let st = starts.value(row);
+                let st = st.as_any().downcast_ref::<UInt32Array>().ok_or("`doc_starts` is not a list of UInt32")?;
+                let mut a = Vec::new();
+                mds_ndarray(st.values(), None, &mut a)?;
+                parts.push(a);
+                parts.push(idc.value(row).as_bytes().to_vec());
             } else {
-                (3, (n as u64).to_le_bytes().to_vec())
-            };
-            arr.push((1 << 2) | code);
-            arr.extend_from_slice(&shape);
-            for id in ids.values() {
-                self.dtype.push(*id, &mut arr)?;
+                parts.push(idc.value(row).as_bytes().to_vec());
+                let t = textc.as_ref().expect("unpacked");
+                parts.push(if t.is_null(row) { Vec::new() } else { t.value(row).as_bytes().to_vec() });
             }
-            for part in [id, text, arr.as_slice()] {
+            let mut arr = Vec::new();
+            mds_ndarray(ids(tokens, row).values(), Some(self.dtype), &mut arr)?;
+            parts.push(arr);
+            let start = self.data.len();
+            for part in &parts {
                 let len = u32::try_from(part.len()).map_err(|_| "an MDS sample column is over 4 GiB")?;
                 self.data.extend_from_slice(&len.to_le_bytes());
             }
-            self.data.extend_from_slice(id);
-            self.data.extend_from_slice(text);
-            self.data.extend_from_slice(&arr);
+            for part in &parts {
+                self.data.extend_from_slice(part);
+            }
             let size = u32::try_from(self.data.len() - start).map_err(|_| "an MDS sample is over 4 GiB")?;
             self.sizes.push(size);
         }
@@ -246,7 +293,7 @@ impl MdsState {
 
     /// The shard file's bytes.
     pub fn finish(self, out: &mut impl Write) -> Result<(), String> {
-        let config = mds_config_json(self.dtype, self.size_limit);
+        let config = mds_config_json(self.dtype, self.size_limit, self.packed);
         let n = self.sizes.len();
         let header = 4 + 4 * (n + 1) + config.len();
         let mut offsets = Vec::with_capacity((n + 1) * 4);
@@ -261,5 +308,119 @@ impl MdsState {
         w(out, &offsets)?;
         w(out, config.as_bytes())?;
         w(out, &self.data)
+    }
+}
+
+/// Schema of packed sequences: `id` (`<first document id>@<token offset>`),
+/// `tokens` (`seq_len` ids; the last sequence of a shard may be shorter),
+/// `doc_ids` (the documents whose tokens it holds, in order) and `doc_starts`
+/// (where each one's tokens begin in the sequence).
+pub fn packed_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("tokens", DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))), false),
+        Field::new("doc_ids", DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))), false),
+        Field::new("doc_starts", DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))), false),
+    ]))
+}
+
+/// A finished sequence: id, tokens, document ids, document starts.
+type Sequence = (String, Vec<u32>, Vec<String>, Vec<u32>);
+
+/// Concatenates the token ids of consecutive documents (each ending in its EOS)
+/// into sequences of `seq_len`; a document longer than the room left continues in
+/// the next sequence.
+pub struct Packer {
+    seq_len: usize,
+    open: Option<String>,
+    tokens: Vec<u32>,
+    doc_ids: Vec<String>,
+    doc_starts: Vec<u32>,
+    done: Vec<Sequence>,
+}
+
+impl Packer {
+    pub fn new(seq_len: u32) -> Self {
+        Self {
+            seq_len: seq_len as usize,
+            open: None,
+            tokens: Vec::new(),
+            doc_ids: Vec::new(),
+            doc_starts: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(id) = self.open.take() {
+            let seq = (
+                id,
+                std::mem::take(&mut self.tokens),
+                std::mem::take(&mut self.doc_ids),
+                std::mem::take(&mut self.doc_starts),
+            );
+            self.done.push(seq);
+        }
+    }
+
+    /// Adds a batch of documents (`id`, `tokens`).
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        let list = tokens_column(batch)?;
+        let idc = batch.column_by_name("id").ok_or("packing needs an `id` column")?;
+        let idc = cast(idc, &DataType::Utf8).map_err(|e| e.to_string())?;
+        let idc = idc.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+        for row in 0..batch.num_rows() {
+            let ids = ids(list, row);
+            let ids = ids.values();
+            let doc = idc.value(row);
+            let mut off = 0;
+            while off < ids.len() {
+                if self.open.is_none() {
+                    self.open = Some(format!("{doc}@{off}"));
+                }
+                let take = (self.seq_len - self.tokens.len()).min(ids.len() - off);
+                self.doc_ids.push(doc.to_string());
+                self.doc_starts.push(self.tokens.len() as u32);
+                self.tokens.extend_from_slice(&ids[off..off + take]);
+                off += take;
+                if self.tokens.len() == self.seq_len {
+                    self.close();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The finished sequences as a batch; with `all`, the open (shorter) one too.
+    pub fn take(&mut self, all: bool) -> Result<Option<RecordBatch>, String> {
+        if all {
+            self.close();
+        }
+        if self.done.is_empty() {
+            return Ok(None);
+        }
+        let done = std::mem::take(&mut self.done);
+        let mut tokens = ListBuilder::new(UInt32Builder::new()).with_field(Field::new("item", DataType::UInt32, false));
+        let mut doc_ids = ListBuilder::new(StringBuilder::new()).with_field(Field::new("item", DataType::Utf8, false));
+        let mut starts = ListBuilder::new(UInt32Builder::new()).with_field(Field::new("item", DataType::UInt32, false));
+        let mut id = StringBuilder::new();
+        for (i, t, d, s) in &done {
+            id.append_value(i);
+            tokens.values().append_slice(t);
+            tokens.append(true);
+            for x in d {
+                doc_ids.values().append_value(x);
+            }
+            doc_ids.append(true);
+            starts.values().append_slice(s);
+            starts.append(true);
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(id.finish()),
+            Arc::new(tokens.finish()),
+            Arc::new(doc_ids.finish()),
+            Arc::new(starts.finish()),
+        ];
+        RecordBatch::try_new(packed_schema(), cols).map(Some).map_err(|e| e.to_string())
     }
 }

@@ -146,7 +146,19 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
     if shard_tokens.is_some() && vocab.is_none() {
         return Err(DsprocError::usage("output.shard_size in tokens needs a `tokenize` step"));
     }
-    let shard_opts = ShardOptions { token_dtype: vocab.map(TokenDtype::for_vocab), size_limit: shard_size };
+    let pack = spec.output.pack.map(|p| p.seq_len);
+    if let Some(n) = pack {
+        let eos = steps.iter().rev().find(|s| s.op == "tokenize").and_then(|s| s.info.as_ref()?["eos_id"].as_u64());
+        if n == 0 {
+            return Err(DsprocError::usage("output.pack.seq_len must be at least 1"));
+        }
+        if eos.is_none() {
+            return Err(DsprocError::usage(
+                "output.pack separates documents by their EOS: add a `tokenize` step with append_eos = true",
+            ));
+        }
+    }
+    let shard_opts = ShardOptions { token_dtype: vocab.map(TokenDtype::for_vocab), size_limit: shard_size, pack };
 
     // id and text as Utf8, every other column as it is, plus the shard bucket.
     let shard_of = ScalarUDF::from(ShardOfFunc::new());

@@ -63,6 +63,9 @@ pub struct ManifestShard {
     /// Token ids in the shard (datasets with a `tokens` column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
+    /// Packed sequences in the shard (`output.pack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequences: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -65,6 +65,9 @@ pub struct OutputSpec {
     /// byte-identical shards; another seed another order of the same documents.
     #[serde(default)]
     pub shuffle_seed: Option<u64>,
+    /// Pack documents into fixed-length sequences: `pack = { seq_len = 2048 }`.
+    #[serde(default)]
+    pub pack: Option<PackSpec>,
     /// `error` (default) | `overwrite`: what to do if OUTPUT already has a dataset.
     #[serde(default)]
     pub mode: WriteMode,
@@ -95,6 +98,14 @@ pub struct JobSpec {
     pub input: InputSpec,
     pub steps: Vec<OpSpec>,
     pub output: OutputSpec,
+}
+
+/// `output.pack`: documents (each ending in its EOS) are concatenated in shard
+/// order and cut into sequences of `seq_len` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackSpec {
+    pub seq_len: u32,
 }
 
 /// A spec with where it came from.

@@ -177,11 +177,11 @@ fn finish(
 ) -> Result<RunSummary, DsprocError> {
     // The shards the sink reported: exactly one attempt per (bucket, seq).
     // Keyed by (bucket, seq, file name): a Megatron shard is a .bin and an .idx.
-    type Shard = (String, u64, u64, String, Option<u64>);
+    type Shard = (String, u64, u64, String, Option<u64>, Option<u64>);
     let mut shards: BTreeMap<(u32, u32, String), Shard> = BTreeMap::new();
     for b in batches {
         let col = |i: usize| b.column(i).as_any();
-        let (Some(bucket), Some(seq), Some(path), Some(rows), Some(bytes), Some(sha), Some(tokens)) = (
+        let (Some(bucket), Some(seq), Some(path), Some(rows), Some(bytes), Some(sha), Some(tokens), Some(seqs)) = (
             col(0).downcast_ref::<UInt32Array>(),
             col(1).downcast_ref::<UInt32Array>(),
             col(2).downcast_ref::<StringArray>(),
@@ -189,6 +189,7 @@ fn finish(
             col(4).downcast_ref::<UInt64Array>(),
             col(5).downcast_ref::<StringArray>(),
             col(6).downcast_ref::<UInt64Array>(),
+            col(7).downcast_ref::<UInt64Array>(),
         ) else {
             return Err(DsprocError::job("internal: unexpected shard sink result"));
         };
@@ -196,7 +197,8 @@ fn finish(
             let p = path.value(i);
             let key = (bucket.value(i), seq.value(i), p.rsplit('/').next().unwrap_or(p).to_string());
             let t = (!tokens.is_null(i)).then(|| tokens.value(i));
-            let v = (p.to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string(), t);
+            let q = (!seqs.is_null(i)).then(|| seqs.value(i));
+            let v = (p.to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string(), t, q);
             if shards.insert(key.clone(), v).is_some() {
                 return Err(DsprocError::job(format!("internal: shard {key:?} reported twice")));
             }
@@ -263,12 +265,13 @@ fn finish(
         .collect();
     let mut manifest_shards: Vec<ManifestShard> = shards
         .values()
-        .map(|(p, r, b, s, t)| ManifestShard {
+        .map(|(p, r, b, s, t, q)| ManifestShard {
             path: p.rsplit('/').next().unwrap_or(p).to_string(),
             rows: *r,
             bytes: *b,
             sha256: s.clone(),
             tokens: *t,
+            sequences: *q,
         })
         .collect();
     if loaded.spec.output.format == dsproc_io::OutputFormat::Mds {
@@ -332,7 +335,11 @@ fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard,
         job.shard_opts.token_dtype.ok_or_else(|| DsprocError::job("internal: MDS output without a token dtype"))?;
     let entries: Vec<serde_json::Value> = shards
         .iter()
-        .map(|s| dsproc_io::token_shards::mds_index_entry(dtype, job.shard_opts.size_limit, &s.path, s.bytes, s.rows))
+        .map(|s| {
+            let (limit, packed) = (job.shard_opts.size_limit, job.shard_opts.pack.is_some());
+            let samples = s.sequences.unwrap_or(s.rows);
+            dsproc_io::token_shards::mds_index_entry(dtype, limit, packed, &s.path, s.bytes, samples)
+        })
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "shards": entries, "version": 2 }))
         .map_err(|e| DsprocError::job(format!("MDS index: {e}")))?;
@@ -344,6 +351,7 @@ fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard,
         bytes: body.len() as u64,
         sha256: hex::encode(Sha256::digest(&body)),
         tokens: None,
+        sequences: None,
     };
     Ok((StagedShard { staged: path, name: "index.json".into() }, entry))
 }
