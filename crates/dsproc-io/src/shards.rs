@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -124,7 +124,9 @@ impl ShardFileWriter {
                 }
             }
         };
-        let tokens = schema.index_of("tokens").ok().map(|_| 0);
+        // Token counts for rows with a List<UInt32> `tokens` column (what `tokenize` adds).
+        let ids = |f: &Field| matches!(f.data_type(), DataType::List(i) if i.data_type() == &DataType::UInt32);
+        let tokens = schema.field_with_name("tokens").ok().filter(|f| ids(f)).map(|_| 0);
         Ok(Self { inner, path: path.to_path_buf(), rows: 0, tokens, packer })
     }
 
