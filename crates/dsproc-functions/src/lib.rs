@@ -25,6 +25,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(hash::shard_of::ShardOfFunc::new())),
         Arc::new(ScalarUDF::from(pii::scrub_pii::ScrubPiiFunc::new())),
         Arc::new(ScalarUDF::from(tokenize::TokenizeFunc::new())),
+        Arc::new(ScalarUDF::from(tokenize::TokenizeChunksFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashBandsFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashJaccardFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::DedupRankFunc::new())),

@@ -193,3 +193,107 @@ impl ScalarUDFImpl for TokenizeFunc {
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
+
+/// `tokenize_chunks(text, options_json)`: `overflow = "split"`. The text's ids are
+/// cut into pieces of `max_tokens` minus BOS/EOS, each wrapped with BOS/EOS, as a
+/// list of `struct{part, parts, tokens, n_tokens}` (at least one element, so
+/// unnesting never loses a row).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TokenizeChunksFunc {
+    signature: Signature,
+}
+
+impl TokenizeChunksFunc {
+    pub fn new() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+    }
+}
+
+impl Default for TokenizeChunksFunc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn chunk_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("part", DataType::UInt32, false),
+        Field::new("parts", DataType::UInt32, false),
+        Field::new("tokens", DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))), false),
+        Field::new("n_tokens", DataType::UInt32, false),
+    ])
+}
+
+impl ScalarUDFImpl for TokenizeChunksFunc {
+    fn name(&self) -> &str {
+        "tokenize_chunks"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        check_arg_types(self.name(), arg_types, &["string", "string"])?;
+        Ok(DataType::List(Arc::new(Field::new("item", DataType::Struct(chunk_fields()), false))))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let opts: TokenizeOptions = json_options(&args.args[1], self.name())?;
+        let tok = match load(&opts.path, Some(&opts.sha256)) {
+            Ok(t) => t,
+            Err(e) => return exec_err!("tokenize: {e}"),
+        };
+        let fixed = usize::from(opts.bos_id.is_some()) + usize::from(opts.eos_id.is_some());
+        let Some(room) = opts.max_tokens.map(|m| m as usize).filter(|m| *m > fixed).map(|m| m - fixed) else {
+            return exec_err!("tokenize_chunks: max_tokens must leave room besides BOS/EOS");
+        };
+        let input = string_arg(&args.args[0], args.number_rows, self.name())?;
+        let texts = as_strings(&input);
+        let (mut part, mut parts, mut n_tokens) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ids: Vec<u32> = Vec::new();
+        let mut tok_offsets: Vec<i32> = vec![0];
+        let mut list_offsets: Vec<i32> = vec![0];
+        let unbounded = TokenizeOptions { bos_id: None, eos_id: None, max_tokens: None, ..opts.clone() };
+        let mut content = Vec::new();
+        for i in 0..texts.len() {
+            let text = if texts.is_null(i) { "" } else { texts.value(i) };
+            if let Err(e) = tok.encode(text, &unbounded, &mut content) {
+                return exec_err!("tokenize: {e}");
+            }
+            let pieces: Vec<&[u32]> = if content.is_empty() { vec![&[]] } else { content.chunks(room).collect() };
+            for (k, piece) in pieces.iter().enumerate() {
+                let start = ids.len();
+                ids.extend(opts.bos_id);
+                ids.extend_from_slice(piece);
+                ids.extend(opts.eos_id);
+                let Ok(end) = i32::try_from(ids.len()) else {
+                    return exec_err!("tokenize: more than 2^31 tokens in one batch; lower the batch size");
+                };
+                tok_offsets.push(end);
+                part.push(k as u32);
+                parts.push(pieces.len() as u32);
+                n_tokens.push((ids.len() - start) as u32);
+            }
+            list_offsets.push(part.len() as i32);
+        }
+        let item = Arc::new(Field::new("item", DataType::UInt32, false));
+        let tokens = ListArray::try_new(
+            item,
+            OffsetBuffer::new(ScalarBuffer::from(tok_offsets)),
+            Arc::new(UInt32Array::from(ids)),
+            None,
+        )?;
+        let chunks = StructArray::try_new(
+            chunk_fields(),
+            vec![
+                Arc::new(UInt32Array::from(part)),
+                Arc::new(UInt32Array::from(parts)),
+                Arc::new(tokens),
+                Arc::new(UInt32Array::from(n_tokens)),
+            ],
+            None,
+        )?;
+        let field = Arc::new(Field::new("item", DataType::Struct(chunk_fields()), false));
+        let out =
+            ListArray::try_new(field, OffsetBuffer::new(ScalarBuffer::from(list_offsets)), Arc::new(chunks), None)?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}

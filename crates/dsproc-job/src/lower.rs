@@ -65,6 +65,8 @@ pub struct StepPlan {
     pub reason: Option<&'static str>,
     /// Static facts for the manifest.
     pub info: Option<serde_json::Value>,
+    /// Why the rows it adds are added (`None`: it may not add rows).
+    pub adds: Option<&'static str>,
 }
 
 /// A lowered job.
@@ -123,7 +125,8 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging_s.clone())),
         });
-        steps.push(StepPlan { step, op: op.name(), reason: op.drop_reason(), info: op.info(&loaded.base) });
+        let (reason, adds, info) = (op.drop_reason(), op.add_reason(), op.info(&loaded.base));
+        steps.push(StepPlan { step, op: op.name(), reason, info, adds });
     }
 
     let (shard_size, shard_tokens) =

@@ -76,12 +76,17 @@ pub struct RowCounts {
     pub quarantined: u64,
     /// `"<step>:<op>:<reason>"` → rows.
     pub dropped: BTreeMap<String, u64>,
+    /// Rows a step added, `"<step>:<op>:<reason>"` → rows (e.g. documents split by
+    /// `tokenize` with `overflow = "split"`). Invariant: in + added = out + quarantined + dropped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub added: BTreeMap<String, u64>,
 }
 
 impl RowCounts {
     /// `in == out + quarantined + sum(dropped)`.
     pub fn balanced(&self) -> bool {
-        self.rows_in == self.out + self.quarantined + self.dropped.values().sum::<u64>()
+        self.rows_in + self.added.values().sum::<u64>()
+            == self.out + self.quarantined + self.dropped.values().sum::<u64>()
     }
 }
 

@@ -213,12 +213,15 @@ fn finish(
     };
     let mut steps = Vec::new();
     let mut rows = stats.read_rows;
-    for dsproc_job::lower::StepPlan { step, op, reason, info } in &job.steps {
+    for dsproc_job::lower::StepPlan { step, op, reason, info, adds } in &job.steps {
         let out = stats.step_rows.get(step).copied().unwrap_or(0);
         if out > rows {
-            return Err(DsprocError::job(format!(
-                "step {step} ({op}) produced {out} rows from {rows}: steps may not add rows"
-            )));
+            let Some(why) = adds else {
+                return Err(DsprocError::job(format!(
+                    "step {step} ({op}) produced {out} rows from {rows}: steps may not add rows"
+                )));
+            };
+            counts.added.insert(format!("{step}:{op}:{why}"), out - rows);
         }
         if out < rows {
             let Some(reason) = reason else {
@@ -251,8 +254,9 @@ fn finish(
     }
     if !counts.balanced() {
         return Err(DsprocError::job(format!(
-            "row accounting does not balance: in {} != out {} + quarantined {} + dropped {}; not committing",
+            "row accounting does not balance: in {} + added {} != out {} + quarantined {} + dropped {}; not committing",
             counts.rows_in,
+            counts.added.values().sum::<u64>(),
             counts.out,
             counts.quarantined,
             counts.dropped.values().sum::<u64>()

@@ -118,6 +118,15 @@ impl OpSpec {
         }
     }
 
+    /// Why the rows this step adds are added (the manifest's `rows.added`), or
+    /// `None` for ops that never add rows.
+    pub fn add_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Tokenize(t) if t.overflow == "split" => Some("split"),
+            _ => None,
+        }
+    }
+
     /// Static facts about the step for the manifest (e.g. a signature version).
     pub fn info(&self, base: &std::path::Path) -> Option<serde_json::Value> {
         match self {

@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::functions::core::expr_fn::get_field;
-use datafusion::logical_expr::{col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
+use datafusion::functions::string::expr_fn::concat;
+use datafusion::logical_expr::{cast, col, lit, when, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
 use serde::{Deserialize, Serialize};
 
 use dsproc_common::DsprocError;
 use dsproc_exec::StepStatsNode;
-use dsproc_functions::tokenize::{load, LoadedTokenizer, TokenizeFunc, TokenizeOptions};
+use dsproc_functions::tokenize::{load, LoadedTokenizer, TokenizeChunksFunc, TokenizeFunc, TokenizeOptions};
 
 use super::{Op, PlanContext};
 use crate::spec::OpParseError;
@@ -43,7 +45,9 @@ pub struct Tokenize {
     pub add_special_tokens: bool,
     /// At most this many tokens per document, BOS and EOS included.
     pub max_tokens: Option<u32>,
-    /// What happens past `max_tokens`: `truncate` (default; the EOS stays last).
+    /// What happens past `max_tokens`: `truncate` (default; the EOS stays last) or
+    /// `split` (the document becomes several rows `<id>#0`, `<id>#1`, … of at most
+    /// `max_tokens`, each with BOS/EOS; the manifest counts them in `rows.added`).
     #[serde(default = "default_overflow")]
     pub overflow: String,
 }
@@ -57,11 +61,14 @@ const EOS_NAMES: &[&str] = &["<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"
 
 impl Tokenize {
     pub(crate) fn check(&self) -> Result<(), OpParseError> {
-        if self.overflow != "truncate" {
+        if !matches!(self.overflow.as_str(), "truncate" | "split") {
             return Err(OpParseError::Invalid {
                 key: "overflow".into(),
-                message: format!("{:?} is not supported; use \"truncate\"", self.overflow),
+                message: format!("{:?} is not one of truncate, split", self.overflow),
             });
+        }
+        if self.overflow == "split" && self.max_tokens.is_none() {
+            return Err(OpParseError::Invalid { key: "overflow".into(), message: "\"split\" needs max_tokens".into() });
         }
         if self.max_tokens == Some(0) {
             return Err(OpParseError::Invalid { key: "max_tokens".into(), message: "must be at least 1".into() });
@@ -139,6 +146,9 @@ pub(crate) fn finish_stats(counters: &mut std::collections::BTreeMap<String, u64
     if let Some(n) = counters.remove("n_tokens") {
         counters.insert("tokens".into(), n);
     }
+    // split: chunk numbering, summed by the statistics node, means nothing
+    counters.remove("part");
+    counters.remove("parts");
     Ok(())
 }
 
@@ -155,6 +165,9 @@ impl Op for Tokenize {
         let err =
             |e: datafusion::error::DataFusionError| DsprocError::usage(format!("step {} (tokenize): {e}", pc.step));
         let json = serde_json::to_string(&opts).map_err(|e| DsprocError::usage(e.to_string()))?;
+        if self.overflow == "split" {
+            return self.plan_split(pc, input, json);
+        }
         let udf = ScalarUDF::from(TokenizeFunc::new());
         let mut exprs: Vec<Expr> = input.schema().columns().into_iter().map(col).collect();
         exprs.push(udf.call(vec![col("text"), lit(json)]).alias("__dsproc_tok"));
@@ -178,6 +191,50 @@ impl Op for Tokenize {
         }
         exprs.push(get_field(col("__dsproc_tok"), "tokens").alias("tokens"));
         exprs.push(get_field(col("__dsproc_tok"), "n_tokens").alias("n_tokens"));
+        LogicalPlanBuilder::from(plan).project(exprs).and_then(|b| b.build()).map_err(err)
+    }
+}
+
+impl Tokenize {
+    /// `overflow = "split"`: one row per chunk (unnested), ids `<id>#<k>` for split documents.
+    fn plan_split(&self, pc: &PlanContext<'_>, input: LogicalPlan, json: String) -> Result<LogicalPlan, DsprocError> {
+        let err =
+            |e: datafusion::error::DataFusionError| DsprocError::usage(format!("step {} (tokenize): {e}", pc.step));
+        let udf = ScalarUDF::from(TokenizeChunksFunc::new());
+        let mut exprs: Vec<Expr> = input.schema().columns().into_iter().map(col).collect();
+        exprs.push(udf.call(vec![col("text"), lit(json)]).alias("__dsproc_chunks"));
+        let plan = LogicalPlanBuilder::from(input.clone())
+            .project(exprs)
+            .and_then(|b| b.unnest_column("__dsproc_chunks"))
+            .and_then(|b| b.build())
+            .map_err(err)?;
+        let plan = LogicalPlan::Extension(Extension {
+            node: Arc::new(StepStatsNode::with_sums(
+                plan,
+                pc.step,
+                "tokenize",
+                pc.staging.to_string(),
+                Some("__dsproc_chunks".into()),
+            )),
+        });
+        let chunk = |f: &str| get_field(col("__dsproc_chunks"), f);
+        let id = cast(col("id"), DataType::Utf8);
+        let split_id = concat(vec![id.clone(), lit("#"), cast(chunk("part"), DataType::Utf8)]);
+        let mut exprs: Vec<Expr> = Vec::new();
+        for c in input.schema().columns() {
+            match c.name.as_str() {
+                "tokens" | "n_tokens" => {}
+                "id" => exprs.push(
+                    when(chunk("parts").gt(lit(1u32)), split_id.clone())
+                        .otherwise(id.clone())
+                        .map_err(err)?
+                        .alias("id"),
+                ),
+                _ => exprs.push(col(c)),
+            }
+        }
+        exprs.push(chunk("tokens").alias("tokens"));
+        exprs.push(chunk("n_tokens").alias("n_tokens"));
         LogicalPlanBuilder::from(plan).project(exprs).and_then(|b| b.build()).map_err(err)
     }
 }
