@@ -138,6 +138,14 @@ async fn token_formats_read_back_and_shuffle() {
 
     let meg = go("megatron", d.join("meg"), 11).await;
     let mds = go("mds", d.join("mds"), 11).await;
+    let s = spec(&tok, "append_eos = true\n", &d.join("mdsz"), "mds", "shuffle_seed = 11\ncompression = \"zstd:5\"");
+    let mdsz = run(&load(d, &s), Engine::Local, 3).await.unwrap();
+    let zipped: Vec<_> = mdsz.shards.iter().filter(|s| s.path.ends_with(".mds.zstd")).collect();
+    assert!(!zipped.is_empty());
+    for s in &zipped {
+        let raw = zstd::decode_all(std::fs::read(d.join("mdsz").join(&s.path)).unwrap().as_slice()).unwrap();
+        assert_eq!(Some(raw.len() as u64), s.raw_bytes);
+    }
     assert_eq!(meg.rows.out, 760);
     assert!(meg.shards.iter().any(|s| s.path.ends_with(".idx")));
     assert!(mds.shards.iter().any(|s| s.path == "index.json"));
@@ -154,6 +162,7 @@ async fn token_formats_read_back_and_shuffle() {
     let mut checks = vec![("DSPROC_PYTHON", pq.clone(), "parquet: 760 documents")];
     checks.push(("DSPROC_READERS_PYTHON", d.join("meg"), "bin: 760 documents"));
     checks.push(("DSPROC_READERS_PYTHON", d.join("mds"), "mds: 760 documents"));
+    checks.push(("DSPROC_READERS_PYTHON", d.join("mdsz"), "mds: 760 documents"));
     for (var, out, want) in checks {
         let Some(py) = std::env::var_os(var) else {
             eprintln!("SKIP reading {} back: {var} is not set", out.display());

@@ -200,6 +200,7 @@ pub fn sink_result_schema() -> SchemaRef {
         Field::new("sha256", DataType::Utf8, false),
         Field::new("tokens", DataType::UInt64, true),
         Field::new("sequences", DataType::UInt64, true),
+        Field::new("raw_bytes", DataType::UInt64, true),
     ]))
 }
 

@@ -175,6 +175,7 @@ struct Done {
     sha256: String,
     tokens: Option<u64>,
     sequences: Option<u64>,
+    raw_bytes: Option<u64>,
 }
 
 /// Writes consecutive buckets, cutting a bucket into several files at `shard_size`.
@@ -221,7 +222,7 @@ impl BucketWriter {
     }
 
     fn open(&mut self, bucket: u32, seq: u32) -> Result<(), String> {
-        let ext = self.params.format.extension();
+        let ext = self.params.shard_opts.extension(self.params.format);
         let name = if seq == 0 { format!("part-{bucket:05}.{ext}") } else { format!("part-{bucket:05}-{seq}.{ext}") };
         let w =
             ShardFileWriter::create(&self.dir.join(&name), self.params.format, &self.schema, self.params.shard_opts)?;
@@ -272,7 +273,17 @@ impl BucketWriter {
             if let Some((idx, bytes, sha256)) = s.companion {
                 let name = idx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let path = format!("{}/{name}", self.rel_dir);
-                self.done.push(Done { bucket, seq, path, rows: 0, bytes, sha256, tokens: None, sequences: None });
+                self.done.push(Done {
+                    bucket,
+                    seq,
+                    path,
+                    rows: 0,
+                    bytes,
+                    sha256,
+                    tokens: None,
+                    sequences: None,
+                    raw_bytes: None,
+                });
             }
             self.done.push(Done {
                 bucket,
@@ -283,6 +294,7 @@ impl BucketWriter {
                 sha256: s.sha256,
                 tokens: s.tokens,
                 sequences: s.sequences,
+                raw_bytes: s.raw_bytes,
             });
         }
         Ok(())
@@ -308,6 +320,7 @@ impl BucketWriter {
                 Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.sha256.as_str()))),
                 Arc::new(UInt64Array::from_iter(d.iter().map(|x| x.tokens))),
                 Arc::new(UInt64Array::from_iter(d.iter().map(|x| x.sequences))),
+                Arc::new(UInt64Array::from_iter(d.iter().map(|x| x.raw_bytes))),
             ],
         )
         .map_err(|e| e.to_string())

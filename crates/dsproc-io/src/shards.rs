@@ -32,6 +32,8 @@ pub struct WrittenShard {
     pub companion: Option<(PathBuf, u64, String)>,
     /// Packed sequences in the shard (with `pack`).
     pub sequences: Option<u64>,
+    /// Uncompressed size of a compressed MDS shard.
+    pub raw_bytes: Option<u64>,
 }
 
 /// Format options of token-holding shards.
@@ -43,6 +45,18 @@ pub struct ShardOptions {
     pub size_limit: u64,
     /// Pack documents into sequences of this many tokens.
     pub pack: Option<u32>,
+    /// zstd level of MDS shards (`.mds.zstd`); None: uncompressed.
+    pub mds_zstd: Option<i32>,
+}
+
+impl ShardOptions {
+    /// The shard file extension for `format` under these options.
+    pub fn extension(&self, format: OutputFormat) -> &'static str {
+        match (format, self.mds_zstd) {
+            (OutputFormat::Mds, Some(_)) => "mds.zstd",
+            _ => format.extension(),
+        }
+    }
 }
 
 /// Counts and hashes bytes on their way to a file.
@@ -120,7 +134,10 @@ impl ShardFileWriter {
                 if format == OutputFormat::Megatron {
                     Inner::Megatron(Box::new((sink, MegatronState::new(dtype))))
                 } else {
-                    Inner::Mds(Box::new((sink, MdsState::new(dtype, opts.size_limit, opts.pack.is_some()))))
+                    Inner::Mds(Box::new((
+                        sink,
+                        MdsState::new(dtype, opts.size_limit, opts.pack.is_some(), opts.mds_zstd),
+                    )))
                 }
             }
         };
@@ -194,6 +211,7 @@ impl ShardFileWriter {
         }
         let path = self.path;
         let mut companion = None;
+        let mut raw_bytes = None;
         let mut sink = match self.inner {
             Inner::Parquet(w) => w.into_inner().map_err(|e| err(&path, e))?,
             Inner::Jsonl(mut w) => {
@@ -212,7 +230,7 @@ impl ShardFileWriter {
             }
             Inner::Mds(m) => {
                 let (mut sink, state) = *m;
-                state.finish(&mut sink).map_err(|e| err(&path, e))?;
+                raw_bytes = state.finish(&mut sink).map_err(|e| err(&path, e))?;
                 sink
             }
         };
@@ -226,6 +244,7 @@ impl ShardFileWriter {
             tokens: self.tokens,
             companion,
             sequences,
+            raw_bytes,
         })
     }
 }
@@ -251,7 +270,7 @@ mod tests {
         .unwrap();
         for fmt in [OutputFormat::Parquet, OutputFormat::Jsonl] {
             let p = dir.path().join(format!("s.{}", fmt.extension()));
-            let opts = ShardOptions { token_dtype: None, size_limit: 1 << 20, pack: None };
+            let opts = ShardOptions { token_dtype: None, size_limit: 1 << 20, pack: None, mds_zstd: None };
             let mut w = ShardFileWriter::create(&p, fmt, &schema, opts).unwrap();
             w.write(&batch).unwrap();
             let done = w.finish().unwrap();

@@ -167,11 +167,12 @@ pub fn mds_columns(dtype: TokenDtype, packed: bool) -> Vec<(&'static str, String
 
 /// The shard config object MDSWriter stores in each shard and in index.json,
 /// serialised as Python's `json.dumps(obj, sort_keys=True)` does.
-pub fn mds_config_json(dtype: TokenDtype, size_limit: u64, packed: bool) -> String {
+pub fn mds_config_json(dtype: TokenDtype, size_limit: u64, packed: bool, zstd: Option<i32>) -> String {
     let cols = mds_columns(dtype, packed);
+    let compression = zstd.map_or("null".to_string(), |l| format!("\"zstd:{l}\""));
     let list = |items: Vec<String>| format!("[{}]", items.join(", "));
     format!(
-        "{{\"column_encodings\": {}, \"column_names\": {}, \"column_sizes\": {}, \"compression\": null, \"format\": \"mds\", \"hashes\": [], \"size_limit\": {size_limit}, \"version\": 2}}",
+        "{{\"column_encodings\": {}, \"column_names\": {}, \"column_sizes\": {}, \"compression\": {compression}, \"format\": \"mds\", \"hashes\": [], \"size_limit\": {size_limit}, \"version\": 2}}",
         list(cols.iter().map(|c| format!("\"{}\"", c.1)).collect()),
         list(cols.iter().map(|c| format!("\"{}\"", c.0)).collect()),
         list(cols.iter().map(|_| "null".to_string()).collect()),
@@ -179,19 +180,36 @@ pub fn mds_config_json(dtype: TokenDtype, size_limit: u64, packed: bool) -> Stri
 }
 
 /// One shard's entry in MDS `index.json`.
+/// The dataset-wide MDS settings.
+#[derive(Debug, Clone, Copy)]
+pub struct MdsConfig {
+    pub dtype: TokenDtype,
+    pub size_limit: u64,
+    pub packed: bool,
+    pub zstd: Option<i32>,
+}
+
+/// `raw_bytes`: the uncompressed size of a zstd shard (`basename` ends in `.zstd`).
 pub fn mds_index_entry(
-    dtype: TokenDtype,
-    size_limit: u64,
-    packed: bool,
+    c: &MdsConfig,
     basename: &str,
     bytes: u64,
+    raw_bytes: Option<u64>,
     samples: u64,
 ) -> serde_json::Value {
     let mut v: serde_json::Value =
-        serde_json::from_str(&mds_config_json(dtype, size_limit, packed)).expect("valid JSON");
-    v["raw_data"] = serde_json::json!({ "basename": basename, "bytes": bytes, "hashes": {} });
+        serde_json::from_str(&mds_config_json(c.dtype, c.size_limit, c.packed, c.zstd)).expect("valid JSON");
+    match (basename.strip_suffix(".zstd"), raw_bytes) {
+        (Some(raw), Some(raw_bytes)) => {
+            v["raw_data"] = serde_json::json!({ "basename": raw, "bytes": raw_bytes, "hashes": {} });
+            v["zip_data"] = serde_json::json!({ "basename": basename, "bytes": bytes, "hashes": {} });
+        }
+        _ => {
+            v["raw_data"] = serde_json::json!({ "basename": basename, "bytes": bytes, "hashes": {} });
+            v["zip_data"] = serde_json::Value::Null;
+        }
+    }
     v["samples"] = serde_json::json!(samples);
-    v["zip_data"] = serde_json::Value::Null;
     v
 }
 
@@ -225,13 +243,14 @@ pub struct MdsState {
     pub dtype: TokenDtype,
     size_limit: u64,
     packed: bool,
+    zstd: Option<i32>,
     sizes: Vec<u32>,
     data: Vec<u8>,
 }
 
 impl MdsState {
-    pub fn new(dtype: TokenDtype, size_limit: u64, packed: bool) -> Self {
-        Self { dtype, size_limit, packed, sizes: Vec::new(), data: Vec::new() }
+    pub fn new(dtype: TokenDtype, size_limit: u64, packed: bool, zstd: Option<i32>) -> Self {
+        Self { dtype, size_limit, packed, zstd, sizes: Vec::new(), data: Vec::new() }
     }
 
     pub fn buffered_bytes(&self) -> u64 {
@@ -291,9 +310,26 @@ impl MdsState {
         Ok(())
     }
 
-    /// The shard file's bytes.
-    pub fn finish(self, out: &mut impl Write) -> Result<(), String> {
-        let config = mds_config_json(self.dtype, self.size_limit, self.packed);
+    /// Writes the shard file (zstd-compressed with a level); returns the
+    /// uncompressed size when compressed.
+    pub fn finish(self, out: &mut impl Write) -> Result<Option<u64>, String> {
+        match self.zstd {
+            None => self.write_raw(out).map(|_| None),
+            Some(level) => {
+                // One frame with the content size in its header: streaming's reader
+                // (`zstd.decompress`) needs it.
+                let mut raw = Vec::new();
+                let n = self.write_raw(&mut raw)?;
+                let zipped = zstd::bulk::compress(&raw, level).map_err(|e| e.to_string())?;
+                out.write_all(&zipped).map_err(|e| e.to_string())?;
+                Ok(Some(n))
+            }
+        }
+    }
+
+    /// The uncompressed shard; returns its size.
+    fn write_raw(self, out: &mut impl Write) -> Result<u64, String> {
+        let config = mds_config_json(self.dtype, self.size_limit, self.packed, self.zstd);
         let n = self.sizes.len();
         let header = 4 + 4 * (n + 1) + config.len();
         let mut offsets = Vec::with_capacity((n + 1) * 4);
@@ -307,7 +343,8 @@ impl MdsState {
         w(out, &(n as u32).to_le_bytes())?;
         w(out, &offsets)?;
         w(out, config.as_bytes())?;
-        w(out, &self.data)
+        w(out, &self.data)?;
+        Ok(header as u64 + self.data.len() as u64)
     }
 }
 

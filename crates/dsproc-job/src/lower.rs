@@ -161,7 +161,26 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
             ));
         }
     }
-    let shard_opts = ShardOptions { token_dtype: vocab.map(TokenDtype::for_vocab), size_limit: shard_size, pack };
+    let mds_zstd = match spec.output.compression.as_deref() {
+        None => None,
+        Some(c) if format == dsproc_io::OutputFormat::Mds => {
+            let level = match c.strip_prefix("zstd") {
+                Some("") => Some(3),
+                Some(l) => l.strip_prefix(':').and_then(|l| l.parse::<i32>().ok()).filter(|l| (1..=22).contains(l)),
+                None => None,
+            };
+            Some(level.ok_or_else(|| {
+                DsprocError::usage(format!("output.compression {c:?}: use \"zstd\" or \"zstd:LEVEL\" (1-22)"))
+            })?)
+        }
+        Some(_) => {
+            return Err(DsprocError::usage(
+                "output.compression applies to format = \"mds\" (Parquet and JSONL shards are always zstd)",
+            ))
+        }
+    };
+    let shard_opts =
+        ShardOptions { token_dtype: vocab.map(TokenDtype::for_vocab), size_limit: shard_size, pack, mds_zstd };
 
     // id and text as Utf8, every other column as it is, plus the shard bucket.
     let shard_of = ScalarUDF::from(ShardOfFunc::new());

@@ -45,7 +45,8 @@ pub struct ManifestInput {
 impl Manifest {
     /// Shard files holding rows (not Megatron `.idx` companions or MDS `index.json`).
     pub fn data_shards(&self) -> usize {
-        self.shards.iter().filter(|s| s.path.ends_with(&format!(".{}", self.format))).count()
+        let ext = format!(".{}", self.format);
+        self.shards.iter().filter(|s| s.path.ends_with(&ext) || s.path.ends_with(&format!("{ext}.zstd"))).count()
     }
 
     /// Token ids in the dataset, when its rows carry tokens.
@@ -66,6 +67,9 @@ pub struct ManifestShard {
     /// Packed sequences in the shard (`output.pack`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequences: Option<u64>,
+    /// Uncompressed size of a compressed shard (zstd MDS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

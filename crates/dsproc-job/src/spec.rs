@@ -68,6 +68,10 @@ pub struct OutputSpec {
     /// Pack documents into fixed-length sequences: `pack = { seq_len = 2048 }`.
     #[serde(default)]
     pub pack: Option<PackSpec>,
+    /// `mds` only: `"zstd"` or `"zstd:LEVEL"` compresses each shard (`.mds.zstd`;
+    /// streaming decompresses it on read). Default: uncompressed.
+    #[serde(default)]
+    pub compression: Option<String>,
     /// `error` (default) | `overwrite`: what to do if OUTPUT already has a dataset.
     #[serde(default)]
     pub mode: WriteMode,

@@ -177,11 +177,21 @@ fn finish(
 ) -> Result<RunSummary, DsprocError> {
     // The shards the sink reported: exactly one attempt per (bucket, seq).
     // Keyed by (bucket, seq, file name): a Megatron shard is a .bin and an .idx.
-    type Shard = (String, u64, u64, String, Option<u64>, Option<u64>);
+    type Shard = (String, u64, u64, String, Option<u64>, Option<u64>, Option<u64>);
     let mut shards: BTreeMap<(u32, u32, String), Shard> = BTreeMap::new();
     for b in batches {
         let col = |i: usize| b.column(i).as_any();
-        let (Some(bucket), Some(seq), Some(path), Some(rows), Some(bytes), Some(sha), Some(tokens), Some(seqs)) = (
+        let (
+            Some(bucket),
+            Some(seq),
+            Some(path),
+            Some(rows),
+            Some(bytes),
+            Some(sha),
+            Some(tokens),
+            Some(seqs),
+            Some(raw),
+        ) = (
             col(0).downcast_ref::<UInt32Array>(),
             col(1).downcast_ref::<UInt32Array>(),
             col(2).downcast_ref::<StringArray>(),
@@ -190,7 +200,9 @@ fn finish(
             col(5).downcast_ref::<StringArray>(),
             col(6).downcast_ref::<UInt64Array>(),
             col(7).downcast_ref::<UInt64Array>(),
-        ) else {
+            col(8).downcast_ref::<UInt64Array>(),
+        )
+        else {
             return Err(DsprocError::job("internal: unexpected shard sink result"));
         };
         for i in 0..b.num_rows() {
@@ -198,7 +210,8 @@ fn finish(
             let key = (bucket.value(i), seq.value(i), p.rsplit('/').next().unwrap_or(p).to_string());
             let t = (!tokens.is_null(i)).then(|| tokens.value(i));
             let q = (!seqs.is_null(i)).then(|| seqs.value(i));
-            let v = (p.to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string(), t, q);
+            let rb = (!raw.is_null(i)).then(|| raw.value(i));
+            let v = (p.to_string(), rows.value(i), bytes.value(i), sha.value(i).to_string(), t, q, rb);
             if shards.insert(key.clone(), v).is_some() {
                 return Err(DsprocError::job(format!("internal: shard {key:?} reported twice")));
             }
@@ -269,13 +282,14 @@ fn finish(
         .collect();
     let mut manifest_shards: Vec<ManifestShard> = shards
         .values()
-        .map(|(p, r, b, s, t, q)| ManifestShard {
+        .map(|(p, r, b, s, t, q, rb)| ManifestShard {
             path: p.rsplit('/').next().unwrap_or(p).to_string(),
             rows: *r,
             bytes: *b,
             sha256: s.clone(),
             tokens: *t,
             sequences: *q,
+            raw_bytes: *rb,
         })
         .collect();
     if loaded.spec.output.format == dsproc_io::OutputFormat::Mds {
@@ -340,9 +354,14 @@ fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard,
     let entries: Vec<serde_json::Value> = shards
         .iter()
         .map(|s| {
-            let (limit, packed) = (job.shard_opts.size_limit, job.shard_opts.pack.is_some());
-            let samples = s.sequences.unwrap_or(s.rows);
-            dsproc_io::token_shards::mds_index_entry(dtype, limit, packed, &s.path, s.bytes, samples)
+            let o = &job.shard_opts;
+            let c = dsproc_io::token_shards::MdsConfig {
+                dtype,
+                size_limit: o.size_limit,
+                packed: o.pack.is_some(),
+                zstd: o.mds_zstd,
+            };
+            dsproc_io::token_shards::mds_index_entry(&c, &s.path, s.bytes, s.raw_bytes, s.sequences.unwrap_or(s.rows))
         })
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "shards": entries, "version": 2 }))
@@ -356,6 +375,7 @@ fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard,
         sha256: hex::encode(Sha256::digest(&body)),
         tokens: None,
         sequences: None,
+        raw_bytes: None,
     };
     Ok((StagedShard { staged: path, name: "index.json".into() }, entry))
 }
