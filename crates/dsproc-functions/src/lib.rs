@@ -11,6 +11,23 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
+/// `new()` (variadic, immutable signature) and `Default` for a UDF struct with a
+/// `signature` field.
+macro_rules! udf_boilerplate {
+    ($t:ident) => {
+        impl $t {
+            pub fn new() -> Self {
+                Self { signature: Signature::variadic_any(Volatility::Immutable) }
+            }
+        }
+        impl Default for $t {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    };
+}
+
 pub mod hash;
 pub mod minhash;
 pub mod pii;

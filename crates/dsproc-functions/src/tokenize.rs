@@ -125,17 +125,7 @@ pub struct TokenizeFunc {
     signature: Signature,
 }
 
-impl TokenizeFunc {
-    pub fn new() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
-    }
-}
-
-impl Default for TokenizeFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+udf_boilerplate!(TokenizeFunc);
 
 impl ScalarUDFImpl for TokenizeFunc {
     fn name(&self) -> &str {
@@ -203,17 +193,7 @@ pub struct TokenizeChunksFunc {
     signature: Signature,
 }
 
-impl TokenizeChunksFunc {
-    pub fn new() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
-    }
-}
-
-impl Default for TokenizeChunksFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+udf_boilerplate!(TokenizeChunksFunc);
 
 fn chunk_fields() -> Fields {
     Fields::from(vec![

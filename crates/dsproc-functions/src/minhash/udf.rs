@@ -27,21 +27,6 @@ fn params(arg: &ColumnarValue, name: &str) -> Result<MinHashParams> {
     Ok(p)
 }
 
-macro_rules! udf_boilerplate {
-    ($t:ident) => {
-        impl $t {
-            pub fn new() -> Self {
-                Self { signature: Signature::variadic_any(Volatility::Immutable) }
-            }
-        }
-        impl Default for $t {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-    };
-}
-
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct MinHashBandsFunc {
     signature: Signature,

@@ -229,15 +229,7 @@ impl DedupMinhash {
 /// Wraps `plan` in a statistics node that sums the UInt32 fields of the struct
 /// column `col` (built by [`counter`]) into the step's counters.
 fn counted(pc: &PlanContext<'_>, plan: LogicalPlan, col: &str) -> LogicalPlan {
-    LogicalPlan::Extension(Extension {
-        node: Arc::new(StepStatsNode::with_sums(
-            plan,
-            pc.step,
-            "dedup_minhash",
-            pc.staging.to_string(),
-            Some(col.into()),
-        )),
-    })
+    super::summed(pc, plan, "dedup_minhash", col)
 }
 
 fn counter(name: &str, value_sql: &str) -> String {

@@ -163,6 +163,15 @@ impl OpSpec {
     }
 }
 
+/// Wraps `plan` in the step's statistics node summing the UInt32 fields of the
+/// struct column `column` into the step's counters (the node also keeps the
+/// optimizer from inlining the projection that computes `column` into later ones).
+pub(crate) fn summed(pc: &PlanContext<'_>, plan: LogicalPlan, op: &'static str, column: &str) -> LogicalPlan {
+    use datafusion::logical_expr::Extension;
+    let node = dsproc_exec::StepStatsNode::with_sums(plan, pc.step, op, pc.staging.to_string(), Some(column.into()));
+    LogicalPlan::Extension(Extension { node: std::sync::Arc::new(node) })
+}
+
 /// Quotes a string literal for SQL.
 pub(crate) fn quote_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))

@@ -3,12 +3,10 @@
 //! `pii_spans` (kind, start, end in characters of the text as it entered).
 
 use datafusion::functions::core::expr_fn::get_field;
-use datafusion::logical_expr::{col, lit, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
+use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 use dsproc_common::DsprocError;
-use dsproc_exec::StepStatsNode;
 use dsproc_functions::pii::scrub_pii::{Action, PiiOptions, ScrubPiiFunc};
 use dsproc_functions::pii::Kind;
 
@@ -120,10 +118,7 @@ impl Op for ScrubPii {
         // 2. per-kind totals for the manifest, counted before any document is dropped;
         //    the node also keeps the optimizer from merging the projections (which
         //    would call the UDF once per unpacked field)
-        let staging = pc.staging.to_string();
-        let plan = LogicalPlan::Extension(Extension {
-            node: Arc::new(StepStatsNode::with_sums(plan, pc.step, "scrub_pii", staging, Some("__dsproc_pii".into()))),
-        });
+        let plan = super::summed(pc, plan, "scrub_pii", "__dsproc_pii");
         // 3. unpack it: the new text, and counts and spans (replacing those of an earlier scrub)
         let mut exprs: Vec<Expr> = Vec::new();
         for c in input.schema().columns() {

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::functions::string::expr_fn::concat;
-use datafusion::logical_expr::{cast, col, lit, when, Expr, Extension, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
+use datafusion::logical_expr::{cast, col, lit, when, Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
 use serde::{Deserialize, Serialize};
 
 use dsproc_common::DsprocError;
-use dsproc_exec::StepStatsNode;
 use dsproc_functions::tokenize::{load, LoadedTokenizer, TokenizeChunksFunc, TokenizeFunc, TokenizeOptions};
 
-use super::{Op, PlanContext};
+use super::{summed, Op, PlanContext};
 use crate::spec::OpParseError;
 
 /// `op = "tokenize"`
@@ -174,15 +173,7 @@ impl Op for Tokenize {
         let plan = LogicalPlanBuilder::from(input.clone()).project(exprs).and_then(|b| b.build()).map_err(err)?;
         // Totals for the manifest; the node also keeps the optimizer from merging the
         // projections (which would encode once per unpacked field).
-        let plan = LogicalPlan::Extension(Extension {
-            node: Arc::new(StepStatsNode::with_sums(
-                plan,
-                pc.step,
-                "tokenize",
-                pc.staging.to_string(),
-                Some("__dsproc_tok".into()),
-            )),
-        });
+        let plan = summed(pc, plan, "tokenize", "__dsproc_tok");
         let mut exprs: Vec<Expr> = Vec::new();
         for c in input.schema().columns() {
             if !matches!(c.name.as_str(), "tokens" | "n_tokens") {
@@ -208,15 +199,7 @@ impl Tokenize {
             .and_then(|b| b.unnest_column("__dsproc_chunks"))
             .and_then(|b| b.build())
             .map_err(err)?;
-        let plan = LogicalPlan::Extension(Extension {
-            node: Arc::new(StepStatsNode::with_sums(
-                plan,
-                pc.step,
-                "tokenize",
-                pc.staging.to_string(),
-                Some("__dsproc_chunks".into()),
-            )),
-        });
+        let plan = summed(pc, plan, "tokenize", "__dsproc_chunks");
         let chunk = |f: &str| get_field(col("__dsproc_chunks"), f);
         let id = cast(col("id"), DataType::Utf8);
         let split_id = concat(vec![id.clone(), lit("#"), cast(chunk("part"), DataType::Utf8)]);
