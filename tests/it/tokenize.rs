@@ -382,3 +382,42 @@ async fn split_long_documents_into_rows() {
     }
     assert_eq!(digests[0], digests[1]);
 }
+
+/// `tokenizer = "http://…"`: fetched through object_store (a real HTTP server on
+/// 127.0.0.1, stopped by its pid), the same ids as the local file, locally and on
+/// Ballista; the manifest names the URL; a missing URL fails naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokenizer_from_an_http_url() {
+    let Some(tok) = tokenizer("bpe", "tokenizer_from_an_http_url") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(tok.parent().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/tokenizer.json");
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed().as_secs() < 20, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let local = run(&load(d, &spec(&tok, "append_eos = true\n", &d.join("l"), "parquet", "")), Engine::Local, 2).await;
+    let remote = spec(Path::new(&url), "append_eos = true\n", &d.join("r"), "parquet", "");
+    let over_http = run(&load(d, &remote), Engine::Local, 2).await;
+    let on_ballista = run(&load(d, &remote.replace("/r\"", "/b\"")), Engine::Standalone, 2).await;
+    let missing = run(&load(d, &remote.replace("tokenizer.json", "nope.json")), Engine::Local, 1).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let (local, over_http, on_ballista) = (local.unwrap(), over_http.unwrap(), on_ballista.unwrap());
+    assert_eq!(shard_digests(&local), shard_digests(&over_http));
+    assert_eq!(shard_digests(&local), shard_digests(&on_ballista));
+    let info = over_http.steps[0].info.as_ref().unwrap();
+    assert_eq!(info["tokenizer"], url.as_str());
+    assert_eq!(info["tokenizer_sha256"], local.steps[0].info.as_ref().unwrap()["tokenizer_sha256"]);
+    let e = missing.unwrap_err();
+    assert!(e.contains("nope.json"), "{e}");
+}

@@ -21,7 +21,9 @@ use crate::spec::OpParseError;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tokenize {
-    /// Path of a Hugging Face `tokenizer.json` (relative to the current directory, like input and output paths). Any model
+    /// Path of a Hugging Face `tokenizer.json` (relative to the current directory, like
+    /// input and output paths) or a URL: `http(s)://`, `s3://`, `gs://`, `az://`
+    /// (credentials from the standard environment variables). Any model
     /// the `tokenizers` library reads: byte-level BPE, WordPiece, Unigram. The file
     /// must be present at the same path wherever the job runs (executors check its
     /// sha256).
@@ -76,6 +78,9 @@ impl Tokenize {
     }
 
     fn path(&self, base: &std::path::Path) -> String {
+        if dsproc_functions::tokenize::is_url(&self.tokenizer) {
+            return self.tokenizer.clone();
+        }
         base.join(self.tokenizer.strip_prefix("file://").unwrap_or(&self.tokenizer)).display().to_string()
     }
 
