@@ -119,6 +119,11 @@ impl ShardFileWriter {
                     .set_created_by(format!("dsproc {}", env!("CARGO_PKG_VERSION")))
                     .set_column_dictionary_enabled(ColumnPath::from("text"), false)
                     .set_column_dictionary_enabled(ColumnPath::from("id"), false)
+                    // Token ids: dictionary pages cost more time than they save bytes here.
+                    .set_column_dictionary_enabled(
+                        ColumnPath::new(vec!["tokens".into(), "list".into(), "item".into()]),
+                        false,
+                    )
                     .set_statistics_truncate_length(Some(64))
                     .build();
                 Inner::Parquet(Box::new(
