@@ -71,6 +71,7 @@ async fn token_ids_equal_python_tokenizers() {
             assert_eq!(info["tokenizer_sha256"].as_str().unwrap().len(), 64);
             let total: u64 = m.shards.iter().filter_map(|s| s.tokens).sum();
             assert_eq!(step.stats["tokens"], total, "step total = sum of shard totals");
+            assert_eq!(m.tokens, Some(total), "the manifest's total");
             assert!(total > 100_000, "{total}");
             if kind == "wordpiece" {
                 assert!(step.stats["truncated"] > 0, "max_tokens cut long documents");

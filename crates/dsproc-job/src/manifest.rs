@@ -20,6 +20,9 @@ pub struct Manifest {
     pub format: String,
     pub inputs: Vec<ManifestInput>,
     pub shards: Vec<ManifestShard>,
+    /// Token ids in the whole dataset (datasets with a `tokens` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
     pub rows: RowCounts,
     pub steps: Vec<StepReport>,
     /// Quarantine files, relative to the dataset root.
@@ -51,7 +54,7 @@ impl Manifest {
 
     /// Token ids in the dataset, when its rows carry tokens.
     pub fn tokens(&self) -> Option<u64> {
-        self.shards.iter().filter_map(|s| s.tokens).reduce(|a, b| a + b)
+        self.tokens.or_else(|| self.shards.iter().filter_map(|s| s.tokens).reduce(|a, b| a + b))
     }
 }
 

@@ -315,6 +315,7 @@ fn finish(
     for (op, v) in OP_VERSIONS {
         h.update(format!("{op}={v}\n").as_bytes());
     }
+    let tokens = manifest_shards.iter().filter_map(|s| s.tokens).reduce(|a, b| a + b);
     let manifest = Manifest {
         dsproc_version: env!("CARGO_PKG_VERSION").to_string(),
         job_name: loaded.spec.name.clone(),
@@ -330,6 +331,7 @@ fn finish(
         steps,
         quarantine: Vec::new(),
         hash_family: dsproc_common::hash::HASH_FAMILY.to_string(),
+        tokens,
         buckets: job.buckets,
         elapsed_s: started.elapsed().as_secs_f64(),
         workers: stats.workers.iter().cloned().collect(),
