@@ -116,6 +116,14 @@ pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<
     Ok(t)
 }
 
+/// The tokenizer the job was planned with (sha256 checked), as a function error.
+fn planned(opts: &TokenizeOptions) -> Result<Arc<LoadedTokenizer>> {
+    match load(&opts.path, Some(&opts.sha256)) {
+        Ok(t) => Ok(t),
+        Err(e) => exec_err!("tokenize: {e}"),
+    }
+}
+
 /// True for a URL the object stores serve (not a local path or `file://`).
 pub fn is_url(path: &str) -> bool {
     path.split_once("://").is_some_and(|(scheme, _)| !scheme.eq_ignore_ascii_case("file"))
@@ -178,10 +186,7 @@ impl ScalarUDFImpl for TokenizeFunc {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let opts: TokenizeOptions = json_options(&args.args[1], self.name())?;
-        let tok = match load(&opts.path, Some(&opts.sha256)) {
-            Ok(t) => t,
-            Err(e) => return exec_err!("tokenize: {e}"),
-        };
+        let tok = planned(&opts)?;
         let input = string_arg(&args.args[0], args.number_rows, self.name())?;
         let texts = as_strings(&input);
         let n = texts.len();
@@ -255,10 +260,7 @@ impl ScalarUDFImpl for TokenizeChunksFunc {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let opts: TokenizeOptions = json_options(&args.args[1], self.name())?;
-        let tok = match load(&opts.path, Some(&opts.sha256)) {
-            Ok(t) => t,
-            Err(e) => return exec_err!("tokenize: {e}"),
-        };
+        let tok = planned(&opts)?;
         let fixed = usize::from(opts.bos_id.is_some()) + usize::from(opts.eos_id.is_some());
         let Some(room) = opts.max_tokens.map(|m| m as usize).filter(|m| *m > fixed).map(|m| m - fixed) else {
             return exec_err!("tokenize_chunks: max_tokens must leave room besides BOS/EOS");
