@@ -113,21 +113,7 @@ async fn token_formats_read_back_and_shuffle() {
     let other = go("parquet", d.join("pq3"), 12).await;
     assert_ne!(shard_digests(&reference), shard_digests(&other));
     let ids = |out: &Path, m: &dsproc_job::manifest::Manifest| -> Vec<String> {
-        let mut v = Vec::new();
-        for s in &m.shards {
-            let f = std::fs::File::open(out.join(&s.path)).unwrap();
-            let r = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-                .unwrap()
-                .build()
-                .unwrap();
-            for b in r {
-                let b = b.unwrap();
-                let c = datafusion::arrow::compute::cast(b.column_by_name("id").unwrap(), &arrow_utf8()).unwrap();
-                let c = c.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().unwrap();
-                v.extend(c.iter().map(|x| x.unwrap().to_string()));
-            }
-        }
-        v
+        parquet_shards(out, m).into_iter().flatten().flat_map(|b| strings(&b, "id")).collect()
     };
     let (a, b) = (ids(&d.join("pq"), &reference), ids(&d.join("pq3"), &other));
     assert_ne!(a, b, "another seed, another order");
@@ -177,10 +163,6 @@ async fn token_formats_read_back_and_shuffle() {
     }
 }
 
-fn arrow_utf8() -> datafusion::arrow::datatypes::DataType {
-    datafusion::arrow::datatypes::DataType::Utf8
-}
-
 /// Spec errors name the key; a format that stores tokens needs a tokenize step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tokenize_spec_errors() {
@@ -228,7 +210,9 @@ fn list_u32(b: &datafusion::arrow::array::RecordBatch, col: &str, row: usize) ->
 }
 
 fn strings(b: &datafusion::arrow::array::RecordBatch, col: &str) -> Vec<String> {
-    let c = datafusion::arrow::compute::cast(b.column_by_name(col).unwrap(), &arrow_utf8()).unwrap();
+    let c =
+        datafusion::arrow::compute::cast(b.column_by_name(col).unwrap(), &datafusion::arrow::datatypes::DataType::Utf8)
+            .unwrap();
     let c = c.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().unwrap();
     c.iter().map(|x| x.unwrap().to_string()).collect()
 }
@@ -328,7 +312,6 @@ print(ds.num_samples, sum(len(ds[i]["tokens"]) for i in range(ds.num_samples)), 
     } else {
         eprintln!("SKIP reading packed MDS with mosaicml-streaming: DSPROC_READERS_PYTHON is not set");
     }
-    let _ = Array::len(&StringArray::from(vec!["x"]));
 }
 
 /// `overflow = "split"`: long documents become rows `<id>#k` of at most max_tokens

@@ -11,6 +11,7 @@
 //!   columns and their bytes, columns in name order (`id`: str, `text`: str,
 //!   `tokens`: ndarray with a fixed dtype).
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use std::sync::Arc;
@@ -274,28 +275,28 @@ impl MdsState {
         } else {
             (Some(strings("text")?), None, None)
         };
-        let mut parts: Vec<Vec<u8>> = Vec::new();
         for row in 0..batch.num_rows() {
-            parts.clear();
+            // Column bytes in MDS order; id and text are borrowed, not copied.
+            let mut parts: Vec<Cow<[u8]>> = Vec::with_capacity(4);
             if let (Some(ids), Some(starts)) = (&doc_ids, &doc_starts) {
                 let v = ids.value(row);
                 let v = v.as_any().downcast_ref::<StringArray>().ok_or("`doc_ids` is not a list of strings")?;
                 let names: Vec<&str> = v.iter().map(|x| x.unwrap_or("")).collect();
-                parts.push(serde_json::to_vec(&names).map_err(|e| e.to_string())?);
+                parts.push(Cow::Owned(serde_json::to_vec(&names).map_err(|e| e.to_string())?));
                 let st = starts.value(row);
                 let st = st.as_any().downcast_ref::<UInt32Array>().ok_or("`doc_starts` is not a list of UInt32")?;
                 let mut a = Vec::new();
                 mds_ndarray(st.values(), None, &mut a)?;
-                parts.push(a);
-                parts.push(idc.value(row).as_bytes().to_vec());
+                parts.push(Cow::Owned(a));
+                parts.push(Cow::Borrowed(idc.value(row).as_bytes()));
             } else {
-                parts.push(idc.value(row).as_bytes().to_vec());
+                parts.push(Cow::Borrowed(idc.value(row).as_bytes()));
                 let t = textc.as_ref().expect("unpacked");
-                parts.push(if t.is_null(row) { Vec::new() } else { t.value(row).as_bytes().to_vec() });
+                parts.push(Cow::Borrowed(if t.is_null(row) { &[] } else { t.value(row).as_bytes() }));
             }
             let mut arr = Vec::new();
             mds_ndarray(ids(tokens, row).values(), Some(self.dtype), &mut arr)?;
-            parts.push(arr);
+            parts.push(Cow::Owned(arr));
             let start = self.data.len();
             for part in &parts {
                 let len = u32::try_from(part.len()).map_err(|_| "an MDS sample column is over 4 GiB")?;
