@@ -64,8 +64,20 @@ enum Command {
     },
     /// Summarise a committed dataset from its manifest.
     Inspect {
-        /// The dataset's directory (the job's output.uri).
+        /// The dataset's directory or prefix (the job's output.uri: a path, s3://, gs://, az://).
         output: String,
+    },
+    /// Remove what crashed runs left under OUTPUT/_staging, and a stale commit lock.
+    Gc {
+        /// The dataset's directory or prefix (the job's output.uri).
+        output: String,
+        /// A run counts as dead when its process is gone (same host) or its
+        /// heartbeat is older than this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        grace: u64,
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Start a Ballista scheduler with everything dsproc needs (runs until stopped).
     Scheduler {
@@ -227,8 +239,27 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             dsproc_runtime::cluster::run_executor(opts).await?;
             Ok(serde_json::json!({"status": "ok"}))
         }
+        Command::Gc { output, grace, dry_run } => {
+            let r = dsproc_runtime::driver::gc(output, *grace, *dry_run).await?;
+            if !cli.json && !cli.quiet {
+                let verb = if *dry_run { "would remove" } else { "removed" };
+                for (run, n) in &r.removed_runs {
+                    outln!("{verb} staging of run {run} ({n} objects)");
+                }
+                if r.removed_lock {
+                    outln!("{verb} a stale commit lock");
+                }
+                for run in &r.live_runs {
+                    outln!("kept staging of live run {run}");
+                }
+                if r.removed_runs.is_empty() && !r.removed_lock {
+                    outln!("{output}: nothing to remove");
+                }
+            }
+            Ok(serde_json::to_value(&r).unwrap_or_default())
+        }
         Command::Inspect { output } => {
-            let m = dsproc_runtime::driver::inspect(output)?;
+            let m = dsproc_runtime::driver::inspect(output).await?;
             if !cli.json && !cli.quiet {
                 outln!("dataset {output}");
                 outln!("  job {} (dataset_version {}), created {}", m.job_name, &m.dataset_version[..16], m.created_at);
@@ -328,9 +359,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             let err = anyhow::Error::new(e);
-            eprintln!("error: {err:#}");
+            // No credential value reaches the terminal, whatever a store put in its error.
+            let msg = dsproc_runtime::redact(&format!("{err:#}"));
+            eprintln!("error: {msg}");
             if cli.json {
-                outln!("{}", serde_json::json!({"status": "error", "error": format!("{err:#}"), "exit_code": code}));
+                outln!("{}", serde_json::json!({"status": "error", "error": msg, "exit_code": code}));
             }
             ExitCode::from(code as u8)
         }

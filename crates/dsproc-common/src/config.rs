@@ -34,3 +34,17 @@ pub const THREAD_STACK_BYTES: usize = 64 << 20;
 /// is 10 MiB). A `dedup_minhash` plan holds dozens of sorts per partition; under
 /// a fair memory pool each gets `limit / sorts`, so the reservation must be small.
 pub const SORT_SPILL_RESERVATION_BYTES: usize = 1 << 20;
+
+/// Part size of multipart uploads to object stores; an object smaller than this
+/// is sent with one PUT. S3 allows 10,000 parts, so one object may reach ~160 GiB.
+pub const UPLOAD_PART_BYTES: usize = 16 << 20;
+/// Parts of one upload in flight at once (the writer waits beyond that).
+pub const UPLOAD_CONCURRENCY: usize = 4;
+/// The commit lock of an output: created with a conditional put by the run that
+/// commits, removed when it is done.
+pub const COMMIT_LOCK_FILE: &str = "_commit.lock";
+/// A run's marker under its staging prefix (`_staging/<run>/_run.json`): who
+/// runs it and when it last showed signs of life (`dsproc gc` reads it).
+pub const RUN_MARKER_FILE: &str = "_run.json";
+/// How often a running driver refreshes its run marker.
+pub const RUN_HEARTBEAT_SECS: u64 = 30;

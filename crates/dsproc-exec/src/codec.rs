@@ -17,8 +17,9 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use serde::{Deserialize, Serialize};
 
 use dsproc_io::read::ReadSpec;
+use dsproc_io::Location;
 
-use crate::nodes::{ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
+use crate::nodes::{KeysOf, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 use crate::read_exec::ReadInputExec;
 use crate::stats_exec::StepStatsExec;
 use crate::write_exec::WriteShardsExec;
@@ -39,15 +40,15 @@ enum NodeProto {
     Read {
         spec: ReadSpec,
         input_schema: String,
-        staging: String,
+        staging: Location,
     },
     Stats {
         step: usize,
         op: String,
-        staging: String,
+        staging: Location,
         sums_of: Option<String>,
         #[serde(default)]
-        keys_of: Option<String>,
+        keys_of: Option<KeysOf>,
     },
     Write {
         params: WriteParams,

@@ -10,7 +10,7 @@
 //! | [`WriteShardsNode`] | [`WriteShardsExec`] | one shard writer per partition |
 //!
 //! Side outputs (quarantined rows, statistics) are written under the run's
-//! staging directory with names that a retried task reproduces exactly, so a
+//! staging prefix (on the output's store) with names that a retried task reproduces exactly, so a
 //! retry overwrites instead of duplicating.
 
 pub mod codec;
@@ -23,7 +23,7 @@ pub mod write_exec;
 
 pub use codec::{DsprocLogicalCodec, DsprocPhysicalCodec};
 pub use memory::ActiveFairPool;
-pub use nodes::{sink_result_schema, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
+pub use nodes::{sink_result_schema, KeysOf, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 pub use planner::{DsprocExtensionPlanner, DsprocQueryPlanner};
 pub use read_exec::ReadInputExec;
 pub use stats_exec::StepStatsExec;
@@ -58,17 +58,6 @@ pub struct StepStats {
     /// Sums of the UInt32 fields of the node's `sums_of` struct column (e.g. PII counts).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub sums: std::collections::BTreeMap<String, u64>,
-}
-
-/// Writes a small file atomically (write to a temp name, then rename), so a
-/// reader never sees half of it and a retry simply replaces it.
-pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", unique_suffix()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// A process- and time-unique token for naming task attempts.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use dsproc_io::read::ReadSpec;
 use dsproc_io::shards::ShardOptions;
-use dsproc_io::OutputFormat;
+use dsproc_io::{Location, OutputFormat};
 
 /// Reads the job's input files. A leaf.
 #[derive(Debug, Clone)]
@@ -21,17 +21,18 @@ pub struct ReadInputNode {
     pub spec: ReadSpec,
     /// Schema of the input files (all columns, as stored).
     pub input_schema: SchemaRef,
-    /// Staging directory of the run (local path): quarantine and stats go below it.
-    pub staging: String,
+    /// Staging prefix of the run (any store): quarantine and stats go below it.
+    pub staging: Location,
     schema: DFSchemaRef,
     key: String,
 }
 
 impl ReadInputNode {
-    pub fn try_new(spec: ReadSpec, input_schema: SchemaRef, staging: String) -> Result<Self> {
+    pub fn try_new(spec: ReadSpec, input_schema: SchemaRef, staging: Location) -> Result<Self> {
         let out = dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
         let schema = Arc::new(DFSchema::try_from(out.as_ref().clone())?);
-        let key = format!("{}|{}|{:?}", serde_json::to_string(&spec).unwrap_or_default(), staging, input_schema);
+        let key =
+            format!("{}|{}|{:?}", serde_json::to_string(&spec).unwrap_or_default(), staging.canonical(), input_schema);
         Ok(Self { spec, input_schema, staging, schema, key })
     }
 
@@ -106,30 +107,39 @@ pub struct StepStatsNode {
     pub input: LogicalPlan,
     pub step: usize,
     pub op: String,
-    pub staging: String,
+    pub staging: Location,
     /// Also sum the fields of this struct column; such a node only records sums
     /// (its files are `sums-*`), it does not mark the end of the step.
     pub sums_of: Option<String>,
-    /// Write the values of this `List<UInt64>` column to Parquet files under
-    /// `staging/_index/` (dedup_minhash's `save_index`); such a node writes no counts.
-    pub keys_of: Option<String>,
+    /// Write the values of a `List<UInt64>` column to Parquet files in a local
+    /// directory (dedup_minhash's `save_index`); such a node writes no counts.
+    pub keys_of: Option<KeysOf>,
     key: String,
 }
 
+/// Where a [`StepStatsNode`] writes a column's values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeysOf {
+    /// The `List<UInt64>` column.
+    pub column: String,
+    /// The directory (local path) the key files are staged in.
+    pub dir: String,
+}
+
 impl StepStatsNode {
-    pub fn new(input: LogicalPlan, step: usize, op: &str, staging: String) -> Self {
+    pub fn new(input: LogicalPlan, step: usize, op: &str, staging: Location) -> Self {
         Self::with_sums(input, step, op, staging, None)
     }
 
-    pub fn with_sums(input: LogicalPlan, step: usize, op: &str, staging: String, sums_of: Option<String>) -> Self {
-        let key = format!("{step}|{op}|{staging}|{sums_of:?}");
+    pub fn with_sums(input: LogicalPlan, step: usize, op: &str, staging: Location, sums_of: Option<String>) -> Self {
+        let key = format!("{step}|{op}|{}|{sums_of:?}", staging.canonical());
         Self { input, step, op: op.to_string(), staging, sums_of, keys_of: None, key }
     }
 
-    /// A node that writes the values of the `List<UInt64>` column `keys_of`.
-    pub fn with_keys(input: LogicalPlan, step: usize, op: &str, staging: String, keys_of: String) -> Self {
+    /// A node that writes the values of the `List<UInt64>` column `keys_of.column`.
+    pub fn with_keys(input: LogicalPlan, step: usize, op: &str, staging: Location, keys_of: KeysOf) -> Self {
         let mut n = Self::with_sums(input, step, op, staging, None);
-        n.key = format!("{}|keys={keys_of}", n.key);
+        n.key = format!("{}|keys={}|{}", n.key, keys_of.column, keys_of.dir);
         n.keys_of = Some(keys_of);
         n
     }
@@ -167,8 +177,8 @@ impl UserDefinedLogicalNodeCore for StepStatsNode {
 /// Parameters of the shard sink.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WriteParams {
-    /// Staging directory of the run (local path).
-    pub staging: String,
+    /// Staging prefix of the run (any store).
+    pub staging: Location,
     pub format: OutputFormat,
     /// Target shard size in bytes; a shard bucket larger than this is cut into several files.
     pub shard_size: u64,

@@ -5,7 +5,6 @@
 //! into tasks, so each task reads exactly its own ranges.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, RecordBatch, UInt32Array, UInt64Array};
@@ -23,7 +22,7 @@ use futures::StreamExt;
 use dsproc_io::read::{plan_ranges, RangeReader, ReadSpec};
 use dsproc_io::Location;
 
-use crate::{write_atomic, ReadStats};
+use crate::ReadStats;
 
 /// Schema of the range descriptors.
 pub fn descriptor_schema() -> SchemaRef {
@@ -47,7 +46,7 @@ pub fn input_ranges(spec: &ReadSpec, partitions: usize) -> Vec<(u32, u64, u64)> 
 pub struct ReadInputExec {
     pub spec: Arc<ReadSpec>,
     pub input_schema: SchemaRef,
-    pub staging: String,
+    pub staging: Location,
     output_schema: SchemaRef,
     child: Arc<dyn ExecutionPlan>,
     props: Arc<PlanProperties>,
@@ -56,7 +55,7 @@ pub struct ReadInputExec {
 impl ReadInputExec {
     /// Plans the ranges of the input over `partitions` partitions: each partition
     /// gets a contiguous run of ranges, so it numbers lines without re-counting.
-    pub fn try_plan(spec: ReadSpec, input_schema: SchemaRef, staging: String, partitions: usize) -> Result<Self> {
+    pub fn try_plan(spec: ReadSpec, input_schema: SchemaRef, staging: Location, partitions: usize) -> Result<Self> {
         let ranges = input_ranges(&spec, partitions);
         let partitions = partitions.max(1);
         let groups = ranges.len().clamp(1, partitions);
@@ -82,7 +81,7 @@ impl ReadInputExec {
     pub fn try_new(
         spec: Arc<ReadSpec>,
         input_schema: SchemaRef,
-        staging: String,
+        staging: Location,
         child: Arc<dyn ExecutionPlan>,
     ) -> Result<Self> {
         let output_schema = dsproc_io::schema::output_schema(&input_schema, &spec.text, spec.id.as_deref());
@@ -139,10 +138,10 @@ impl ExecutionPlan for ReadInputExec {
         let spec = Arc::clone(&self.spec);
         let input_schema = Arc::clone(&self.input_schema);
         let output_schema = Arc::clone(&self.output_schema);
-        let staging = PathBuf::from(&self.staging);
+        let staging = self.staging.clone();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let task = tokio::spawn(async move {
-            let store = match Location::parse(&format!("{}/", spec.store_url), None).and_then(|l| l.store()) {
+            let store = match Location::root(&spec.store_url, &spec.storage).and_then(|l| l.store()) {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = tx.send(Err(DataFusionError::Execution(e))).await;
@@ -202,7 +201,7 @@ impl ExecutionPlan for ReadInputExec {
                         }
                     };
                     carry = Some((file_idx, end, outcome.next_line));
-                    if let Err(e) = write_side_outputs(&staging, &spec, file_idx, start, &outcome) {
+                    if let Err(e) = write_side_outputs(&staging, &spec, file_idx, start, &outcome).await {
                         let _ = tx.send(Err(DataFusionError::Execution(e))).await;
                         return;
                     }
@@ -229,8 +228,8 @@ impl Drop for AbortOnDrop {
 
 /// Writes the range's quarantined rows and its counts. Names depend only on the
 /// range, so a retried task replaces its earlier files.
-fn write_side_outputs(
-    staging: &std::path::Path,
+async fn write_side_outputs(
+    staging: &Location,
     spec: &ReadSpec,
     file_idx: u32,
     start: u64,
@@ -243,8 +242,7 @@ fn write_side_outputs(
             serde_json::to_writer(&mut body, rec).map_err(|e| e.to_string())?;
             body.push(b'\n');
         }
-        let p = staging.join("_quarantine").join(format!("part-{name}.jsonl"));
-        write_atomic(&p, &body).map_err(|e| format!("writing {}: {e}", p.display()))?;
+        staging.join(&format!("_quarantine/part-{name}.jsonl")).put(body).await?;
     }
     let stats = ReadStats {
         file: spec.files[file_idx as usize].path.clone(),
@@ -253,7 +251,5 @@ fn write_side_outputs(
         quarantined: outcome.quarantined.len() as u64,
         worker: crate::worker_name(),
     };
-    let p = staging.join("_stats").join(format!("read-{name}.json"));
-    write_atomic(&p, &serde_json::to_vec(&stats).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("writing {}: {e}", p.display()))
+    staging.join(&format!("_stats/read-{name}.json")).put(serde_json::to_vec(&stats).map_err(|e| e.to_string())?).await
 }

@@ -14,29 +14,33 @@ use datafusion::common::{internal_err, DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::Stream;
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream};
 
-use crate::{write_atomic, StepStats};
+use dsproc_io::Location;
+
+use crate::nodes::KeysOf;
+use crate::StepStats;
 
 #[derive(Debug)]
 pub struct StepStatsExec {
     pub input: Arc<dyn ExecutionPlan>,
     pub step: usize,
     pub op: String,
-    pub staging: String,
+    pub staging: Location,
     /// Struct column whose UInt32 fields are summed; such a node writes `sums-*`
     /// files instead of the step's row count.
     pub sums_of: Option<String>,
-    /// `List<UInt64>` column whose values are written to `staging/_index/*.parquet`.
-    pub keys_of: Option<String>,
+    /// `List<UInt64>` column whose values are written to `keys_of.dir/*.parquet`.
+    pub keys_of: Option<KeysOf>,
 }
 
 impl StepStatsExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, step: usize, op: String, staging: String) -> Self {
+    pub fn new(input: Arc<dyn ExecutionPlan>, step: usize, op: String, staging: Location) -> Self {
         Self { input, step, op, staging, sums_of: None, keys_of: None }
     }
 
-    pub fn with_keys(mut self, keys_of: Option<String>) -> Self {
+    pub fn with_keys(mut self, keys_of: Option<KeysOf>) -> Self {
         self.keys_of = keys_of;
         self
     }
@@ -100,10 +104,11 @@ impl ExecutionPlan for StepStatsExec {
             by_content,
             sums_of: self.sums_of.clone(),
             sums: std::collections::BTreeMap::new(),
-            keys_of: self.keys_of.clone(),
+            keys_of: self.keys_of.as_ref().map(|k| k.column.clone()),
             keys: None,
-            index_dir: PathBuf::from(&self.staging).join("_index"),
-            dir: PathBuf::from(&self.staging).join("_stats"),
+            index_dir: PathBuf::from(self.keys_of.as_ref().map(|k| k.dir.as_str()).unwrap_or_default()),
+            dir: self.staging.join("_stats"),
+            finishing: None,
             done: false,
         }))
     }
@@ -122,7 +127,9 @@ struct CountingStream {
     /// The open key file (temporary name) and its writer.
     keys: Option<(PathBuf, KeyWriter)>,
     index_dir: PathBuf,
-    dir: PathBuf,
+    dir: Location,
+    /// Writing the statistics file after the last batch.
+    finishing: Option<BoxFuture<'static, Result<()>>>,
     done: bool,
 }
 
@@ -180,13 +187,14 @@ impl CountingStream {
         w.write(values)
     }
 
-    fn finish(&mut self) -> Result<()> {
+    /// Closes the key file, or returns the write of the statistics file.
+    fn finish(&mut self) -> Result<Option<BoxFuture<'static, Result<()>>>> {
         if self.rows == 0 {
-            return Ok(());
+            return Ok(None);
         }
         if self.keys_of.is_some() {
             // named like the stats files: a retried attempt replaces its own file
-            let Some((tmp, w)) = self.keys.take() else { return Ok(()) };
+            let Some((tmp, w)) = self.keys.take() else { return Ok(None) };
             w.close()?;
             let name = if self.by_content {
                 format!("keys-{:03}-{:016x}-{}.parquet", self.step, self.digest, self.rows)
@@ -195,6 +203,7 @@ impl CountingStream {
             };
             let to = self.index_dir.join(name);
             return std::fs::rename(&tmp, &to)
+                .map(|_| None)
                 .map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", to.display())));
         }
         let stats = StepStats { step: self.step, rows: self.rows, sums: self.sums.clone() };
@@ -207,9 +216,9 @@ impl CountingStream {
         } else {
             format!("{prefix}-{:03}-p{:05}.json", self.step, self.partition)
         };
-        let p = self.dir.join(name);
+        let p = self.dir.join(&name);
         let body = serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        write_atomic(&p, &body).map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", p.display())))
+        Ok(Some(async move { p.put(body).await.map_err(DataFusionError::Execution) }.boxed()))
     }
 }
 
@@ -257,6 +266,12 @@ fn add_sums(array: &dyn Array, sums: &mut std::collections::BTreeMap<String, u64
 impl Stream for CountingStream {
     type Item = Result<RecordBatch>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(f) = self.finishing.as_mut() {
+            let r = futures::ready!(f.as_mut().poll(cx));
+            self.finishing = None;
+            self.done = true;
+            return Poll::Ready(r.err().map(Err));
+        }
         if self.done {
             return Poll::Ready(None);
         }
@@ -265,13 +280,20 @@ impl Stream for CountingStream {
                 Ok(()) => Poll::Ready(Some(Ok(batch))),
                 Err(e) => Poll::Ready(Some(Err(e))),
             },
-            Poll::Ready(None) => {
-                self.done = true;
-                match self.finish() {
-                    Ok(()) => Poll::Ready(None),
-                    Err(e) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => match self.finish() {
+                Ok(Some(f)) => {
+                    self.finishing = Some(f);
+                    self.poll_next(cx)
                 }
-            }
+                Ok(None) => {
+                    self.done = true;
+                    Poll::Ready(None)
+                }
+                Err(e) => {
+                    self.done = true;
+                    Poll::Ready(Some(Err(e)))
+                }
+            },
             other => other,
         }
     }

@@ -8,7 +8,6 @@
 //! the driver commits exactly the attempts whose results it received.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
@@ -28,6 +27,7 @@ use futures::StreamExt;
 
 use dsproc_common::config::{ORDER_COLUMN, SHARD_COLUMN, WRITE_SLICE_ROWS};
 use dsproc_io::shards::ShardFileWriter;
+use dsproc_io::Location;
 
 use crate::nodes::{sink_result_schema, WriteParams};
 use crate::unique_suffix;
@@ -125,8 +125,9 @@ impl ExecutionPlan for WriteShardsExec {
         let file_schema = Arc::new(in_schema.project(&out_cols)?);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let attempt = unique_suffix();
+        let handle = tokio::runtime::Handle::current();
         let writer = tokio::task::spawn_blocking(move || -> Result<RecordBatch, String> {
-            let mut w = BucketWriter::new(params, file_schema, attempt);
+            let mut w = BucketWriter::new(params, file_schema, attempt, handle);
             while let Some(batch) = rx.blocking_recv() {
                 let buckets = batch
                     .column(shard_idx)
@@ -182,8 +183,9 @@ struct Done {
 struct BucketWriter {
     params: WriteParams,
     schema: SchemaRef,
-    dir: PathBuf,
+    dir: Location,
     rel_dir: String,
+    handle: tokio::runtime::Handle,
     current: Option<(u32, u32, String, ShardFileWriter)>,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
@@ -192,14 +194,15 @@ struct BucketWriter {
 }
 
 impl BucketWriter {
-    fn new(params: WriteParams, schema: SchemaRef, attempt: String) -> Self {
+    fn new(params: WriteParams, schema: SchemaRef, attempt: String, handle: tokio::runtime::Handle) -> Self {
         let rel_dir = format!("shards/{attempt}");
-        let dir = PathBuf::from(&params.staging).join(&rel_dir);
+        let dir = params.staging.join(&rel_dir);
         Self {
             params,
             schema,
             dir,
             rel_dir,
+            handle,
             current: None,
             pending: Vec::new(),
             pending_rows: 0,
@@ -224,8 +227,13 @@ impl BucketWriter {
     fn open(&mut self, bucket: u32, seq: u32) -> Result<(), String> {
         let ext = self.params.shard_opts.extension(self.params.format);
         let name = if seq == 0 { format!("part-{bucket:05}.{ext}") } else { format!("part-{bucket:05}-{seq}.{ext}") };
-        let w =
-            ShardFileWriter::create(&self.dir.join(&name), self.params.format, &self.schema, self.params.shard_opts)?;
+        let w = ShardFileWriter::create(
+            &self.dir.join(&name),
+            self.params.format,
+            &self.schema,
+            self.params.shard_opts,
+            &self.handle,
+        )?;
         self.current = Some((bucket, seq, format!("{}/{name}", self.rel_dir), w));
         Ok(())
     }
@@ -271,8 +279,7 @@ impl BucketWriter {
         if let Some((bucket, seq, path, w)) = self.current.take() {
             let s = w.finish()?;
             if let Some((idx, bytes, sha256)) = s.companion {
-                let name = idx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let path = format!("{}/{name}", self.rel_dir);
+                let path = format!("{}/{idx}", self.rel_dir);
                 self.done.push(Done {
                     bucket,
                     seq,
@@ -304,10 +311,9 @@ impl BucketWriter {
         self.flush_pending(true)?;
         self.close_current()?;
         // A marker per finished writer, for progress ("wrote k/P partitions").
-        let marker = PathBuf::from(&self.params.staging).join("_stats").join(format!("write-{}.json", self.attempt));
+        let marker = self.params.staging.join(&format!("_stats/write-{}.json", self.attempt));
         let rows: u64 = self.done.iter().map(|d| d.rows).sum();
-        crate::write_atomic(&marker, format!("{{\"rows\":{rows}}}").as_bytes())
-            .map_err(|e| format!("writing {}: {e}", marker.display()))?;
+        dsproc_io::upload::put_blocking(&marker, format!("{{\"rows\":{rows}}}").as_bytes(), &self.handle)?;
         let d = &self.done;
         RecordBatch::try_new(
             sink_result_schema(),

@@ -19,7 +19,6 @@ use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
-use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
@@ -129,30 +128,23 @@ pub fn is_url(path: &str) -> bool {
     path.split_once("://").is_some_and(|(scheme, _)| !scheme.eq_ignore_ascii_case("file"))
 }
 
-/// Reads a URL through object_store, configured from the environment (`AWS_*`,
-/// `GOOGLE_*`, `AZURE_*`; plain `http://` is allowed). Runs on its own thread and
-/// runtime, so it works from planning (async) and from a UDF (sync) alike.
+/// Reads a URL through the object stores of `dsproc_io::store` (credentials
+/// from the standard environment variables; plain `http://` is allowed). Runs on
+/// its own thread and runtime, so it works from planning (async) and from a UDF
+/// (sync) alike.
 fn fetch_url(url: &str) -> std::result::Result<Vec<u8>, String> {
     let owned = url.to_string();
     let job = std::thread::spawn(move || -> std::result::Result<Vec<u8>, String> {
-        let parsed = url::Url::parse(&owned).map_err(|e| format!("invalid tokenizer URL {owned}: {e}"))?;
-        let mut opts: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
-        if parsed.scheme() == "http" {
-            opts.push(("allow_http".into(), "true".into()));
-        }
-        let (store, path) =
-            object_store::parse_url_opts(&parsed, opts).map_err(|e| format!("tokenizer URL {owned}: {e}"))?;
+        let loc = dsproc_io::Location::parse(&owned, None).map_err(|e| format!("tokenizer URL: {e}"))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("tokenizer URL {owned}: {e}"))?;
-        rt.block_on(async {
-            let got = store.get(&path).await.map_err(|e| format!("fetching tokenizer {owned}: {e}"))?;
-            got.bytes().await.map(|b| b.to_vec()).map_err(|e| format!("fetching tokenizer {owned}: {e}"))
-        })
+        match rt.block_on(loc.get_opt()) {
+            Ok(Some(b)) => Ok(b.to_vec()),
+            Ok(None) => Err(format!("fetching tokenizer {owned}: not found")),
+            Err(e) => Err(format!("fetching tokenizer: {e}")),
+        }
     });
     job.join().map_err(|_| format!("fetching tokenizer {url}: the fetch thread panicked"))?
 }

@@ -1,6 +1,7 @@
 //! Input and output for dsproc: object-store locations by URL scheme, input
 //! listing with globs, the record readers (JSONL plain/.gz/.zst, Parquet, CSV,
-//! text) with per-row quarantine, and the shard writers (Parquet, JSONL.zst).
+//! text) with per-row quarantine, the shard writers (Parquet, JSONL.zst,
+//! Megatron, MDS) and blocking object uploads.
 //!
 //! Everything here runs on executors as well as in the driver.
 
@@ -12,7 +13,8 @@ pub mod schema;
 pub mod shards;
 pub mod store;
 pub mod token_shards;
+pub mod upload;
 
 pub use format::{Compression, InputFormat, OutputFormat};
 pub use listing::InputFile;
-pub use store::Location;
+pub use store::{Location, StorageOptions};

@@ -21,6 +21,23 @@ pub struct InputFile {
     pub version: String,
 }
 
+/// Why inputs could not be listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListError {
+    /// The spec names nothing readable (bad glob, no match): a usage error.
+    Usage(String),
+    /// The store failed or refused (credentials, network): the job failed.
+    Store(String),
+}
+
+impl std::fmt::Display for ListError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Usage(m) | Self::Store(m) => f.write_str(m),
+        }
+    }
+}
+
 fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
@@ -28,8 +45,8 @@ fn has_glob(s: &str) -> bool {
 /// Lists the files a location names, sorted by path. A glob is matched against
 /// paths below its longest glob-free directory (the glob root); a directory lists
 /// every file below it; a file lists itself.
-pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
-    let store = loc.store()?;
+pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, ListError> {
+    let store = loc.store().map_err(ListError::Store)?;
     let full = loc.raw.clone();
     let (root, matcher): (String, Option<GlobMatcher>) = if has_glob(&full) {
         let parts: Vec<&str> = full.split('/').collect();
@@ -39,7 +56,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
         let glob = GlobBuilder::new(&pattern)
             .literal_separator(true)
             .build()
-            .map_err(|e| format!("invalid glob {:?}: {e}", loc.uri))?;
+            .map_err(|e| ListError::Usage(format!("invalid glob {:?}: {e}", loc.uri)))?;
         (root, Some(glob.compile_matcher()))
     } else {
         (full.clone(), None)
@@ -58,13 +75,17 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
                 }]);
             }
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(format!("cannot read input {:?}: {e}", loc.uri)),
+            Err(e) => return Err(ListError::Store(format!("cannot read input: {}", loc.error("HEAD", &e)))),
         }
     }
 
     let prefix = Path::from(root.as_str());
-    let metas: Vec<_> =
-        store.list(Some(&prefix)).try_collect().await.map_err(|e| format!("cannot list input {:?}: {e}", loc.uri))?;
+    let metas: Vec<_> = match store.list(Some(&prefix)).try_collect().await {
+        Ok(m) => m,
+        // A single-file URL on a server that cannot list (plain HTTP): nothing there.
+        Err(object_store::Error::NotFound { .. }) if loc.read_only() => Vec::new(),
+        Err(e) => return Err(ListError::Store(format!("cannot list input: {}", loc.error("LIST", &e)))),
+    };
     let mut files = Vec::new();
     for meta in metas {
         // object_store paths are percent-encoded; ours are raw.
@@ -87,7 +108,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, String> {
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     if files.is_empty() {
-        return Err(format!("input {:?} matches no files", loc.uri));
+        return Err(ListError::Usage(format!("input {:?} matches no files", loc.uri)));
     }
     Ok(files)
 }

@@ -45,6 +45,9 @@ pub enum OnError {
 pub struct ReadSpec {
     /// `scheme://authority` of the input store.
     pub store_url: String,
+    /// The job's settings for that store (non-secret values, variable names).
+    #[serde(default)]
+    pub storage: crate::store::StorageOptions,
     pub files: Vec<InputFile>,
     pub format: InputFormat,
     pub text: String,

@@ -3,9 +3,7 @@
 //! Callers feed rows in fixed-size slices (`WRITE_SLICE_ROWS`), so the bytes of a
 //! shard depend only on its rows, never on upstream batch boundaries.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
@@ -18,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::format::OutputFormat;
+use crate::store::Location;
+use crate::upload::ObjectWriter;
 use crate::token_shards::{count_tokens, packed_schema, MdsState, MegatronState, Packer, TokenDtype};
 
 /// A finished shard file.
@@ -28,8 +28,8 @@ pub struct WrittenShard {
     pub sha256: String,
     /// Token ids in the shard (when rows carry a `tokens` column).
     pub tokens: Option<u64>,
-    /// A companion file (Megatron's `.idx`): its path, bytes and sha256.
-    pub companion: Option<(PathBuf, u64, String)>,
+    /// A companion file (Megatron's `.idx`): its file name, bytes and sha256.
+    pub companion: Option<(String, u64, String)>,
     /// Packed sequences in the shard (with `pack`).
     pub sequences: Option<u64>,
     /// Uncompressed size of a compressed MDS shard.
@@ -78,7 +78,7 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-type Sink = HashWriter<BufWriter<File>>;
+type Sink = HashWriter<ObjectWriter>;
 
 enum Inner {
     Parquet(Box<ArrowWriter<Sink>>),
@@ -87,31 +87,36 @@ enum Inner {
     Mds(Box<(Sink, MdsState)>),
 }
 
-/// One shard being written to a local file.
+/// One shard being written (a local file or an object-store upload).
 pub struct ShardFileWriter {
     inner: Inner,
-    path: PathBuf,
+    target: Location,
+    handle: tokio::runtime::Handle,
     rows: u64,
     tokens: Option<u64>,
     /// With `pack`: the packer and the sequences written.
     packer: Option<(Packer, u64)>,
 }
 
-fn err(path: &Path, e: impl std::fmt::Display) -> String {
-    format!("writing shard {}: {e}", path.display())
+fn err(target: &Location, e: impl std::fmt::Display) -> String {
+    format!("writing shard {}: {e}", target.shown())
 }
 
 impl ShardFileWriter {
-    /// Creates the file (and its parent directories).
-    pub fn create(path: &Path, format: OutputFormat, schema: &SchemaRef, opts: ShardOptions) -> Result<Self, String> {
+    /// Starts the shard at `target` (parent directories are created locally).
+    /// Must be called from a blocking thread; `handle` runs object-store uploads.
+    pub fn create(
+        target: &Location,
+        format: OutputFormat,
+        schema: &SchemaRef,
+        opts: ShardOptions,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Self, String> {
+        let path = target;
         let packer = opts.pack.map(|n| (Packer::new(n), 0));
         let file_schema = if packer.is_some() { packed_schema() } else { SchemaRef::clone(schema) };
         let schema = &file_schema;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(path, e))?;
-        }
-        let file = File::create(path).map_err(|e| err(path, e))?;
-        let sink = HashWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
+        let sink = HashWriter { inner: ObjectWriter::create(target, handle)?, hasher: Sha256::new(), bytes: 0 };
         let inner = match format {
             OutputFormat::Parquet => {
                 let props = WriterProperties::builder()
@@ -149,7 +154,7 @@ impl ShardFileWriter {
         // Token counts for rows with a List<UInt32> `tokens` column (what `tokenize` adds).
         let ids = |f: &Field| matches!(f.data_type(), DataType::List(i) if i.data_type() == &DataType::UInt32);
         let tokens = schema.field_with_name("tokens").ok().filter(|f| ids(f)).map(|_| 0);
-        Ok(Self { inner, path: path.to_path_buf(), rows: 0, tokens, packer })
+        Ok(Self { inner, target: target.clone(), handle: handle.clone(), rows: 0, tokens, packer })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
@@ -160,8 +165,8 @@ impl ShardFileWriter {
         let packed = match &mut self.packer {
             None => None,
             Some((p, n)) => {
-                p.push(batch).map_err(|e| err(&self.path, e))?;
-                let b = p.take(false).map_err(|e| err(&self.path, e))?;
+                p.push(batch).map_err(|e| err(&self.target, e))?;
+                let b = p.take(false).map_err(|e| err(&self.target, e))?;
                 *n += b.as_ref().map_or(0, |b| b.num_rows() as u64);
                 Some(b)
             }
@@ -175,13 +180,13 @@ impl ShardFileWriter {
 
     fn write_inner(&mut self, batch: &RecordBatch) -> Result<(), String> {
         match &mut self.inner {
-            Inner::Parquet(w) => w.write(batch).map_err(|e| err(&self.path, e)),
-            Inner::Jsonl(w) => w.write(batch).map_err(|e| err(&self.path, e)),
+            Inner::Parquet(w) => w.write(batch).map_err(|e| err(&self.target, e)),
+            Inner::Jsonl(w) => w.write(batch).map_err(|e| err(&self.target, e)),
             Inner::Megatron(m) => {
                 let (sink, state) = &mut **m;
-                state.write(batch, sink).map_err(|e| err(&self.path, e))
+                state.write(batch, sink).map_err(|e| err(&self.target, e))
             }
-            Inner::Mds(m) => m.1.write(batch).map_err(|e| err(&self.path, e)),
+            Inner::Mds(m) => m.1.write(batch).map_err(|e| err(&self.target, e)),
         }
     }
 
@@ -208,13 +213,13 @@ impl ShardFileWriter {
     pub fn finish(mut self) -> Result<WrittenShard, String> {
         let mut sequences = None;
         if let Some((mut p, mut n)) = self.packer.take() {
-            if let Some(b) = p.take(true).map_err(|e| err(&self.path, e))? {
+            if let Some(b) = p.take(true).map_err(|e| err(&self.target, e))? {
                 n += b.num_rows() as u64;
                 self.write_inner(&b)?;
             }
             sequences = Some(n);
         }
-        let path = self.path;
+        let path = self.target;
         let mut companion = None;
         let mut raw_bytes = None;
         let mut sink = match self.inner {
@@ -226,11 +231,11 @@ impl ShardFileWriter {
             Inner::Megatron(m) => {
                 let (sink, state) = *m;
                 let idx = state.index();
-                let idx_path = path.with_extension("idx");
-                std::fs::write(&idx_path, &idx)
-                    .and_then(|_| File::open(&idx_path)?.sync_all())
-                    .map_err(|e| err(&idx_path, e))?;
-                companion = Some((idx_path, idx.len() as u64, hex::encode(Sha256::digest(&idx))));
+                let name = path.file_name();
+                let stem = name.strip_suffix(".bin").unwrap_or(name);
+                let idx_loc = path.sibling(&format!("{stem}.idx"));
+                crate::upload::put_blocking(&idx_loc, &idx, &self.handle).map_err(|e| err(&idx_loc, e))?;
+                companion = Some((format!("{stem}.idx"), idx.len() as u64, hex::encode(Sha256::digest(&idx))));
                 sink
             }
             Inner::Mds(m) => {
@@ -240,12 +245,12 @@ impl ShardFileWriter {
             }
         };
         sink.flush().map_err(|e| err(&path, e))?;
-        let file = sink.inner.into_inner().map_err(|e| err(&path, e.error()))?;
-        file.sync_all().map_err(|e| err(&path, e))?;
+        let (bytes, sha256) = (sink.bytes, hex::encode(sink.hasher.finalize()));
+        sink.inner.finish().map_err(|e| err(&path, e))?;
         Ok(WrittenShard {
             rows: self.rows,
-            bytes: sink.bytes,
-            sha256: hex::encode(sink.hasher.finalize()),
+            bytes,
+            sha256,
             tokens: self.tokens,
             companion,
             sequences,
@@ -276,7 +281,9 @@ mod tests {
         for fmt in [OutputFormat::Parquet, OutputFormat::Jsonl] {
             let p = dir.path().join(format!("s.{}", fmt.extension()));
             let opts = ShardOptions { token_dtype: None, size_limit: 1 << 20, pack: None, mds_zstd: None };
-            let mut w = ShardFileWriter::create(&p, fmt, &schema, opts).unwrap();
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let loc = Location::parse(&p.display().to_string(), None).unwrap();
+            let mut w = ShardFileWriter::create(&loc, fmt, &schema, opts, rt.handle()).unwrap();
             w.write(&batch).unwrap();
             let done = w.finish().unwrap();
             let bytes = std::fs::read(&p).unwrap();

@@ -1,43 +1,100 @@
-//! Object-store locations: a URI (local path, `file://`, and later `s3://` etc.)
-//! resolved to a store plus a path inside it.
+//! Object-store locations: a URI (local path, `file://`, `s3://`, `gs://`,
+//! `az://`, `http(s)://`) resolved to a store plus a path inside it, and the few
+//! store operations the rest of dsproc uses (put, conditional put, get, list,
+//! rename, delete), each failing with a message that names the location, the
+//! bucket and the operation, with every credential value redacted.
+//!
+//! Credentials come from the standard environment variables and provider chains
+//! of each store (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+//! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, web identity and instance
+//! metadata; `GOOGLE_*`; `AZURE_*`). A job may override them per location with
+//! [`StorageOptions`]: literal non-secret settings and the *names* of environment
+//! variables that hold secrets. Values are read from the environment of the
+//! process that opens the store (driver or executor); plans carry only names.
 
+use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
+/// Per-location store settings from the job spec (`[input.storage]`,
+/// `[output.storage]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StorageOptions {
+    /// Literal, non-secret settings: object_store configuration keys such as
+    /// `endpoint`, `region`, `allow_http`, `virtual_hosted_style_request`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// Settings read from environment variables: configuration key → variable
+    /// name, e.g. `access_key_id = "PROD_S3_KEY"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Configuration keys whose values are secrets: never accepted literally.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "token", "password", "access_key", "account_key", "credential", "sas", "service_account_key"]
+        .iter()
+        .any(|s| k.contains(s))
+        || k == "key"
+}
+
 /// A resolved location.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Location {
     /// The URI as the user wrote it, for messages.
     pub uri: String,
-    /// `scheme://authority` of the store, e.g. `file://`.
+    /// `scheme://authority` of the store, e.g. `file://` or `s3://bucket`.
     pub store_url: String,
     /// Path inside the store, unencoded (glob characters kept), no leading `/`.
     pub raw: String,
     /// The local filesystem path when the store is the local filesystem.
     pub local: Option<PathBuf>,
+    /// Store settings (non-secret values and environment variable names).
+    #[serde(default)]
+    pub storage: StorageOptions,
 }
+
+const REMOTE_SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "http", "https"];
 
 impl Location {
     /// Resolves a URI. Relative local paths are made absolute against the
     /// current directory (or `base` when given).
     pub fn parse(uri: &str, base: Option<&FsPath>) -> Result<Self, String> {
-        if let Some((scheme, _)) = uri.split_once("://") {
+        if let Some((scheme, rest)) = uri.split_once("://") {
             let scheme = scheme.to_ascii_lowercase();
             if scheme == "file" {
                 let url = Url::parse(uri).map_err(|e| format!("invalid URL {uri:?}: {e}"))?;
                 // Keep glob characters: Url percent-encodes some of them.
-                let raw = &uri["file://".len()..];
-                let p = if raw.starts_with('/') { PathBuf::from(raw) } else { url.path().into() };
+                let p = if rest.starts_with('/') { PathBuf::from(rest) } else { url.path().into() };
                 return Self::local(uri, &p);
             }
-            return Err(format!(
-                "unsupported URI scheme {scheme:?} in {uri:?}: this build reads and writes local paths and file:// URLs"
-            ));
+            if !REMOTE_SCHEMES.contains(&scheme.as_str()) {
+                return Err(format!(
+                    "unsupported URI scheme {scheme:?} in {uri:?}: use a local path, file://, s3://, gs://, az:// or http(s)://"
+                ));
+            }
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if authority.is_empty() {
+                return Err(format!("{uri:?} names no bucket (expected {scheme}://BUCKET/PATH)"));
+            }
+            // The path keeps glob characters; percent-escapes the user wrote are decoded.
+            let raw = percent_encoding::percent_decode_str(path).decode_utf8_lossy().trim_end_matches('/').to_string();
+            return Ok(Self {
+                uri: uri.to_string(),
+                store_url: format!("{scheme}://{authority}"),
+                raw,
+                local: None,
+                storage: StorageOptions::default(),
+            });
         }
         let p = FsPath::new(uri);
         let abs = if p.is_absolute() {
@@ -60,15 +117,112 @@ impl Location {
             store_url: "file://".into(),
             raw: s.trim_start_matches('/').to_string(),
             local: Some(abs),
+            storage: StorageOptions::default(),
         })
     }
 
-    /// The object store serving this location.
+    /// The same location with the job's store settings.
+    pub fn with_storage(mut self, storage: StorageOptions) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// The location of a store URL's root (`s3://bucket`), for stores named in plans.
+    pub fn root(store_url: &str, storage: &StorageOptions) -> Result<Self, String> {
+        Ok(Self::parse(&format!("{store_url}/"), None)?.with_storage(storage.clone()))
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.store_url == "file://"
+    }
+
+    /// The URI scheme (`file`, `s3`, ...).
+    pub fn scheme(&self) -> &str {
+        self.store_url.split("://").next().unwrap_or("")
+    }
+
+    /// The bucket (or container, or host) of a remote location.
+    pub fn bucket(&self) -> &str {
+        self.store_url.split_once("://").map(|(_, a)| a).unwrap_or("")
+    }
+
+    /// True for stores that can only be read (`http(s)://`).
+    pub fn read_only(&self) -> bool {
+        matches!(self.scheme(), "http" | "https")
+    }
+
+    /// The object store serving this location (one client per store and
+    /// settings per process).
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>, String> {
-        match self.store_url.as_str() {
-            "file://" => Ok(Arc::new(LocalFileSystem::new())),
-            other => Err(format!("no object store for {other}")),
+        type Cache = Mutex<BTreeMap<String, Arc<dyn ObjectStore>>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        let key = format!("{}|{}", self.store_url, serde_json::to_string(&self.storage).unwrap_or_default());
+        let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(&key) {
+            return Ok(Arc::clone(s));
         }
+        let store = self.build_store()?;
+        cache.insert(key, Arc::clone(&store));
+        Ok(store)
+    }
+
+    fn build_store(&self) -> Result<Arc<dyn ObjectStore>, String> {
+        if self.is_local() {
+            return Ok(Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)));
+        }
+        let mut settings: Vec<(String, String)> =
+            self.storage.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (key, var) in &self.storage.env {
+            let value = std::env::var(var).map_err(|_| {
+                format!("{}: storage.env.{key} names the environment variable {var}, which is not set here", self.uri)
+            })?;
+            if is_secret_key(key) {
+                register_secret(&value);
+            }
+            settings.push((key.clone(), value));
+        }
+        let bad = |e: object_store::Error| redact(&format!("{}: cannot configure the {} store: {e}", self.uri, self.scheme()));
+        macro_rules! configure {
+            ($builder:expr, $key:ty) => {{
+                let mut b = $builder;
+                for (k, v) in settings {
+                    let key: $key = k.to_ascii_lowercase().parse().map_err(|_| {
+                        format!("{}: unknown storage setting {k:?} for {}://", self.uri, self.scheme())
+                    })?;
+                    b = b.with_config(key, v);
+                }
+                b
+            }};
+        }
+        let url = format!("{}/", self.store_url);
+        let store: Arc<dyn ObjectStore> = match self.scheme() {
+            "s3" | "s3a" => {
+                use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+                let b = configure!(AmazonS3Builder::from_env().with_url(url), AmazonS3ConfigKey);
+                Arc::new(b.build().map_err(bad)?)
+            }
+            "gs" => {
+                use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+                let b = configure!(GoogleCloudStorageBuilder::from_env().with_url(url), GoogleConfigKey);
+                Arc::new(b.build().map_err(bad)?)
+            }
+            "az" | "adl" | "azure" | "abfs" | "abfss" => {
+                use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+                let b = configure!(MicrosoftAzureBuilder::from_env().with_url(url), AzureConfigKey);
+                Arc::new(b.build().map_err(bad)?)
+            }
+            "http" | "https" => {
+                use object_store::http::HttpBuilder;
+                use object_store::ClientConfigKey;
+                let mut b = configure!(HttpBuilder::new().with_url(url), ClientConfigKey);
+                if self.scheme() == "http" {
+                    b = b.with_config(ClientConfigKey::AllowHttp, "true");
+                }
+                Arc::new(b.build().map_err(bad)?)
+            }
+            other => return Err(format!("no object store for {other}://")),
+        };
+        Ok(store)
     }
 
     /// The object-store path (each part percent-encoded as object_store requires).
@@ -78,18 +232,187 @@ impl Location {
 
     /// A child location.
     pub fn join(&self, rel: &str) -> Self {
+        let rel = rel.trim_start_matches('/');
+        let raw = if self.raw.is_empty() { rel.to_string() } else { format!("{}/{rel}", self.raw.trim_end_matches('/')) };
         Self {
             uri: format!("{}/{}", self.uri.trim_end_matches('/'), rel),
             store_url: self.store_url.clone(),
-            raw: format!("{}/{}", self.raw.trim_end_matches('/'), rel.trim_start_matches('/')),
+            raw,
             local: self.local.as_ref().map(|l| l.join(rel)),
+            storage: self.storage.clone(),
         }
     }
 
-    /// The canonical URI (`file:///abs/path`).
+    /// The location named `name` in the same directory.
+    pub fn sibling(&self, name: &str) -> Self {
+        let swap = |s: &str| match s.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{name}"),
+            None => name.to_string(),
+        };
+        Self {
+            uri: swap(&self.uri),
+            store_url: self.store_url.clone(),
+            raw: swap(&self.raw),
+            local: self.local.as_ref().map(|l| l.with_file_name(name)),
+            storage: self.storage.clone(),
+        }
+    }
+
+    /// The last path component.
+    pub fn file_name(&self) -> &str {
+        self.raw.rsplit('/').next().unwrap_or(&self.raw)
+    }
+
+    /// The canonical URI (`file:///abs/path`, `s3://bucket/key`).
     pub fn canonical(&self) -> String {
         uri_of(&self.store_url, &self.raw)
     }
+
+    /// How the location is shown in messages: a path for local files, else its URI.
+    pub fn shown(&self) -> String {
+        shown(&self.store_url, &self.raw)
+    }
+
+    /// A store error as a message naming the location, the bucket and the operation.
+    pub fn error(&self, op: &str, e: &object_store::Error) -> String {
+        store_error(self, op, e)
+    }
+
+    // ---- operations -------------------------------------------------------
+
+    /// Writes `bytes` (replacing any object there; atomic on every store).
+    pub async fn put(&self, bytes: impl Into<Bytes>) -> Result<(), String> {
+        let store = self.store()?;
+        store.put(&self.path(), PutPayload::from(bytes.into())).await.map(|_| ()).map_err(|e| self.error("PUT", &e))
+    }
+
+    /// Creates the object only if it does not exist (`If-None-Match: *` on S3).
+    /// Returns false when it existed. On stores without conditional puts it
+    /// checks first and puts (not atomic), with a warning.
+    pub async fn put_if_absent(&self, bytes: impl Into<Bytes>) -> Result<bool, String> {
+        let store = self.store()?;
+        let bytes = bytes.into();
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match store.put_opts(&self.path(), PutPayload::from(bytes.clone()), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                tracing::warn!(uri = %self.shown(), "the store has no conditional put; checking, then writing");
+                if self.exists().await? {
+                    return Ok(false);
+                }
+                self.put(bytes).await.map(|_| true)
+            }
+            Err(e) => Err(self.error("conditional PUT", &e)),
+        }
+    }
+
+    /// The object's bytes, or None when it does not exist.
+    pub async fn get_opt(&self) -> Result<Option<Bytes>, String> {
+        let store = self.store()?;
+        match store.get(&self.path()).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(|e| self.error("GET", &e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("GET", &e)),
+        }
+    }
+
+    /// True when an object exists here.
+    pub async fn exists(&self) -> Result<bool, String> {
+        let store = self.store()?;
+        match store.head(&self.path()).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error("HEAD", &e)),
+        }
+    }
+
+    /// Every object below this location (recursively), with paths relative to it.
+    pub async fn list(&self) -> Result<Vec<(String, ObjectMeta)>, String> {
+        let store = self.store()?;
+        let prefix = self.path();
+        let metas: Vec<ObjectMeta> = match store.list(Some(&prefix)).try_collect().await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(self.error("LIST", &e)),
+        };
+        let base = prefix.as_ref().to_string();
+        Ok(metas
+            .into_iter()
+            .map(|m| {
+                let full = decode_path(&m.location);
+                let rel = full.strip_prefix(&decode_str(&base)).unwrap_or(&full).trim_start_matches('/').to_string();
+                (rel, m)
+            })
+            .collect())
+    }
+
+    /// The objects and "directories" directly below this location.
+    pub async fn list_dir(&self) -> Result<(Vec<String>, Vec<ObjectMeta>), String> {
+        let store = self.store()?;
+        let prefix = self.path();
+        let r = match store.list_with_delimiter(Some(&prefix)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok((Vec::new(), Vec::new())),
+            Err(e) => return Err(self.error("LIST", &e)),
+        };
+        let dirs = r.common_prefixes.iter().map(|p| decode_path(p).rsplit('/').next().unwrap_or("").to_string()).collect();
+        Ok((dirs, r.objects))
+    }
+
+    /// Moves the object to `to` (a rename locally, copy + delete on object stores).
+    pub async fn rename_to(&self, to: &Location) -> Result<(), String> {
+        let store = self.store()?;
+        store.rename(&self.path(), &to.path()).await.map_err(|e| to.error(&format!("move of {} to", self.shown()), &e))
+    }
+
+    /// Deletes the object (absent is fine).
+    pub async fn delete(&self) -> Result<(), String> {
+        let store = self.store()?;
+        match store.delete(&self.path()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("DELETE", &e)),
+        }
+    }
+
+    /// Deletes every object below this location; returns how many. Locally the
+    /// directory goes too, and its parent when that is left empty.
+    pub async fn delete_all(&self) -> Result<usize, String> {
+        let store = self.store()?;
+        let objects = self.list().await?;
+        let n = objects.len();
+        if let Some(dir) = self.local.as_ref().filter(|d| d.is_dir()) {
+            std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+            return Ok(n);
+        }
+        let paths = futures::stream::iter(objects.into_iter().map(|(_, m)| Ok(m.location))).boxed();
+        let errors: Vec<object_store::Error> = store
+            .delete_stream(paths)
+            .filter_map(|r| async move {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => Some(e),
+                }
+            })
+            .collect()
+            .await;
+        if let Some(e) = errors.first() {
+            return Err(self.error("DELETE", e));
+        }
+        Ok(n)
+    }
+}
+
+fn decode_str(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// An object_store path (percent-encoded parts) as the raw path we use.
+pub fn decode_path(p: &Path) -> String {
+    decode_str(p.as_ref())
 }
 
 /// The URI of `raw` (a path inside the store at `store_url`): `file:///abs/path`
@@ -109,6 +432,113 @@ pub fn shown(store_url: &str, raw: &str) -> String {
     } else {
         uri_of(store_url, raw)
     }
+}
+
+/// A store error as one line: what was done where, what the store said, and
+/// what to check. Credential values never appear in it.
+pub fn store_error(loc: &Location, op: &str, e: &object_store::Error) -> String {
+    use object_store::Error as E;
+    let place = if loc.is_local() {
+        loc.shown()
+    } else {
+        format!("{} (bucket {:?}, {op})", loc.shown(), loc.bucket())
+    };
+    let detail = short(e);
+    // List and multipart errors arrive as `Generic` with the HTTP status inside.
+    let denied = matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
+        || detail.starts_with("403 ")
+        || detail.starts_with("401 ");
+    let what = match e {
+        _ if denied => {
+            let hint = match loc.scheme() {
+                "s3" | "s3a" => {
+                    "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the variables named in the job's storage.env) and the bucket policy"
+                }
+                "gs" => "check GOOGLE_SERVICE_ACCOUNT / GOOGLE_APPLICATION_CREDENTIALS and the bucket's IAM",
+                "az" | "adl" | "azure" | "abfs" | "abfss" => "check AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY",
+                _ => "check the credentials",
+            };
+            format!("access denied ({detail}); {hint}")
+        }
+        E::NotFound { .. } => "not found".to_string(),
+        _ => detail,
+    };
+    let msg = if loc.is_local() { format!("{op} {place}: {what}") } else { format!("{place}: {what}") };
+    redact(&msg)
+}
+
+/// What the store said, in short: for an HTTP error the status and the
+/// service's error code and message (`403 Forbidden SignatureDoesNotMatch: ...`),
+/// never the whole response body (S3 bodies carry the string to sign).
+fn short(e: &object_store::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s = format!("{s}: {t}");
+        }
+        src = inner.source();
+    }
+    const STATUS: &str = "Server returned non-2xx status code: ";
+    let Some(at) = s.find(STATUS) else { return s };
+    let tail = &s[at + STATUS.len()..];
+    let status: String = tail.split([':', '<']).next().unwrap_or("").trim().to_string();
+    let tag = |name: &str| {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        let a = tail.find(&open)? + open.len();
+        let b = a + tail[a..].find(&close)?;
+        Some(tail[a..b].to_string())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(msg)) => format!("{status} {code}: {msg}"),
+        (Some(code), None) => format!("{status} {code}"),
+        _ => {
+            let rest = tail[status.len()..].trim_start_matches([':', ' ']);
+            if rest.is_empty() {
+                status
+            } else {
+                format!("{status}: {}", rest.chars().take(200).collect::<String>())
+            }
+        }
+    }
+}
+
+/// Credential values known to this process: those of the standard variables
+/// (read once) and those named by a job's `storage.env`.
+fn secrets() -> &'static Mutex<Vec<String>> {
+    static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| {
+        let values = std::env::vars()
+            .filter(|(k, v)| {
+                let store_var = k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_");
+                store_var && is_secret_key(k) && v.len() >= 6
+            })
+            .map(|(_, v)| v)
+            .collect();
+        Mutex::new(values)
+    })
+}
+
+fn register_secret(value: &str) {
+    if value.len() >= 6 {
+        let mut s = secrets().lock().unwrap_or_else(|e| e.into_inner());
+        if !s.iter().any(|v| v == value) {
+            s.push(value.to_string());
+        }
+    }
+}
+
+/// Replaces every known credential value in `s` with `***`.
+pub fn redact(s: &str) -> String {
+    let secrets = secrets().lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = s.to_string();
+    for v in secrets.iter() {
+        if out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), "***");
+        }
+    }
+    out
 }
 
 /// Removes `.` and `..` components without touching the filesystem.
@@ -139,5 +569,35 @@ mod tests {
         let r = Location::parse("a/../b/c.jsonl", Some(FsPath::new("/base"))).unwrap();
         assert_eq!(r.local.unwrap(), PathBuf::from("/base/b/c.jsonl"));
         assert!(Location::parse("ftp://x/y", None).is_err());
+    }
+
+    #[test]
+    fn parses_object_store_urls() {
+        let s = Location::parse("s3://bucket/corpus/*.jsonl.zst", None).unwrap();
+        assert_eq!((s.store_url.as_str(), s.raw.as_str(), s.bucket()), ("s3://bucket", "corpus/*.jsonl.zst", "bucket"));
+        assert!(s.local.is_none());
+        let out = Location::parse("s3://bucket/out/", None).unwrap();
+        assert_eq!(out.join("part-00000.parquet").canonical(), "s3://bucket/out/part-00000.parquet");
+        let root = Location::parse("gs://b", None).unwrap();
+        assert_eq!(root.raw, "");
+        assert_eq!(root.join("x").raw, "x");
+        assert!(Location::parse("https://host/a/b.jsonl", None).unwrap().read_only());
+        assert!(Location::parse("s3:///nobucket", None).is_err());
+    }
+
+    #[test]
+    fn secret_keys_are_recognised() {
+        for k in ["secret_access_key", "aws_session_token", "access_key_id", "azure_storage_account_key", "token"] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["endpoint", "region", "allow_http", "bucket"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn redacts_registered_secrets() {
+        register_secret("s3cr3t-value-xyz");
+        assert_eq!(redact("denied for s3cr3t-value-xyz here"), "denied for *** here");
     }
 }

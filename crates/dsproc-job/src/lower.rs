@@ -1,7 +1,6 @@
 //! Spec → one DataFusion logical plan:
 //! `ReadInput → step 1 → StepStats(1) → … → project shard bucket → WriteShards`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -14,7 +13,7 @@ use dsproc_common::size::ShardSize;
 use dsproc_common::DsprocError;
 use dsproc_exec::{ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 use dsproc_functions::hash::shard_of::ShardOfFunc;
-use dsproc_io::listing::list_inputs;
+use dsproc_io::listing::{list_inputs, ListError};
 use dsproc_io::read::ReadSpec;
 use dsproc_io::shards::ShardOptions;
 use dsproc_io::token_shards::TokenDtype;
@@ -36,9 +35,13 @@ pub struct ResolvedInput {
 /// present and a string). Errors here are usage errors (exit 2).
 pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocError> {
     let input = &loaded.spec.input;
-    let location =
-        Location::parse(&input.uri, Some(&loaded.base)).map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?;
-    let files = list_inputs(&location).await.map_err(DsprocError::usage)?;
+    let location = Location::parse(&input.uri, Some(&loaded.base))
+        .map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?
+        .with_storage(crate::spec::storage_options(&input.storage));
+    let files = list_inputs(&location).await.map_err(|e| match e {
+        ListError::Usage(m) => DsprocError::usage(m),
+        ListError::Store(m) => DsprocError::job(m),
+    })?;
     let format = match input.format {
         Some(f) => f,
         None => InputFormat::from_path(&files[0].path).ok_or_else(|| {
@@ -48,10 +51,10 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
             ))
         })?,
     };
-    let store = location.store().map_err(DsprocError::usage)?;
+    let store = location.store().map_err(DsprocError::job)?;
     let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, input.id.as_deref())
         .await
-        .map_err(DsprocError::usage)?;
+        .map_err(|e| if location.is_local() { DsprocError::usage(e) } else { DsprocError::job(dsproc_io::store::redact(&e)) })?;
     Ok(ResolvedInput { location, files, format, schema: Arc::new(schema) })
 }
 
@@ -75,8 +78,8 @@ pub struct LoweredJob {
     pub plan: LogicalPlan,
     pub input: ResolvedInput,
     pub output: Location,
-    /// `OUTPUT/_staging/<run id>` (local path).
-    pub staging: PathBuf,
+    /// `OUTPUT/_staging/<run id>` (on the output's store).
+    pub staging: Location,
     pub run_id: String,
     pub buckets: u32,
     pub shard_size: u64,
@@ -87,12 +90,19 @@ pub struct LoweredJob {
     pub read_spec: ReadSpec,
 }
 
-/// Resolves the output location (local filesystem for now).
+/// Resolves the output location (a local directory or an object-store prefix).
 pub fn resolve_output(loaded: &LoadedSpec) -> Result<Location, DsprocError> {
     let out = Location::parse(&loaded.spec.output.uri, Some(&loaded.base))
-        .map_err(|e| DsprocError::usage(format!("output.uri: {e}")))?;
-    if out.local.is_none() {
-        return Err(DsprocError::usage(format!("output.uri {:?}: only local outputs are supported yet", out.uri)));
+        .map_err(|e| DsprocError::usage(format!("output.uri: {e}")))?
+        .with_storage(crate::spec::storage_options(&loaded.spec.output.storage));
+    if out.read_only() {
+        return Err(DsprocError::usage(format!("output.uri {:?}: {}:// is read-only", out.uri, out.scheme())));
+    }
+    if out.raw.is_empty() {
+        return Err(DsprocError::usage(format!(
+            "output.uri {:?}: name a prefix inside the bucket (e.g. {}/datasets/NAME)",
+            out.uri, out.store_url
+        )));
     }
     Ok(out)
 }
@@ -102,28 +112,27 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
     let spec = &loaded.spec;
     let input = resolve_input(loaded).await?;
     let output = resolve_output(loaded)?;
-    let out_dir = output.local.clone().expect("local output");
-    let staging = out_dir.join(STAGING_DIR).join(run_id);
-    let staging_s = staging.to_str().ok_or_else(|| DsprocError::usage("output path is not UTF-8"))?.to_string();
+    let staging = output.join(&format!("{STAGING_DIR}/{run_id}"));
 
     let read_spec = ReadSpec {
         store_url: input.location.store_url.clone(),
+        storage: input.location.storage.clone(),
         files: input.files.clone(),
         format: input.format,
         text: spec.input.text.clone(),
         id: spec.input.id.clone(),
         on_error: spec.input.on_error,
     };
-    let node = ReadInputNode::try_new(read_spec.clone(), Arc::clone(&input.schema), staging_s.clone())
+    let node = ReadInputNode::try_new(read_spec.clone(), Arc::clone(&input.schema), staging.clone())
         .map_err(|e| DsprocError::usage(format!("input: {e}")))?;
     let mut plan = LogicalPlan::Extension(Extension { node: Arc::new(node) });
     let mut steps = Vec::new();
     for (i, op) in spec.steps.iter().enumerate() {
         let step = i + 1;
-        let pc = PlanContext { ctx, step, staging: &staging_s, base: &loaded.base };
+        let pc = PlanContext { ctx, step, staging: &staging, run_id, base: &loaded.base };
         plan = op.plan(&pc, plan).await?;
         plan = LogicalPlan::Extension(Extension {
-            node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging_s.clone())),
+            node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging.clone())),
         });
         let (reason, adds, info) = (op.drop_reason(), op.add_reason(), op.info(&loaded.base));
         steps.push(StepPlan { step, op: op.name(), reason, info, adds });
@@ -211,7 +220,7 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         .project(exprs)
         .and_then(|b| b.build())
         .map_err(|e| DsprocError::usage(format!("output: {e}")))?;
-    let params = WriteParams { staging: staging_s, format, shard_size, buckets, shard_tokens, shard_opts };
+    let params = WriteParams { staging: staging.clone(), format, shard_size, buckets, shard_tokens, shard_opts };
     let sink = WriteShardsNode::try_new(plan, params).map_err(|e| DsprocError::usage(format!("output: {e}")))?;
     let plan = LogicalPlan::Extension(Extension { node: Arc::new(sink) });
     Ok(LoweredJob {

@@ -2,6 +2,7 @@
 //! value is reported as `file:line:col`, with the key, the step and op, and the
 //! nearest valid key.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use dsproc_common::error::SpecLocation;
 use dsproc_common::DsprocError;
 use dsproc_io::read::OnError;
-use dsproc_io::{InputFormat, OutputFormat};
+use dsproc_io::{InputFormat, OutputFormat, StorageOptions};
 
 use crate::ops::OpSpec;
 
@@ -17,7 +18,8 @@ use crate::ops::OpSpec;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
-    /// Path, directory, glob or URL (`file://`) of the input files.
+    /// Path, directory, glob or URL of the input files: `file://`, `s3://`,
+    /// `gs://`, `az://`, `http(s)://` (one file; servers do not list).
     pub uri: String,
     /// `jsonl` | `parquet` | `csv` | `text`; default: from the first file's extension.
     #[serde(default)]
@@ -31,6 +33,83 @@ pub struct InputSpec {
     /// `quarantine` (default): bad rows go to `OUTPUT/_quarantine/`; `fail`: stop at the first.
     #[serde(default)]
     pub on_error: OnError,
+    /// Store settings for `uri` (default: the standard environment variables).
+    #[serde(default)]
+    pub storage: Option<StorageSpec>,
+}
+
+/// `[input.storage]` / `[output.storage]`: settings of an object store that
+/// override the standard environment variables for this job. Secrets are never
+/// written here: `env` names the environment variables that hold them, and each
+/// process that opens the store (driver, executors) reads its own environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSpec {
+    /// Endpoint of an S3-compatible server, e.g. `"http://127.0.0.1:8333"`
+    /// (default: `AWS_ENDPOINT_URL`, else AWS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region (default: `AWS_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allow plain-HTTP endpoints (default: `AWS_ALLOW_HTTP`, else false).
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    /// Other non-secret object_store settings, e.g. `{ virtual_hosted_style_request = "true" }`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Settings read from environment variables: setting → variable name, e.g.
+    /// `{ access_key_id = "PROD_S3_KEY", secret_access_key = "PROD_S3_SECRET" }`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl StorageSpec {
+    /// The settings as carried in plans (values of `env` stay names).
+    pub fn options(&self) -> StorageOptions {
+        let mut options = self.options.clone();
+        if let Some(e) = &self.endpoint {
+            options.insert("endpoint".into(), e.clone());
+        }
+        if let Some(r) = &self.region {
+            options.insert("region".into(), r.clone());
+        }
+        if let Some(a) = self.allow_http {
+            options.insert("allow_http".into(), a.to_string());
+        }
+        StorageOptions { options, env: self.env.clone() }
+    }
+
+    /// Refuses literal secrets and `env` values that are not variable names.
+    fn check(&self) -> Result<(), (String, String)> {
+        for k in self.options.keys() {
+            if dsproc_io::store::is_secret_key(k) {
+                return Err((
+                    format!("options.{k}"),
+                    format!(
+                        "secrets may not be written in a job spec; put the value in an environment variable and name it: env = {{ {k} = \"MY_VAR\" }}"
+                    ),
+                ));
+            }
+        }
+        for (k, var) in &self.env {
+            let name_like = !var.is_empty()
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !var.starts_with(|c: char| c.is_ascii_digit());
+            if !name_like {
+                return Err((
+                    format!("env.{k}"),
+                    "must be the NAME of an environment variable (letters, digits, _), not a value".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The storage settings of an optional `storage` table.
+pub fn storage_options(s: &Option<StorageSpec>) -> StorageOptions {
+    s.as_ref().map(StorageSpec::options).unwrap_or_default()
 }
 
 fn default_text() -> String {
@@ -52,7 +131,8 @@ pub enum WriteMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
-    /// Directory (path or `file://` URL) the dataset is committed to.
+    /// Directory the dataset is committed to: a path, `file://`, `s3://`,
+    /// `gs://` or `az://` URL.
     pub uri: String,
     /// `parquet` (default) | `jsonl` (zstd-compressed `.jsonl.zst`).
     #[serde(default = "default_output_format")]
@@ -75,6 +155,9 @@ pub struct OutputSpec {
     /// `error` (default) | `overwrite`: what to do if OUTPUT already has a dataset.
     #[serde(default)]
     pub mode: WriteMode,
+    /// Store settings for `uri` (default: the standard environment variables).
+    #[serde(default)]
+    pub storage: Option<StorageSpec>,
 }
 
 fn default_output_format() -> OutputFormat {
@@ -252,10 +335,17 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         let mut message = msg.clone();
         if let Some((field, expected)) = unknown_field(&msg) {
             // Find the key: at the top level or in [input]/[output].
-            for path in [vec![], vec!["input".to_string()], vec!["output".to_string()]] {
+            let tables = [
+                vec![],
+                vec!["input".to_string()],
+                vec!["output".to_string()],
+                vec!["input".to_string(), "storage".to_string()],
+                vec!["output".to_string(), "storage".to_string()],
+            ];
+            for path in tables {
                 if let Some(s) = key_span(&doc, &path, &field) {
                     span = Some(s);
-                    let table = if path.is_empty() { "the top level".to_string() } else { format!("[{}]", path[0]) };
+                    let table = if path.is_empty() { "the top level".to_string() } else { format!("[{}]", path.join(".")) };
                     message = format!("unknown key `{field}` in {table}");
                     break;
                 }
@@ -307,6 +397,22 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         steps.push(step);
     }
     let spec = JobSpec { name: raw.name, input: raw.input, steps, output: raw.output };
+    for (table, storage) in [("input", &spec.input.storage), ("output", &spec.output.storage)] {
+        if let Some(Err((key, message))) = storage.as_ref().map(StorageSpec::check) {
+            let (sub, leaf) = key.split_once('.').unwrap_or(("", key.as_str()));
+            let path = vec![table.to_string(), "storage".to_string(), sub.to_string()];
+            let span = key_span(&doc, &path, leaf).or_else(|| key_span(&doc, &path[..2], sub));
+            return Err(DsprocError::spec(loc(file, src, span), format!("{table}.storage.{key}: {message}")));
+        }
+    }
+    if spec.output.uri.split_once("://").is_some_and(|(s, _)| matches!(s.to_ascii_lowercase().as_str(), "http" | "https"))
+    {
+        let span = key_span(&doc, &["output".to_string()], "uri");
+        return Err(DsprocError::spec(
+            loc(file, src, span),
+            "output.uri: http(s):// is read-only; write to a path, s3://, gs:// or az://".to_string(),
+        ));
+    }
     if let Err(e) = dsproc_common::size::parse_shard_size(&spec.output.shard_size) {
         let span = key_span(&doc, &["output".to_string()], "shard_size");
         return Err(DsprocError::spec(loc(file, src, span), format!("output.shard_size: {e}")));
@@ -367,6 +473,22 @@ uri = "out"
         assert!(e.contains("j.toml:5:") && e.contains("did you mean `normalize`"), "{e}");
         let e = parse("j.toml", &GOOD.replace("uri = \"out\"", "uri = 3")).unwrap_err().to_string();
         assert!(e.contains("j.toml:10:"), "{e}");
+    }
+
+    #[test]
+    fn storage_secrets_are_named_not_written() {
+        let with = |t: &str| format!("{GOOD}[output.storage]\n{t}\n");
+        let ok = parse("j.toml", &with("endpoint = \"http://127.0.0.1:8333\"\nallow_http = true\nenv = { access_key_id = \"MY_KEY\" }"))
+            .unwrap();
+        let o = storage_options(&ok.output.storage);
+        assert_eq!(o.options["endpoint"], "http://127.0.0.1:8333");
+        assert_eq!(o.env["access_key_id"], "MY_KEY");
+        let e = parse("j.toml", &with("options = { secret_access_key = \"abc\" }")).unwrap_err().to_string();
+        assert!(e.starts_with("j.toml:12:") && e.contains("may not be written"), "{e}");
+        let e = parse("j.toml", &with("env = { secret_access_key = \"wJalr/XUtnFEMI+K7MDENG\" }")).unwrap_err().to_string();
+        assert!(e.contains("output.storage.env.secret_access_key") && e.contains("NAME"), "{e}");
+        let e = parse("j.toml", &with("endpont = \"x\"")).unwrap_err().to_string();
+        assert!(e.contains("[output.storage]") && e.contains("did you mean `endpoint`"), "{e}");
     }
 
     #[test]

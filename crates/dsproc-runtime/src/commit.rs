@@ -1,16 +1,35 @@
-//! Reading a run's side outputs (statistics, quarantine) and committing it:
-//! staged files are moved into place, then `manifest.json` is created, last and
-//! only if absent. A run that dies before that leaves no manifest.
+//! Reading a run's side outputs (statistics, quarantine) and committing it, on
+//! any store (local directory or object store), and collecting what crashed
+//! runs left behind (`dsproc gc`).
+//!
+//! The commit protocol:
+//! 1. every file of a run is written under `OUTPUT/_staging/<run id>/`;
+//! 2. the committing run creates `OUTPUT/_commit.lock` with a conditional put
+//!    (`If-None-Match: *`); a second run that gets there fails cleanly and
+//!    touches nothing, so two runs never mix their shards;
+//! 3. under the lock: an existing manifest stops the commit (unless
+//!    `mode = "overwrite"`, which removes it, then the old shards); the staged
+//!    shards and quarantine files are moved into place (a rename locally, a
+//!    server-side copy + delete on object stores);
+//! 4. `manifest.json` is created last, again with a conditional put; then the
+//!    lock and the staging prefix are removed.
+//!
+//! A run that dies before step 4 leaves no manifest: readers see no dataset.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
-use dsproc_common::config::{MANIFEST_FILE, QUARANTINE_DIR};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use dsproc_common::config::{COMMIT_LOCK_FILE, MANIFEST_FILE, QUARANTINE_DIR, RUN_MARKER_FILE, STAGING_DIR};
 use dsproc_common::DsprocError;
 use dsproc_exec::{ReadStats, StepStats};
+use dsproc_io::Location;
 use dsproc_job::manifest::Manifest;
+
+/// Concurrent object-store requests of the driver's commit and stats reads.
+const DRIVER_IO_CONCURRENCY: usize = 16;
 
 /// Totals of a run's statistics files.
 #[derive(Debug, Default)]
@@ -25,46 +44,56 @@ pub struct RunStats {
     /// step → summed counters (e.g. PII kinds).
     pub step_sums: BTreeMap<usize, BTreeMap<String, u64>>,
     /// Processes that read input (`pid N@host`), sorted.
-    pub workers: std::collections::BTreeSet<String>,
+    pub workers: BTreeSet<String>,
 }
 
 fn job_err(what: &str, path: &Path, e: impl std::fmt::Display) -> DsprocError {
     DsprocError::job(format!("{what} {}: {e}", path.display()))
 }
 
-fn parse_stats<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T, DsprocError> {
-    serde_json::from_slice(bytes).map_err(|e| job_err("bad stats file", path, e))
+fn parse_stats<T: serde::de::DeserializeOwned>(bytes: &[u8], loc: &Location) -> Result<T, DsprocError> {
+    serde_json::from_slice(bytes).map_err(|e| DsprocError::job(format!("bad stats file {}: {e}", loc.shown())))
 }
 
 /// Sums the statistics files under `staging/_stats`.
-pub fn read_stats(staging: &Path) -> Result<RunStats, DsprocError> {
+pub async fn read_stats(staging: &Location) -> Result<RunStats, DsprocError> {
     let dir = staging.join("_stats");
     let mut stats = RunStats::default();
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(stats),
-        Err(e) => return Err(job_err("cannot read", &dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| job_err("cannot read", &dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".json") {
+    let mut wanted = Vec::new();
+    for (name, _) in dir.list().await.map_err(DsprocError::job)? {
+        if name.contains('/') || !name.ends_with(".json") {
             continue;
         }
-        let bytes = fs::read(entry.path()).map_err(|e| job_err("cannot read", &entry.path(), e))?;
+        if name.starts_with("write-") {
+            stats.writers_done += 1; // a marker: its body is not needed
+        } else {
+            wanted.push(name);
+        }
+    }
+    let bodies: Vec<_> = futures::stream::iter(wanted)
+        .map(|name| {
+            let loc = dir.join(&name);
+            async move {
+                let body = loc.get_opt().await;
+                (name, loc, body)
+            }
+        })
+        .buffer_unordered(DRIVER_IO_CONCURRENCY)
+        .collect()
+        .await;
+    for (name, loc, body) in bodies {
+        let Some(bytes) = body.map_err(DsprocError::job)? else { continue };
         if name.starts_with("read-") {
-            let s: ReadStats = parse_stats(&bytes, &entry.path())?;
+            let s: ReadStats = parse_stats(&bytes, &loc)?;
             stats.read_rows += s.rows;
             stats.quarantined += s.quarantined;
             stats.ranges += 1;
             stats.workers.insert(s.worker);
         } else if name.starts_with("step-") {
-            let s: StepStats = parse_stats(&bytes, &entry.path())?;
+            let s: StepStats = parse_stats(&bytes, &loc)?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
-        } else if name.starts_with("write-") {
-            stats.writers_done += 1;
         } else if name.starts_with("sums-") {
-            let s: StepStats = parse_stats(&bytes, &entry.path())?;
+            let s: StepStats = parse_stats(&bytes, &loc)?;
             let sums = stats.step_sums.entry(s.step).or_default();
             for (k, v) in s.sums {
                 *sums.entry(k).or_default() += v;
@@ -77,113 +106,263 @@ pub fn read_stats(staging: &Path) -> Result<RunStats, DsprocError> {
 /// A staged shard and its committed name.
 #[derive(Debug, Clone)]
 pub struct StagedShard {
-    pub staged: PathBuf,
+    pub staged: Location,
     pub name: String,
 }
 
-/// Moves staged shards and quarantine files into `out`, then creates the
-/// manifest. With `overwrite`, a previous dataset's manifest is removed first
-/// (so readers never see a manifest over mixed files), then its files.
-pub fn commit(
-    out: &Path,
-    staging: &Path,
+/// Who holds a commit lock or runs a staging prefix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMarker {
+    pub run_id: String,
+    #[serde(default)]
+    pub job: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: String,
+    /// Refreshed every `RUN_HEARTBEAT_SECS` while the run is alive.
+    pub heartbeat_at: String,
+}
+
+impl RunMarker {
+    pub fn new(run_id: &str, job: &str) -> Self {
+        let now = chrono::Utc::now().to_rfc3339();
+        Self {
+            run_id: run_id.to_string(),
+            job: job.to_string(),
+            host: hostname(),
+            pid: std::process::id(),
+            started_at: now.clone(),
+            heartbeat_at: now,
+        }
+    }
+
+    fn body(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Seconds since the last heartbeat.
+    fn silent_secs(&self) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(&self.heartbeat_at)
+            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+            .unwrap_or(i64::MAX)
+    }
+
+    /// True when the process is certainly gone: it ran on this host and its pid is dead.
+    fn dead_here(&self) -> bool {
+        self.host == hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// Dead for sure, or silent for longer than `grace_secs`.
+    pub fn stale(&self, grace_secs: u64) -> bool {
+        self.dead_here() || self.silent_secs() > grace_secs as i64
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// The staging prefix of run `run_id` under `out`.
+pub fn staging_of(out: &Location, run_id: &str) -> Location {
+    out.join(&format!("{STAGING_DIR}/{run_id}"))
+}
+
+/// Writes (or refreshes) a run's marker under its staging prefix.
+pub async fn write_run_marker(staging: &Location, marker: &RunMarker) -> Result<(), DsprocError> {
+    staging.join(RUN_MARKER_FILE).put(marker.body()).await.map_err(DsprocError::job)
+}
+
+/// Commits a run: see the module docs for the protocol.
+pub async fn commit(
+    out: &Location,
+    staging: &Location,
     shards: &[StagedShard],
     manifest: &Manifest,
     overwrite: bool,
 ) -> Result<Vec<String>, DsprocError> {
-    let manifest_path = out.join(MANIFEST_FILE);
-    if manifest_path.exists() {
+    let lock = out.join(COMMIT_LOCK_FILE);
+    let me = RunMarker::new(&manifest.run_id, &manifest.job_name);
+    if !lock.put_if_absent(me.body()).await.map_err(DsprocError::job)? {
+        let holder = lock
+            .get_opt()
+            .await
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<RunMarker>(&b).ok())
+            .map(|m| format!("run {} (pid {} on {}, since {})", m.run_id, m.pid, m.host, m.started_at))
+            .unwrap_or_else(|| "another run".into());
+        return Err(DsprocError::job(format!(
+            "{} is being committed by {holder}; this run is not committed (if no such job is running, `dsproc gc {}` removes the stale lock)",
+            out.shown(),
+            out.uri
+        )));
+    }
+    let result = commit_locked(out, staging, shards, manifest, overwrite).await;
+    if let Err(e) = lock.delete().await {
+        tracing::warn!(error = %e, "could not remove the commit lock");
+    }
+    result
+}
+
+async fn commit_locked(
+    out: &Location,
+    staging: &Location,
+    shards: &[StagedShard],
+    manifest: &Manifest,
+    overwrite: bool,
+) -> Result<Vec<String>, DsprocError> {
+    let manifest_loc = out.join(MANIFEST_FILE);
+    if manifest_loc.exists().await.map_err(DsprocError::job)? {
         if !overwrite {
             return Err(DsprocError::job(format!(
                 "{} appeared while the job ran (another job committed there); this run is not committed",
-                manifest_path.display()
+                manifest_loc.shown()
             )));
         }
-        fs::remove_file(&manifest_path).map_err(|e| job_err("cannot remove", &manifest_path, e))?;
+        // Readers must never see a manifest over mixed files: it goes first.
+        manifest_loc.delete().await.map_err(DsprocError::job)?;
     }
-    // Remove files of any earlier dataset (they are not referenced by a manifest any more).
-    if let Ok(entries) = fs::read_dir(out) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("part-") || name == "index.json" {
-                fs::remove_file(entry.path()).map_err(|e| job_err("cannot remove", &entry.path(), e))?;
-            }
-        }
-    }
-    let qdir = out.join(QUARANTINE_DIR);
-    if qdir.exists() {
-        fs::remove_dir_all(&qdir).map_err(|e| job_err("cannot remove", &qdir, e))?;
-    }
-    for s in shards {
-        let to = out.join(&s.name);
-        fs::rename(&s.staged, &to).map_err(|e| job_err("cannot move shard into place", &to, e))?;
-    }
-    let mut quarantine = Vec::new();
+    // Files of an earlier dataset (no manifest references them any more).
+    let (_, objects) = out.list_dir().await.map_err(DsprocError::job)?;
+    let old: Vec<Location> = objects
+        .iter()
+        .map(|m| dsproc_io::store::decode_path(&m.location))
+        .filter_map(|p| {
+            let name = p.rsplit('/').next().unwrap_or(&p).to_string();
+            (name.starts_with("part-") || name == "index.json").then(|| out.join(&name))
+        })
+        .collect();
+    for_each_io(old, |l| async move { l.delete().await }).await?;
+    out.join(QUARANTINE_DIR).delete_all().await.map_err(DsprocError::job)?;
+
+    let moves: Vec<(Location, Location)> = shards.iter().map(|s| (s.staged.clone(), out.join(&s.name))).collect();
+    for_each_io(moves, |(from, to)| async move { from.rename_to(&to).await }).await?;
+
     let staged_q = staging.join(QUARANTINE_DIR);
-    if let Ok(entries) = fs::read_dir(&staged_q) {
-        let mut names: Vec<_> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        fs::create_dir_all(&qdir).map_err(|e| job_err("cannot create", &qdir, e))?;
-        for n in names.into_iter().filter(|n| n.ends_with(".jsonl")) {
-            fs::rename(staged_q.join(&n), qdir.join(&n)).map_err(|e| job_err("cannot move", &qdir.join(&n), e))?;
-            quarantine.push(format!("{QUARANTINE_DIR}/{n}"));
-        }
-    }
+    let mut names: Vec<String> = staged_q
+        .list()
+        .await
+        .map_err(DsprocError::job)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !n.contains('/') && n.ends_with(".jsonl"))
+        .collect();
+    names.sort();
+    let qmoves: Vec<(Location, Location)> =
+        names.iter().map(|n| (staged_q.join(n), out.join(&format!("{QUARANTINE_DIR}/{n}")))).collect();
+    for_each_io(qmoves, |(from, to)| async move { from.rename_to(&to).await }).await?;
+    let quarantine: Vec<String> = names.iter().map(|n| format!("{QUARANTINE_DIR}/{n}")).collect();
+
     let mut manifest = manifest.clone();
     manifest.quarantine = quarantine.clone();
-    write_manifest(out, &manifest)?;
-    let _ = fs::remove_dir_all(staging);
-    // The staging root is removed when no other run is using it.
-    if let Some(root) = staging.parent() {
-        let _ = fs::remove_dir(root);
+    let mut body = serde_json::to_vec_pretty(&manifest).map_err(|e| DsprocError::job(format!("manifest: {e}")))?;
+    body.push(b'\n');
+    if !manifest_loc.put_if_absent(body).await.map_err(DsprocError::job)? {
+        return Err(DsprocError::job(format!("{} already exists: another job committed first", manifest_loc.shown())));
+    }
+    if let Err(e) = staging.delete_all().await {
+        tracing::warn!(error = %e, "could not remove the run's staging files");
     }
     Ok(quarantine)
 }
 
-/// Creates `manifest.json` atomically and only if it does not exist.
-fn write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DsprocError> {
-    let path = out.join(MANIFEST_FILE);
-    let tmp = out.join(format!(".{MANIFEST_FILE}.{}", manifest.run_id));
-    let body = serde_json::to_vec_pretty(manifest).map_err(|e| DsprocError::job(format!("manifest: {e}")))?;
-    {
-        let mut f = fs::File::create(&tmp).map_err(|e| job_err("cannot write", &tmp, e))?;
-        f.write_all(&body)
-            .and_then(|_| f.write_all(b"\n"))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| job_err("cannot write", &tmp, e))?;
-    }
-    let linked = fs::hard_link(&tmp, &path);
-    let _ = fs::remove_file(&tmp);
-    linked.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            DsprocError::job(format!("{} already exists: another job committed first", path.display()))
-        } else {
-            job_err("cannot write", &path, e)
-        }
-    })
+/// Runs `f` over `items` with bounded concurrency; the first error wins.
+async fn for_each_io<T, F, Fut>(items: Vec<T>, f: F) -> Result<(), DsprocError>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let results: Vec<Result<(), String>> =
+        futures::stream::iter(items.into_iter().map(f)).buffer_unordered(DRIVER_IO_CONCURRENCY).collect().await;
+    results.into_iter().collect::<Result<(), String>>().map_err(DsprocError::job)
 }
 
 /// Reads the manifest of a committed dataset.
-pub fn read_manifest(out: &Path) -> Result<Option<Manifest>, DsprocError> {
-    let path = out.join(MANIFEST_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| job_err("invalid manifest", &path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(job_err("cannot read", &path, e)),
+pub async fn read_manifest(out: &Location) -> Result<Option<Manifest>, DsprocError> {
+    let loc = out.join(MANIFEST_FILE);
+    match loc.get_opt().await.map_err(DsprocError::job)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| DsprocError::job(format!("invalid manifest {}: {e}", loc.shown()))),
+        None => Ok(None),
     }
 }
 
-/// Moves a `dedup_minhash` step's saved band keys (`staging/_index/keys-STEP-*`)
-/// into `dir` and writes `dir/index.json` naming them; key files of an earlier
-/// index there are removed after the new `index.json` is in place.
+/// What `dsproc gc` found (and removed, unless it was a dry run).
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    /// Staging prefixes of dead runs: run id → objects.
+    pub removed_runs: BTreeMap<String, usize>,
+    /// Runs still alive (heartbeat within the grace period), left alone.
+    pub live_runs: Vec<String>,
+    /// A stale commit lock was removed.
+    pub removed_lock: bool,
+}
+
+/// Removes the staging prefixes of runs that are dead (same host, pid gone) or
+/// silent for more than `grace_secs`, and a commit lock such a run left.
+pub async fn gc(out: &Location, grace_secs: u64, dry_run: bool) -> Result<GcReport, DsprocError> {
+    let mut report = GcReport::default();
+    let root = out.join(STAGING_DIR);
+    let (runs, _) = root.list_dir().await.map_err(DsprocError::job)?;
+    for run in runs {
+        let staging = root.join(&run);
+        let marker = staging
+            .join(RUN_MARKER_FILE)
+            .get_opt()
+            .await
+            .map_err(DsprocError::job)?
+            .and_then(|b| serde_json::from_slice::<RunMarker>(&b).ok());
+        let stale = match &marker {
+            Some(m) => m.stale(grace_secs),
+            // No marker: judge by the newest object's age.
+            None => {
+                let objects = staging.list().await.map_err(DsprocError::job)?;
+                let newest = objects.iter().map(|(_, m)| m.last_modified).max();
+                newest.is_none_or(|t| (chrono::Utc::now() - t).num_seconds() > grace_secs as i64)
+            }
+        };
+        if !stale {
+            report.live_runs.push(run);
+            continue;
+        }
+        let n = if dry_run {
+            staging.list().await.map_err(DsprocError::job)?.len()
+        } else {
+            staging.delete_all().await.map_err(DsprocError::job)?
+        };
+        report.removed_runs.insert(run, n);
+    }
+    let lock = out.join(COMMIT_LOCK_FILE);
+    if let Some(body) = lock.get_opt().await.map_err(DsprocError::job)? {
+        let stale = serde_json::from_slice::<RunMarker>(&body).map(|m| m.stale(grace_secs)).unwrap_or(true);
+        if stale {
+            if !dry_run {
+                lock.delete().await.map_err(DsprocError::job)?;
+            }
+            report.removed_lock = true;
+        }
+    }
+    Ok(report)
+}
+
+/// Uncommitted runs left under `out/_staging` (for `dsproc inspect`).
+pub async fn staged_runs(out: &Location) -> Result<Vec<String>, DsprocError> {
+    Ok(out.join(STAGING_DIR).list_dir().await.map_err(DsprocError::job)?.0)
+}
+
+/// Moves a `dedup_minhash` step's saved band keys (`keys_dir/keys-STEP-*`, a
+/// local directory) into `dir` and writes `dir/index.json` naming them; key
+/// files of an earlier index there are removed after the new `index.json` is in place.
 pub fn commit_index(
-    staging: &Path,
+    keys_dir: &Path,
     step: usize,
     dir: &Path,
     info: Option<&serde_json::Value>,
     manifest: &Manifest,
 ) -> Result<(), DsprocError> {
     use dsproc_job::ops::dedup_minhash::{SavedIndex, INDEX_FILE};
+    use std::fs;
     let info = info.ok_or_else(|| DsprocError::job("internal: save_index without step info"))?;
     let params: dsproc_functions::minhash::MinHashParams = serde_json::from_value(serde_json::json!({
         "num_perm": info["num_perm"], "bands": info["bands"], "rows": info["rows"],
@@ -193,12 +372,12 @@ pub fn commit_index(
     fs::create_dir_all(dir).map_err(|e| job_err("cannot create", dir, e))?;
     let prefix = format!("keys-{step:03}-");
     let mut files = Vec::new();
-    if let Ok(entries) = fs::read_dir(staging.join("_index")) {
+    if let Ok(entries) = fs::read_dir(keys_dir) {
         let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         for n in names.into_iter().filter(|n| n.starts_with(&prefix) && n.ends_with(".parquet")) {
             let to = dir.join(&n);
-            fs::rename(staging.join("_index").join(&n), &to).map_err(|e| job_err("cannot move index file", &to, e))?;
+            fs::rename(keys_dir.join(&n), &to).map_err(|e| job_err("cannot move index file", &to, e))?;
             files.push(n);
         }
     }
@@ -222,5 +401,14 @@ pub fn commit_index(
             }
         }
     }
+    remove_index_staging(keys_dir);
     Ok(())
+}
+
+/// Removes a run's key staging directory, and the staging root when empty.
+pub fn remove_index_staging(keys_dir: &Path) {
+    let _ = std::fs::remove_dir_all(keys_dir);
+    if let Some(root) = keys_dir.parent() {
+        let _ = std::fs::remove_dir(root);
+    }
 }

@@ -15,7 +15,8 @@ use dsproc_job::manifest::{Manifest, ManifestInput, ManifestShard, RowCounts, St
 use dsproc_job::spec::WriteMode;
 use dsproc_job::{lower, LoadedSpec, LoweredJob};
 
-use crate::commit::{commit, read_manifest, read_stats, StagedShard};
+use crate::commit::{commit, read_manifest, read_stats, write_run_marker, RunMarker, StagedShard};
+use dsproc_io::Location;
 use crate::session::{make_context, Engine, EngineOptions};
 
 /// How to run a job.
@@ -69,35 +70,56 @@ pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummar
     let started = Instant::now();
     let spec = &loaded.spec;
     let out = dsproc_job::lower::resolve_output(loaded)?;
-    let out_dir = out.local.clone().expect("local output");
     let overwrite = spec.output.mode == WriteMode::Overwrite;
-    if !overwrite && out_dir.join(MANIFEST_FILE).exists() {
+    if !overwrite && out.join(MANIFEST_FILE).exists().await.map_err(DsprocError::job)? {
         return Err(DsprocError::usage(format!(
             "{} already holds a committed dataset; set output.mode = \"overwrite\" (or --set output.mode=overwrite) or choose another output.uri",
-            out_dir.display()
+            out.shown()
         )));
     }
     let run_id = new_run_id();
     let planning = planning_context(&opts.engine_opts).await?;
     let job = lower(&planning, loaded, &run_id).await?;
-    std::fs::create_dir_all(&job.staging)
-        .map_err(|e| DsprocError::job(format!("cannot create {}: {e}", job.staging.display())))?;
-
-    let result = execute(&job, opts).await;
-    let batches = match result {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&job.staging);
-            return Err(e);
-        }
+    // The run's marker goes first and is refreshed while it runs: `dsproc gc`
+    // tells a crashed run's staging from a live one by it.
+    let mut marker = RunMarker::new(&run_id, &spec.name);
+    write_run_marker(&job.staging, &marker).await?;
+    let heartbeat = {
+        let staging = job.staging.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(dsproc_common::config::RUN_HEARTBEAT_SECS)).await;
+                marker.heartbeat_at = chrono::Utc::now().to_rfc3339();
+                if let Err(e) = write_run_marker(&staging, &marker).await {
+                    tracing::warn!(error = %e, "could not refresh the run marker");
+                }
+            }
+        })
     };
-    match finish(loaded, &job, opts, &batches, started, overwrite) {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&job.staging);
-            Err(e)
+    let result = match execute(&job, opts).await {
+        Ok(batches) => finish(loaded, &job, opts, &batches, started, overwrite).await,
+        Err(e) => Err(e),
+    };
+    heartbeat.abort();
+    if result.is_err() {
+        // Nothing of a failed run stays behind (a killed one leaves its staging to `dsproc gc`).
+        if let Err(e) = job.staging.delete_all().await {
+            tracing::warn!(error = %e, "could not remove the failed run's staging files");
+        }
+        for dir in index_staging_dirs(loaded, &job) {
+            crate::commit::remove_index_staging(&dir);
         }
     }
+    result
+}
+
+/// The local directories the run's `save_index` steps stage key files in.
+fn index_staging_dirs(loaded: &LoadedSpec, job: &LoweredJob) -> Vec<std::path::PathBuf> {
+    job.steps
+        .iter()
+        .filter_map(|s| s.info.as_ref().and_then(|i| i["save_index"].as_str()))
+        .map(|dir| dsproc_job::ops::dedup_minhash::index_staging(&loaded.base, dir, &job.run_id))
+        .collect()
 }
 
 async fn execute(
@@ -136,7 +158,7 @@ fn clean(e: &datafusion::error::DataFusionError) -> String {
 /// finished), with rows per step — from the run's statistics files, so it works the
 /// same locally and on a cluster.
 fn spawn_progress(
-    staging: std::path::PathBuf,
+    staging: Location,
     ranges: usize,
     writers: usize,
 ) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
@@ -147,9 +169,11 @@ fn spawn_progress(
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     let b = bar.clone();
+    // Listing an object store costs a request per poll: poll it less often.
+    let every = Duration::from_millis(if staging.is_local() { 300 } else { 1000 });
     let handle = tokio::spawn(async move {
         loop {
-            if let Ok(s) = read_stats(&staging) {
+            if let Ok(s) = read_stats(&staging).await {
                 b.set_position(s.ranges as u64);
                 let steps: Vec<String> = s.step_rows.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 b.set_message(format!(
@@ -161,13 +185,13 @@ fn spawn_progress(
                     steps.join(" ")
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(every).await;
         }
     });
     (handle, bar)
 }
 
-fn finish(
+async fn finish(
     loaded: &LoadedSpec,
     job: &LoweredJob,
     opts: &RunOptions,
@@ -218,7 +242,7 @@ fn finish(
         }
     }
 
-    let stats = read_stats(&job.staging)?;
+    let stats = read_stats(&job.staging).await?;
     let mut counts = RowCounts {
         rows_in: stats.read_rows + stats.quarantined,
         quarantined: stats.quarantined,
@@ -293,7 +317,7 @@ fn finish(
         })
         .collect();
     if loaded.spec.output.format == dsproc_io::OutputFormat::Mds {
-        let (index, entry) = mds_index(job, &manifest_shards)?;
+        let (index, entry) = mds_index(job, &manifest_shards).await?;
         staged.push(index);
         manifest_shards.push(entry);
     }
@@ -336,21 +360,21 @@ fn finish(
         elapsed_s: started.elapsed().as_secs_f64(),
         workers: stats.workers.iter().cloned().collect(),
     };
-    let out_dir = job.output.local.clone().expect("local output");
     for s in &job.steps {
         if let Some(dir) = s.info.as_ref().and_then(|i| i["save_index"].as_str()) {
-            crate::commit::commit_index(&job.staging, s.step, std::path::Path::new(dir), s.info.as_ref(), &manifest)?;
+            let keys = dsproc_job::ops::dedup_minhash::index_staging(&loaded.base, dir, &job.run_id);
+            crate::commit::commit_index(&keys, s.step, std::path::Path::new(dir), s.info.as_ref(), &manifest)?;
         }
     }
-    let quarantine = commit(&out_dir, &job.staging, &staged, &manifest, overwrite)?;
+    let quarantine = commit(&job.output, &job.staging, &staged, &manifest, overwrite).await?;
     let mut manifest = manifest;
     manifest.quarantine = quarantine;
-    Ok(RunSummary { output: out_dir.display().to_string(), manifest })
+    Ok(RunSummary { output: job.output.shown(), manifest })
 }
 
 /// Writes MosaicML streaming's `index.json` for the MDS shards into staging; it is
 /// committed with them (and listed in the manifest with its hash).
-fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard, ManifestShard), DsprocError> {
+async fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard, ManifestShard), DsprocError> {
     let dtype =
         job.shard_opts.token_dtype.ok_or_else(|| DsprocError::job("internal: MDS output without a token dtype"))?;
     let entries: Vec<serde_json::Value> = shards
@@ -369,12 +393,14 @@ fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard,
     let body = serde_json::to_vec(&serde_json::json!({ "shards": entries, "version": 2 }))
         .map_err(|e| DsprocError::job(format!("MDS index: {e}")))?;
     let path = job.staging.join("index.json");
-    std::fs::write(&path, &body).map_err(|e| DsprocError::job(format!("writing {}: {e}", path.display())))?;
+    let len = body.len() as u64;
+    let sha256 = hex::encode(Sha256::digest(&body));
+    path.put(body).await.map_err(DsprocError::job)?;
     let entry = ManifestShard {
         path: "index.json".into(),
         rows: 0,
-        bytes: body.len() as u64,
-        sha256: hex::encode(Sha256::digest(&body)),
+        bytes: len,
+        sha256,
         tokens: None,
         sequences: None,
         raw_bytes: None,
@@ -382,10 +408,31 @@ fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard,
     Ok((StagedShard { staged: path, name: "index.json".into() }, entry))
 }
 
-/// Reads a committed dataset's manifest (`dsproc inspect`).
-pub fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
-    let loc = dsproc_io::Location::parse(uri, None).map_err(DsprocError::usage)?;
-    let dir = loc.local.ok_or_else(|| DsprocError::usage("inspect: only local outputs are supported yet"))?;
-    read_manifest(&dir)?
-        .ok_or_else(|| DsprocError::job(format!("{}: no committed dataset (no {MANIFEST_FILE})", dir.display())))
+/// Reads a committed dataset's manifest (`dsproc inspect`). With no manifest
+/// there is no dataset, whatever files lie there.
+pub async fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
+    let loc = Location::parse(uri, None).map_err(DsprocError::usage)?;
+    match read_manifest(&loc).await? {
+        Some(m) => Ok(m),
+        None => {
+            let staged = crate::commit::staged_runs(&loc).await.unwrap_or_default();
+            let hint = if staged.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} uncommitted run(s) under {}/_staging (`dsproc gc {uri}` removes those of dead runs)",
+                    staged.len(),
+                    loc.shown()
+                )
+            };
+            Err(DsprocError::job(format!("{}: no committed dataset (no {MANIFEST_FILE}){hint}", loc.shown())))
+        }
+    }
+}
+
+/// `dsproc gc OUTPUT`: removes what crashed runs left under `OUTPUT/_staging`
+/// and a stale commit lock.
+pub async fn gc(uri: &str, grace_secs: u64, dry_run: bool) -> Result<crate::commit::GcReport, DsprocError> {
+    let loc = Location::parse(uri, None).map_err(DsprocError::usage)?;
+    crate::commit::gc(&loc, grace_secs, dry_run).await
 }

@@ -8,4 +8,5 @@ pub mod driver;
 pub mod session;
 
 pub use driver::{explain_job, run_job, RunOptions, RunSummary};
+pub use dsproc_io::store::redact;
 pub use session::{make_context, Engine, EngineOptions};

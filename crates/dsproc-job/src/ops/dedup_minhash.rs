@@ -420,15 +420,12 @@ impl Op for DedupMinhash {
         if self.save_index.is_none() {
             return Ok(out);
         }
-        // 5. the survivors' band keys go to staging/_index; the driver moves them
+        // 5. the survivors' band keys are staged beside the index (DIR/_staging/<run>);
+        // the driver moves them into DIR at commit
+        let dir = index_staging(pc.base, self.save_index.as_deref().unwrap_or_default(), pc.run_id);
+        let keys = dsproc_exec::KeysOf { column: "__dsproc_mh_keys".into(), dir: dir.display().to_string() };
         let plan = LogicalPlan::Extension(Extension {
-            node: Arc::new(StepStatsNode::with_keys(
-                out,
-                step,
-                "dedup_minhash",
-                pc.staging.to_string(),
-                "__dsproc_mh_keys".into(),
-            )),
+            node: Arc::new(StepStatsNode::with_keys(out, step, "dedup_minhash", pc.staging.clone(), keys)),
         });
         let names: Vec<String> = plan
             .schema()
@@ -439,6 +436,11 @@ impl Op for DedupMinhash {
             .collect();
         q(&plan, format!("SELECT {} FROM {edges}", names.join(", "))).await
     }
+}
+
+/// Where a run stages the key files of `save_index = dir` (a local path).
+pub fn index_staging(base: &std::path::Path, dir: &str, run_id: &str) -> std::path::PathBuf {
+    base.join(dir.strip_prefix("file://").unwrap_or(dir)).join(dsproc_common::config::STAGING_DIR).join(run_id)
 }
 
 impl DedupMinhash {

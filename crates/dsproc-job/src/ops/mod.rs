@@ -24,8 +24,10 @@ pub struct PlanContext<'a> {
     pub ctx: &'a SessionContext,
     /// 1-based step number, for messages.
     pub step: usize,
-    /// The run's staging directory (for ops that add statistics nodes).
-    pub staging: &'a str,
+    /// The run's staging prefix (for ops that add statistics nodes).
+    pub staging: &'a dsproc_io::Location,
+    /// The run id (ops that stage files of their own name their staging after it).
+    pub run_id: &'a str,
     /// The spec file's directory (relative paths in op options resolve against it).
     pub base: &'a std::path::Path,
 }
@@ -168,7 +170,7 @@ impl OpSpec {
 /// optimizer from inlining the projection that computes `column` into later ones).
 pub(crate) fn summed(pc: &PlanContext<'_>, plan: LogicalPlan, op: &'static str, column: &str) -> LogicalPlan {
     use datafusion::logical_expr::Extension;
-    let node = dsproc_exec::StepStatsNode::with_sums(plan, pc.step, op, pc.staging.to_string(), Some(column.into()));
+    let node = dsproc_exec::StepStatsNode::with_sums(plan, pc.step, op, pc.staging.clone(), Some(column.into()));
     LogicalPlan::Extension(Extension { node: std::sync::Arc::new(node) })
 }
 
