@@ -22,14 +22,24 @@ fn wait_port(port: u16, child: &mut Child) {
 }
 
 /// Scheduler + executors; every process is killed (by its PID) on drop.
-struct Cluster {
-    url: String,
+pub(crate) struct Cluster {
+    pub url: String,
     scheduler: Child,
     executors: Vec<Child>,
 }
 
 impl Cluster {
     fn start(dir: &Path, executors: usize, executor_timeout: u64) -> Self {
+        Self::start_with_env(dir, executors, executor_timeout, &[])
+    }
+
+    /// A cluster whose executors have `env` (e.g. object-store credentials).
+    pub(crate) fn start_with_env(
+        dir: &Path,
+        executors: usize,
+        executor_timeout: u64,
+        env: &[(String, String)],
+    ) -> Self {
         let bin = env!("CARGO_BIN_EXE_dsproc");
         let port = free_port();
         let log = |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).unwrap());
@@ -50,6 +60,7 @@ impl Cluster {
                 .args(["executor", "--scheduler", &cluster.url, "--bind", "127.0.0.1"])
                 .args(["--port", &fp.to_string(), "--grpc-port", &gp.to_string(), "--task-slots", "2"])
                 .args(["--heartbeat", "1", "--work-dir", work.to_str().unwrap()])
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .stderr(log(&format!("executor-{i}.log")))
                 .spawn()
                 .unwrap();
@@ -60,7 +71,7 @@ impl Cluster {
         cluster
     }
 
-    fn executor_pids(&self) -> Vec<u32> {
+    pub(crate) fn executor_pids(&self) -> Vec<u32> {
         self.executors.iter().map(Child::id).collect()
     }
 }
@@ -100,7 +111,7 @@ fn local(cwd: &Path, job: &Path, out: &Path, extra: &[&str]) -> serde_json::Valu
     manifest(&o)
 }
 
-fn worker_pids(m: &serde_json::Value) -> Vec<u32> {
+pub(crate) fn worker_pids(m: &serde_json::Value) -> Vec<u32> {
     m["workers"]
         .as_array()
         .unwrap()

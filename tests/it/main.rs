@@ -8,4 +8,5 @@ mod common;
 mod input;
 mod minhash;
 mod ops;
+mod s3;
 mod tokenize;

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 
 use crate::format::OutputFormat;
 use crate::store::Location;
-use crate::upload::ObjectWriter;
 use crate::token_shards::{count_tokens, packed_schema, MdsState, MegatronState, Packer, TokenDtype};
+use crate::upload::ObjectWriter;
 
 /// A finished shard file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,15 +247,7 @@ impl ShardFileWriter {
         sink.flush().map_err(|e| err(&path, e))?;
         let (bytes, sha256) = (sink.bytes, hex::encode(sink.hasher.finalize()));
         sink.inner.finish().map_err(|e| err(&path, e))?;
-        Ok(WrittenShard {
-            rows: self.rows,
-            bytes,
-            sha256,
-            tokens: self.tokens,
-            companion,
-            sequences,
-            raw_bytes,
-        })
+        Ok(WrittenShard { rows: self.rows, bytes, sha256, tokens: self.tokens, companion, sequences, raw_bytes })
     }
 }
 

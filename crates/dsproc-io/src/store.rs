@@ -181,14 +181,17 @@ impl Location {
             }
             settings.push((key.clone(), value));
         }
-        let bad = |e: object_store::Error| redact(&format!("{}: cannot configure the {} store: {e}", self.uri, self.scheme()));
+        let bad = |e: object_store::Error| {
+            redact(&format!("{}: cannot configure the {} store: {e}", self.uri, self.scheme()))
+        };
         macro_rules! configure {
             ($builder:expr, $key:ty) => {{
                 let mut b = $builder;
                 for (k, v) in settings {
-                    let key: $key = k.to_ascii_lowercase().parse().map_err(|_| {
-                        format!("{}: unknown storage setting {k:?} for {}://", self.uri, self.scheme())
-                    })?;
+                    let key: $key = k
+                        .to_ascii_lowercase()
+                        .parse()
+                        .map_err(|_| format!("{}: unknown storage setting {k:?} for {}://", self.uri, self.scheme()))?;
                     b = b.with_config(key, v);
                 }
                 b
@@ -233,7 +236,8 @@ impl Location {
     /// A child location.
     pub fn join(&self, rel: &str) -> Self {
         let rel = rel.trim_start_matches('/');
-        let raw = if self.raw.is_empty() { rel.to_string() } else { format!("{}/{rel}", self.raw.trim_end_matches('/')) };
+        let raw =
+            if self.raw.is_empty() { rel.to_string() } else { format!("{}/{rel}", self.raw.trim_end_matches('/')) };
         Self {
             uri: format!("{}/{}", self.uri.trim_end_matches('/'), rel),
             store_url: self.store_url.clone(),
@@ -356,7 +360,8 @@ impl Location {
             Err(object_store::Error::NotFound { .. }) => return Ok((Vec::new(), Vec::new())),
             Err(e) => return Err(self.error("LIST", &e)),
         };
-        let dirs = r.common_prefixes.iter().map(|p| decode_path(p).rsplit('/').next().unwrap_or("").to_string()).collect();
+        let dirs =
+            r.common_prefixes.iter().map(|p| decode_path(p).rsplit('/').next().unwrap_or("").to_string()).collect();
         Ok((dirs, r.objects))
     }
 
@@ -438,11 +443,7 @@ pub fn shown(store_url: &str, raw: &str) -> String {
 /// what to check. Credential values never appear in it.
 pub fn store_error(loc: &Location, op: &str, e: &object_store::Error) -> String {
     use object_store::Error as E;
-    let place = if loc.is_local() {
-        loc.shown()
-    } else {
-        format!("{} (bucket {:?}, {op})", loc.shown(), loc.bucket())
-    };
+    let place = if loc.is_local() { loc.shown() } else { format!("{} (bucket {:?}, {op})", loc.shown(), loc.bucket()) };
     let detail = short(e);
     // List and multipart errors arrive as `Generic` with the HTTP status inside.
     let denied = matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })

@@ -21,17 +21,8 @@ use dsproc_common::config::{UPLOAD_CONCURRENCY, UPLOAD_PART_BYTES};
 use crate::store::Location;
 
 enum Target {
-    Local {
-        file: BufWriter<File>,
-        path: PathBuf,
-    },
-    Remote {
-        store: Arc<dyn ObjectStore>,
-        path: Path,
-        handle: Handle,
-        buf: Vec<u8>,
-        upload: Option<WriteMultipart>,
-    },
+    Local { file: BufWriter<File>, path: PathBuf },
+    Remote { store: Arc<dyn ObjectStore>, path: Path, handle: Handle, buf: Vec<u8>, upload: Option<WriteMultipart> },
 }
 
 /// A blocking writer of one object. Call [`Self::finish`] to make it visible.

@@ -54,7 +54,13 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
     let store = location.store().map_err(DsprocError::job)?;
     let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, input.id.as_deref())
         .await
-        .map_err(|e| if location.is_local() { DsprocError::usage(e) } else { DsprocError::job(dsproc_io::store::redact(&e)) })?;
+        .map_err(|e| {
+            if location.is_local() {
+                DsprocError::usage(e)
+            } else {
+                DsprocError::job(dsproc_io::store::redact(&e))
+            }
+        })?;
     Ok(ResolvedInput { location, files, format, schema: Arc::new(schema) })
 }
 

@@ -345,7 +345,8 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
             for path in tables {
                 if let Some(s) = key_span(&doc, &path, &field) {
                     span = Some(s);
-                    let table = if path.is_empty() { "the top level".to_string() } else { format!("[{}]", path.join(".")) };
+                    let table =
+                        if path.is_empty() { "the top level".to_string() } else { format!("[{}]", path.join(".")) };
                     message = format!("unknown key `{field}` in {table}");
                     break;
                 }
@@ -405,7 +406,11 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
             return Err(DsprocError::spec(loc(file, src, span), format!("{table}.storage.{key}: {message}")));
         }
     }
-    if spec.output.uri.split_once("://").is_some_and(|(s, _)| matches!(s.to_ascii_lowercase().as_str(), "http" | "https"))
+    if spec
+        .output
+        .uri
+        .split_once("://")
+        .is_some_and(|(s, _)| matches!(s.to_ascii_lowercase().as_str(), "http" | "https"))
     {
         let span = key_span(&doc, &["output".to_string()], "uri");
         return Err(DsprocError::spec(
@@ -478,14 +483,18 @@ uri = "out"
     #[test]
     fn storage_secrets_are_named_not_written() {
         let with = |t: &str| format!("{GOOD}[output.storage]\n{t}\n");
-        let ok = parse("j.toml", &with("endpoint = \"http://127.0.0.1:8333\"\nallow_http = true\nenv = { access_key_id = \"MY_KEY\" }"))
-            .unwrap();
+        let ok = parse(
+            "j.toml",
+            &with("endpoint = \"http://127.0.0.1:8333\"\nallow_http = true\nenv = { access_key_id = \"MY_KEY\" }"),
+        )
+        .unwrap();
         let o = storage_options(&ok.output.storage);
         assert_eq!(o.options["endpoint"], "http://127.0.0.1:8333");
         assert_eq!(o.env["access_key_id"], "MY_KEY");
         let e = parse("j.toml", &with("options = { secret_access_key = \"abc\" }")).unwrap_err().to_string();
         assert!(e.starts_with("j.toml:12:") && e.contains("may not be written"), "{e}");
-        let e = parse("j.toml", &with("env = { secret_access_key = \"wJalr/XUtnFEMI+K7MDENG\" }")).unwrap_err().to_string();
+        let e =
+            parse("j.toml", &with("env = { secret_access_key = \"wJalr/XUtnFEMI+K7MDENG\" }")).unwrap_err().to_string();
         assert!(e.contains("output.storage.env.secret_access_key") && e.contains("NAME"), "{e}");
         let e = parse("j.toml", &with("endpont = \"x\"")).unwrap_err().to_string();
         assert!(e.contains("[output.storage]") && e.contains("did you mean `endpoint`"), "{e}");

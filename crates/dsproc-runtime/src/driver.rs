@@ -16,8 +16,8 @@ use dsproc_job::spec::WriteMode;
 use dsproc_job::{lower, LoadedSpec, LoweredJob};
 
 use crate::commit::{commit, read_manifest, read_stats, write_run_marker, RunMarker, StagedShard};
-use dsproc_io::Location;
 use crate::session::{make_context, Engine, EngineOptions};
+use dsproc_io::Location;
 
 /// How to run a job.
 #[derive(Debug, Clone)]

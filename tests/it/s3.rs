@@ -1,0 +1,478 @@
+//! Object storage against a real S3 server (SeaweedFS on 127.0.0.1, started by
+//! `.ci/run` through `scripts/s3-server.sh`): whole jobs from s3:// to s3://,
+//! locally and on a two-executor cluster, read back by pyarrow from the server;
+//! a job killed mid-run; wrong credentials; two jobs racing for one output.
+//!
+//! Without `DSPROC_TEST_S3_ENDPOINT` these tests print SKIP (and fail under CI,
+//! where the server must be up).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dsproc_io::{Location, StorageOptions};
+
+use crate::cluster::{worker_pids, Cluster};
+use crate::common::repo;
+
+/// The test server and a prefix of the bucket that belongs to one test.
+struct S3 {
+    endpoint: String,
+    bucket: String,
+    key: String,
+    secret: String,
+    prefix: String,
+    rt: tokio::runtime::Runtime,
+}
+
+fn s3(test: &str) -> Option<S3> {
+    let Ok(endpoint) = std::env::var("DSPROC_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: DSPROC_TEST_S3_ENDPOINT is not set under CI: .ci/run must start the S3 server"
+        );
+        eprintln!("SKIP {test}: no S3 server (scripts/s3-server.sh start DIR && source DIR/env)");
+        return None;
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set with DSPROC_TEST_S3_ENDPOINT"));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    Some(S3 {
+        endpoint,
+        bucket: var("DSPROC_TEST_S3_BUCKET"),
+        key: var("DSPROC_TEST_S3_KEY"),
+        secret: var("DSPROC_TEST_S3_SECRET"),
+        prefix: format!("{test}-{}-{nanos}", std::process::id()),
+        rt: tokio::runtime::Runtime::new().unwrap(),
+    })
+}
+
+impl S3 {
+    fn uri(&self, rel: &str) -> String {
+        format!("s3://{}/{}/{rel}", self.bucket, self.prefix)
+    }
+
+    /// The standard variables a dsproc process reads its credentials from.
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", self.key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// The test's own access to the server (not through dsproc's environment).
+    fn loc(&self, rel: &str) -> Location {
+        let mut options = std::collections::BTreeMap::new();
+        for (k, v) in [
+            ("endpoint", self.endpoint.as_str()),
+            ("allow_http", "true"),
+            ("region", "us-east-1"),
+            ("access_key_id", self.key.as_str()),
+            ("secret_access_key", self.secret.as_str()),
+        ] {
+            options.insert(k.to_string(), v.to_string());
+        }
+        Location::parse(&self.uri(rel), None).unwrap().with_storage(StorageOptions { options, env: Default::default() })
+    }
+
+    fn put(&self, rel: &str, bytes: Vec<u8>) {
+        self.rt.block_on(self.loc(rel).put(bytes)).unwrap();
+    }
+
+    fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        self.rt.block_on(self.loc(rel).get_opt()).unwrap().map(|b| b.to_vec())
+    }
+
+    /// Keys below `rel`, relative to it, sorted.
+    fn keys(&self, rel: &str) -> Vec<String> {
+        let mut k: Vec<String> = self.rt.block_on(self.loc(rel).list()).unwrap().into_iter().map(|(n, _)| n).collect();
+        k.sort();
+        k
+    }
+
+    fn dsproc(&self, cwd: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_dsproc"))
+            .current_dir(cwd)
+            .args(args)
+            .envs(self.env())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    }
+
+    /// pyarrow reads the dataset at `rel` back from the server (and compares it
+    /// with the local run in `local`, when given).
+    fn pyarrow_reads_back(&self, rel: &str, local: Option<&Path>) {
+        let Some(python) = std::env::var_os("DSPROC_PYTHON") else {
+            eprintln!("SKIP pyarrow read-back of {rel}: DSPROC_PYTHON is not set (bash .ci/run sets it)");
+            return;
+        };
+        let mut cmd = Command::new(python);
+        cmd.arg(repo().join("tests/compat/read_s3.py")).arg(self.uri(rel));
+        if let Some(l) = local {
+            cmd.arg(l);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "pyarrow could not read {rel} back: {}", String::from_utf8_lossy(&o.stderr));
+        eprintln!("pyarrow read {rel}: {}", String::from_utf8_lossy(&o.stdout).trim());
+    }
+}
+
+fn json_manifest(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "job failed: {}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["manifest"].clone()
+}
+
+fn shards(m: &serde_json::Value) -> Vec<(String, String)> {
+    m["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["path"].as_str().unwrap().to_string(), s["sha256"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn upload_sample(s: &S3) {
+    for f in std::fs::read_dir(repo().join("datasets/sample")).unwrap() {
+        let p = f.unwrap().path();
+        s.put(&format!("in/{}", p.file_name().unwrap().to_str().unwrap()), std::fs::read(&p).unwrap());
+    }
+}
+
+/// After a commit only the dataset is left: manifest, shards, nothing staged, no lock.
+fn assert_only_dataset(s: &S3, out: &str, m: &serde_json::Value) {
+    let mut want: Vec<String> = shards(m).into_iter().map(|(p, _)| p).collect();
+    want.push("manifest.json".into());
+    want.sort();
+    assert_eq!(s.keys(out), want, "{out} holds more than its committed dataset");
+}
+
+#[test]
+fn a_job_runs_from_s3_to_s3_locally_and_on_a_two_executor_cluster() {
+    let Some(s) = s3("s3_to_s3") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    upload_sample(&s);
+    let job = repo().join("jobs/quickstart.toml");
+    let job = job.to_str().unwrap();
+    let input = format!("input.uri={}", s.uri("in/*.jsonl.*"));
+
+    // The reference: the same job from and to the local filesystem.
+    let reference = dir.path().join("ref");
+    let o =
+        s.dsproc(&repo(), &["run", job, "--json", "-q", "--set", &format!("output.uri={}", reference.display())], &[]);
+    let expected = json_manifest(&o);
+
+    let o = s.dsproc(
+        &repo(),
+        &["run", job, "--json", "-q", "--set", &input, "--set", &format!("output.uri={}", s.uri("local"))],
+        &[],
+    );
+    let local = json_manifest(&o);
+    assert_eq!(shards(&local), shards(&expected), "s3 → s3 shards differ from the local-filesystem run");
+    assert_eq!(local["rows"], expected["rows"]);
+    assert!(local["inputs"][0]["uri"].as_str().unwrap().starts_with("s3://"), "{}", local["inputs"]);
+    assert_only_dataset(&s, "local", &local);
+
+    let cluster = Cluster::start_with_env(dir.path(), 2, 30, &s.env());
+    let o = s.dsproc(
+        &repo(),
+        &[
+            "submit",
+            job,
+            "--cluster",
+            &cluster.url,
+            "--json",
+            "-q",
+            "--set",
+            &input,
+            "--set",
+            &format!("output.uri={}", s.uri("cluster")),
+        ],
+        &[],
+    );
+    let on_cluster = json_manifest(&o);
+    assert_eq!(on_cluster["engine"], "ballista");
+    assert_eq!(shards(&on_cluster), shards(&expected), "cluster s3 → s3 shards differ from local");
+    assert_eq!(on_cluster["rows"], expected["rows"]);
+    let workers = worker_pids(&on_cluster);
+    assert!(!workers.is_empty());
+    for w in workers {
+        assert!(cluster.executor_pids().contains(&w), "input read by pid {w}, not by an executor");
+    }
+    assert_only_dataset(&s, "cluster", &on_cluster);
+
+    s.pyarrow_reads_back("local", Some(&reference));
+    s.pyarrow_reads_back("cluster", Some(&reference));
+    let o = s.dsproc(&repo(), &["inspect", &s.uri("cluster")], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("out {}", expected["rows"]["out"])));
+}
+
+/// JSONL documents of random lowercase words (compressible only to ~60%), so
+/// the shard is large enough for a multipart upload.
+fn random_docs(n: usize, words_per_doc: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut text = String::new();
+        for _ in 0..words_per_doc {
+            let len = 3 + next() % 7;
+            for _ in 0..len {
+                text.push((b'a' + (next() % 26) as u8) as char);
+            }
+            text.push(' ');
+        }
+        out.extend_from_slice(
+            serde_json::json!({"id": format!("doc-{seed}-{i:06}"), "text": text}).to_string().as_bytes(),
+        );
+        out.push(b'\n');
+    }
+    out
+}
+
+#[test]
+fn a_job_killed_during_upload_leaves_no_dataset_and_a_rerun_commits_one() {
+    let Some(s) = s3("killed") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // ~40 MB of input in two files; one bucket, so one writer uploads one ~25 MB shard
+    // in 16 MiB parts.
+    s.put("in/a.jsonl", random_docs(4000, 900, 7));
+    s.put("in/b.jsonl", random_docs(4000, 900, 11));
+    let job = dir.path().join("big.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "name = \"big\"\n[input]\nuri = \"{}\"\n[[steps]]\nop = \"normalize\"\n[output]\nuri = \"{}\"\nshard_size = \"1GiB\"\n",
+            s.uri("in/*.jsonl"),
+            s.uri("out")
+        ),
+    )
+    .unwrap();
+    let filer = std::env::var("DSPROC_TEST_S3_FILER").ok();
+    let before = filer.as_deref().map_or(0, |f| open_uploads(f, &s.bucket));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
+        .current_dir(dir.path())
+        .args(["run", job.to_str().unwrap(), "-q", "--partitions", "2"])
+        .envs(s.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill it while its shard's multipart upload is in progress: SeaweedFS's filer
+    // shows open uploads under /buckets/BUCKET/.uploads. (Another S3 server: once
+    // every step has finished reading, i.e. while the shard is written.)
+    let start = Instant::now();
+    loop {
+        let ready = match &filer {
+            Some(f) => open_uploads(f, &s.bucket) > before,
+            None => s.keys("out/_staging").iter().filter(|k| k.contains("_stats/step-")).count() >= 2,
+        };
+        if ready {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the job ended before it could be killed");
+        assert!(start.elapsed() < Duration::from_secs(120), "the job never started its upload");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup runs
+    child.wait().unwrap();
+
+    assert_eq!(s.get("out/manifest.json"), None, "a killed job left a manifest");
+    let staged = s.keys("out/_staging");
+    eprintln!("killed after {:?}; staged: {staged:?}", start.elapsed());
+    assert!(!staged.is_empty(), "the killed run's staging should still be there");
+    let o = s.dsproc(dir.path(), &["inspect", &s.uri("out")], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no committed dataset") && err.contains("dsproc gc"), "{err}");
+
+    // gc: the run's process is gone, so its staging goes.
+    let o = s.dsproc(dir.path(), &["gc", &s.uri("out")], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("removed staging of run"));
+    assert_eq!(s.keys("out/_staging"), Vec::<String>::new(), "gc left staged objects");
+
+    let o = s.dsproc(dir.path(), &["run", job.to_str().unwrap(), "--json", "-q", "--partitions", "2"], &[]);
+    let m = json_manifest(&o);
+    assert_eq!(m["rows"]["out"], 8000);
+    assert_eq!(m["rows"]["in"], 8000);
+    let big = m["shards"].as_array().unwrap().iter().map(|s| s["bytes"].as_u64().unwrap()).max().unwrap();
+    assert!(big > 16 << 20, "the shard ({big} bytes) should need a multipart upload");
+    assert_only_dataset(&s, "out", &m);
+    s.pyarrow_reads_back("out", None);
+}
+
+#[test]
+fn wrong_credentials_name_the_bucket_and_operation_and_print_no_secret() {
+    let Some(s) = s3("creds") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    upload_sample(&s);
+    let job = repo().join("jobs/quickstart.toml");
+    let job = job.to_str().unwrap();
+    let bad_secret = "wrong-secret-Zq8xK2";
+    let bad = vec![("AWS_SECRET_ACCESS_KEY".to_string(), bad_secret.to_string())];
+    let no_secret = |o: &Output| {
+        for stream in [&o.stdout, &o.stderr] {
+            let t = String::from_utf8_lossy(stream);
+            assert!(!t.contains(bad_secret) && !t.contains(&s.secret), "a secret was printed: {t}");
+        }
+    };
+
+    // Reading: the listing of the input is refused.
+    let input = format!("input.uri={}", s.uri("in/*.jsonl.*"));
+    let out = format!("output.uri={}", dir.path().join("o").display());
+    let o = s.dsproc(&repo(), &["run", job, "--set", &input, "--set", &out], &bad);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("bucket \"{}\"", s.bucket)) && err.contains("LIST"), "{err}");
+    assert!(err.contains("access denied") && err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+    no_secret(&o);
+
+    // Writing: the first request to the output is refused (also with --json).
+    let out = format!("output.uri={}", s.uri("out"));
+    let o = s.dsproc(&repo(), &["run", job, "--json", "--set", &out, "--set", "output.mode=error"], &bad);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("bucket \"{}\"", s.bucket)) && err.contains("HEAD"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"exit_code\":1"));
+    no_secret(&o);
+    assert_eq!(s.keys("out"), Vec::<String>::new());
+
+    // The job's own storage settings (endpoint, and the names of other variables,
+    // which hold the right keys) override the process's wrong ones.
+    let storage = format!(
+        "endpoint = \"{}\"\nallow_http = true\nenv = {{ access_key_id = \"JOB_S3_KEY\", secret_access_key = \"JOB_S3_SECRET\" }}\n",
+        s.endpoint
+    );
+    let spec = dir.path().join("named.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"named\"\n[input]\nuri = \"{}\"\n[input.storage]\n{storage}[output]\nuri = \"{}\"\n[output.storage]\n{storage}",
+            s.uri("in/*.jsonl.*"),
+            s.uri("named"),
+        ),
+    )
+    .unwrap();
+    let mut env = bad.clone();
+    env.push(("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into()));
+    env.push(("JOB_S3_KEY".into(), s.key.clone()));
+    env.push(("JOB_S3_SECRET".into(), s.secret.clone()));
+    let o = s.dsproc(dir.path(), &["run", spec.to_str().unwrap(), "--json", "-q"], &env);
+    let m = json_manifest(&o);
+    assert_eq!(m["rows"]["in"], 760);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(&s.secret), "the manifest carries a secret");
+    // A variable the spec names but the process lacks is a clear error too.
+    let o = Command::new(env!("CARGO_BIN_EXE_dsproc"))
+        .current_dir(dir.path())
+        .args(["run", spec.to_str().unwrap(), "-q"])
+        .envs(s.env())
+        .env_remove("JOB_S3_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("JOB_S3_KEY") && err.contains("not set"), "{err}");
+}
+
+#[test]
+fn two_jobs_racing_for_one_output_commit_one_whole_dataset() {
+    let Some(s) = s3("race") else { return };
+    upload_sample(&s);
+    let job = repo().join("jobs/quickstart.toml");
+    let job = job.to_str().unwrap();
+    let input = format!("input.uri={}", s.uri("in/*.jsonl.*"));
+    let out = format!("output.uri={}", s.uri("out"));
+    // Two different datasets (different filters) for the same output, at once.
+    let spawn = |min_len: u32| {
+        Command::new(env!("CARGO_BIN_EXE_dsproc"))
+            .current_dir(repo())
+            .args(["run", job, "--json", "-q", "--set", &input, "--set", &out, "--set", "output.mode=error"])
+            .args(["--set", &format!("steps.1.where=length(text) >= {min_len}")])
+            .envs(s.env())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(200), spawn(1000));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (won, lost) = match (a.status.success(), b.status.success()) {
+        (true, false) => (a, b),
+        (false, true) => (b, a),
+        _ => panic!(
+            "exactly one job must commit: {:?} {} / {:?} {}",
+            a.status,
+            String::from_utf8_lossy(&a.stderr),
+            b.status,
+            String::from_utf8_lossy(&b.stderr)
+        ),
+    };
+    let err = String::from_utf8_lossy(&lost.stderr);
+    assert!(
+        err.contains("already holds a committed dataset")
+            || err.contains("appeared while")
+            || err.contains("being committed"),
+        "{err}"
+    );
+    let m = json_manifest(&won);
+    // The committed manifest is the winner's, and every shard is the winner's bytes.
+    let committed: serde_json::Value = serde_json::from_slice(&s.get("out/manifest.json").unwrap()).unwrap();
+    assert_eq!(committed["run_id"], m["run_id"]);
+    for (path, sha) in shards(&committed) {
+        use sha2::Digest;
+        let body = s.get(&format!("out/{path}")).unwrap();
+        assert_eq!(hex::encode(sha2::Sha256::digest(&body)), sha, "{path} is not the committed run's shard");
+    }
+    assert_only_dataset(&s, "out", &committed);
+
+    // A lock left by a dead committer: the next run fails cleanly, gc clears it.
+    let dead = serde_json::json!({"run_id": "20000101T000000Z-dead", "host": hostname(), "pid": 999_999_999u32,
+        "started_at": "2000-01-01T00:00:00Z", "heartbeat_at": "2000-01-01T00:00:00Z"});
+    s.put("out/_commit.lock", dead.to_string().into_bytes());
+    let o =
+        s.dsproc(&repo(), &["run", job, "-q", "--set", &input, "--set", &out, "--set", "output.mode=overwrite"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("being committed by run 20000101T000000Z-dead") && err.contains("dsproc gc"), "{err}");
+    let still: serde_json::Value = serde_json::from_slice(&s.get("out/manifest.json").unwrap()).unwrap();
+    assert_eq!(still["run_id"], m["run_id"], "a refused commit changed the dataset");
+    let o = s.dsproc(&repo(), &["gc", &s.uri("out")], &[]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("removed a stale commit lock"), "{o:?}");
+    let o = s.dsproc(
+        &repo(),
+        &["run", job, "--json", "-q", "--set", &input, "--set", &out, "--set", "output.mode=overwrite"],
+        &[],
+    );
+    let m = json_manifest(&o);
+    assert_only_dataset(&s, "out", &m);
+}
+
+/// Multipart uploads in progress in `bucket`, from SeaweedFS's filer listing.
+fn open_uploads(filer: &str, bucket: &str) -> usize {
+    use std::io::{Read, Write};
+    let host = filer.trim_start_matches("http://").trim_end_matches('/');
+    let Ok(mut conn) = std::net::TcpStream::connect(host) else { return 0 };
+    let req = format!("GET /buckets/{bucket}/.uploads/ HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n");
+    let mut body = String::new();
+    if conn.write_all(req.as_bytes()).is_err() || conn.read_to_string(&mut body).is_err() {
+        return 0;
+    }
+    body.matches("\"FullPath\"").count()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+}
