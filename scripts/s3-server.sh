@@ -53,8 +53,10 @@ cat >"$dir/s3.json" <<EOF
 {"identities":[{"name":"admin","credentials":[{"accessKey":"$key","secretKey":"$secret"}],
  "actions":["Admin","Read","Write","List","Tagging"]}]}
 EOF
-"$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$port" -filer.port="$filer_port" \
+# Logs and sockets stay in DIR (by default weed writes them to /tmp).
+"$venv/bin/weed" -logdir="$dir" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$port" -filer.port="$filer_port" \
   -s3.config="$dir/s3.json" -admin.ui=false -master.telemetry=false -webdav=false \
+  -filer.localSocket="$dir/filer.sock" -s3.localSocket="$dir/s3.sock" \
   >"$dir/weed.log" 2>&1 &
 echo $! >"$dir/weed.pid"
 

@@ -476,3 +476,81 @@ fn open_uploads(filer: &str, bucket: &str) -> usize {
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
 }
+
+#[test]
+fn bad_rows_are_quarantined_on_the_store_and_parquet_reads_back_from_it() {
+    let Some(s) = s3("quarantine") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = b"{\"id\":\"a\",\"text\":\"first good document\"}\n{\"id\":\"b\",\"text\": oops}\n".to_vec();
+    bad.extend_from_slice(
+        b"{\"id\":\"c\",\"text\":\"bad \xff byte\"}\n{\"id\":\"d\",\"text\":\"second good document\"}\n",
+    );
+    s.put("in/part.jsonl", bad);
+    let job = dir.path().join("q.toml");
+    std::fs::write(
+        &job,
+        format!("name = \"q\"\n[input]\nuri = \"{}\"\n[output]\nuri = \"{}\"\n", s.uri("in/part.jsonl"), s.uri("out")),
+    )
+    .unwrap();
+    let m = json_manifest(&s.dsproc(dir.path(), &["run", job.to_str().unwrap(), "--json", "-q"], &[]));
+    assert_eq!(
+        (m["rows"]["in"].as_u64(), m["rows"]["out"].as_u64(), m["rows"]["quarantined"].as_u64()),
+        (Some(4), Some(2), Some(2))
+    );
+    let q = m["quarantine"].as_array().unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    let body = String::from_utf8(s.get(&format!("out/{}", q[0].as_str().unwrap())).unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let at: Vec<(String, u64)> =
+        lines.iter().map(|l| (l["file"].as_str().unwrap().to_string(), l["line"].as_u64().unwrap())).collect();
+    let file = s.uri("in/part.jsonl");
+    assert_eq!(at, vec![(file.clone(), 2), (file, 3)], "{body}");
+
+    // The committed Parquet shards are an input too (ranged reads of the footer and chunks).
+    let job2 = dir.path().join("p.toml");
+    std::fs::write(
+        &job2,
+        format!(
+            "name = \"p\"\n[input]\nuri = \"{}\"\nid = \"id\"\n[output]\nuri = \"{}\"\nformat = \"jsonl\"\n",
+            s.uri("out/*.parquet"),
+            s.uri("again")
+        ),
+    )
+    .unwrap();
+    let m2 = json_manifest(&s.dsproc(dir.path(), &["run", job2.to_str().unwrap(), "--json", "-q"], &[]));
+    assert_eq!((m2["rows"]["in"].as_u64(), m2["rows"]["out"].as_u64()), (Some(2), Some(2)));
+    assert_only_dataset(&s, "again", &m2);
+}
+
+#[test]
+fn a_tokenizer_on_s3_and_megatron_shards_on_s3_equal_the_local_files() {
+    let Some(s) = s3("tokenize") else { return };
+    let Some(toks) = std::env::var_os("DSPROC_TOKENIZERS") else {
+        eprintln!("SKIP a_tokenizer_on_s3: DSPROC_TOKENIZERS is not set (bash .ci/run sets it)");
+        return;
+    };
+    let tok = Path::new(&toks).join("bpe/tokenizer.json");
+    let dir = tempfile::tempdir().unwrap();
+    s.put("tok/tokenizer.json", std::fs::read(&tok).unwrap());
+    let job = repo().join("jobs/tokenize.toml");
+    let job = job.to_str().unwrap();
+    let local_tok = format!("steps.1.tokenizer={}", tok.display());
+    let reference = dir.path().join("ref");
+    let expected = json_manifest(&s.dsproc(
+        &repo(),
+        &["run", job, "--json", "-q", "--set", &local_tok, "--set", &format!("output.uri={}", reference.display())],
+        &[],
+    ));
+    let remote_tok = format!("steps.1.tokenizer={}", s.uri("tok/tokenizer.json"));
+    let m = json_manifest(&s.dsproc(
+        &repo(),
+        &["run", job, "--json", "-q", "--set", &remote_tok, "--set", &format!("output.uri={}", s.uri("out"))],
+        &[],
+    ));
+    assert_eq!(shards(&m), shards(&expected), "Megatron shards on S3 differ from the local run's");
+    assert_eq!(m["steps"][1]["info"]["tokenizer_sha256"], expected["steps"][1]["info"]["tokenizer_sha256"]);
+    for (path, _) in shards(&m) {
+        assert_eq!(s.get(&format!("out/{path}")).unwrap(), std::fs::read(reference.join(&path)).unwrap(), "{path}");
+    }
+    assert_only_dataset(&s, "out", &m);
+}

@@ -238,7 +238,10 @@ async fn write_side_outputs(
     let name = format!("{file_idx:05}-{start:013}");
     if !outcome.quarantined.is_empty() {
         let mut body = Vec::new();
-        for rec in &outcome.quarantined {
+        // in line order (a chunk's UTF-8 failures are found before its JSON ones)
+        let mut records: Vec<_> = outcome.quarantined.iter().collect();
+        records.sort_by_key(|r| r.line);
+        for rec in records {
             serde_json::to_writer(&mut body, rec).map_err(|e| e.to_string())?;
             body.push(b'\n');
         }

@@ -162,6 +162,16 @@ impl DedupMinhash {
         if self.keep.is_empty() {
             return Err(invalid("keep", "give smallest_id, longest or a numeric column"));
         }
+        let remote = |u: &str| u.split_once("://").is_some_and(|(scheme, _)| !scheme.eq_ignore_ascii_case("file"));
+        if self.save_index.as_deref().is_some_and(remote) {
+            return Err(invalid(
+                "save_index",
+                "must be a local directory (object-store indexes are not supported yet)",
+            ));
+        }
+        if self.against.iter().any(|u| remote(u)) {
+            return Err(invalid("against", "must name local directories (object-store indexes are not supported yet)"));
+        }
         Ok(p)
     }
 
