@@ -178,3 +178,43 @@ async fn big_file_split_into_ranges_keeps_line_ids() {
     assert_eq!(digests[0], digests[1]);
     assert_eq!(digests[0], digests[2]);
 }
+
+/// `input.uri = "http://…"`: one file read through object_store from a real HTTP
+/// server on 127.0.0.1 (python's http.server, which ignores Range requests, so
+/// ranges after the first are read by skipping) gives the same shards as the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_over_http_reads_like_the_local_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let serve = d.join("www");
+    std::fs::create_dir_all(&serve).unwrap();
+    // > 2 × 8 MiB: split into several ranges.
+    let mut body = String::new();
+    for i in 0..60_000 {
+        body.push_str(&serde_json::json!({"text": format!("line {i} {}", "http range read ".repeat(20))}).to_string());
+        body.push('\n');
+    }
+    std::fs::write(serve.join("docs.jsonl"), body).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(&serve)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed().as_secs() < 20, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let steps = "[[steps]]\nop = \"normalize\"\n";
+    let local = load(d, &job(&format!("{}/docs.jsonl", serve.display()), steps, &d.join("local"), "parquet"));
+    let remote = load(d, &job(&format!("http://127.0.0.1:{port}/docs.jsonl"), steps, &d.join("http"), "parquet"));
+    let (a, b) = (run(&local, Engine::Local, 4).await, run(&remote, Engine::Local, 4).await);
+    let _ = server.kill();
+    let _ = server.wait();
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.rows.out, 60_000);
+    assert_eq!(shard_digests(&a), shard_digests(&b), "shards read over HTTP differ from the local file's");
+    assert_eq!(b.inputs[0].uri, format!("http://127.0.0.1:{port}/docs.jsonl"));
+}

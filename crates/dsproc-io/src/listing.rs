@@ -62,6 +62,12 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, ListError> {
         (full.clone(), None)
     };
 
+    if loc.read_only() && matcher.is_some() {
+        return Err(ListError::Usage(format!(
+            "input {:?}: an http(s):// input names one file (web servers cannot be listed); use s3://, gs://, az:// or a local path for globs",
+            loc.uri
+        )));
+    }
     // A plain path may be a file: try that first.
     if matcher.is_none() {
         match store.head(&Path::from(full.as_str())).await {
@@ -80,10 +86,11 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, ListError> {
     }
 
     let prefix = Path::from(root.as_str());
+    if loc.read_only() {
+        return Err(ListError::Usage(format!("input {:?}: not found", loc.uri)));
+    }
     let metas: Vec<_> = match store.list(Some(&prefix)).try_collect().await {
         Ok(m) => m,
-        // A single-file URL on a server that cannot list (plain HTTP): nothing there.
-        Err(object_store::Error::NotFound { .. }) if loc.read_only() => Vec::new(),
         Err(e) => return Err(ListError::Store(format!("cannot list input: {}", loc.error("LIST", &e)))),
     };
     let mut files = Vec::new();

@@ -19,7 +19,7 @@ use datafusion::arrow::json::ReaderBuilder;
 use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use dsproc_common::config::{DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS};
@@ -120,7 +120,10 @@ impl RangeReader<'_> {
     }
 
     /// Opens the raw bytes of the file from `pos` (decompressed when compressed).
-    fn open(&self, pos: u64) -> Result<Box<dyn Read + Send>, String> {
+    /// `until` is where the caller expects to stop: an object store is asked for
+    /// `pos..until` first (one streamed request), and for the rest only if the
+    /// caller reads on.
+    fn open(&self, pos: u64, until: u64) -> Result<Box<dyn Read + Send>, String> {
         let (_, compression) = Compression::strip(&self.file.path);
         let raw: Box<dyn Read + Send> = if self.spec.store_url == "file://" {
             let p = format!("/{}", self.file.path);
@@ -130,13 +133,14 @@ impl RangeReader<'_> {
             }
             Box::new(f)
         } else {
-            Box::new(ObjectReader {
-                store: Arc::clone(&self.store),
-                path: Path::from(self.file.path.as_str()),
-                pos,
-                end: self.file.size,
-                handle: self.handle.clone(),
-            })
+            Box::new(ObjectReader::new(
+                Arc::clone(&self.store),
+                Path::from(self.file.path.as_str()),
+                pos..until.min(self.file.size),
+                self.file.size,
+                self.handle.clone(),
+                self.shown(),
+            ))
         };
         Ok(match compression {
             Compression::None => raw,
@@ -166,13 +170,13 @@ impl RangeReader<'_> {
         let mut line = Vec::new();
         let mut reader;
         if start == 0 {
-            reader = BufReader::with_capacity(8 << 20, self.open(0)?);
+            reader = BufReader::with_capacity(8 << 20, self.open(0, end.saturating_add(LINE_SLACK))?);
         } else {
             // Skip the line that began before the range (or just the '\n' at start-1):
             // it belongs to the previous range. The first line of this range then
             // has number (newlines before start-1) + 2.
             offset = start - 1;
-            reader = BufReader::with_capacity(8 << 20, self.open(offset)?);
+            reader = BufReader::with_capacity(8 << 20, self.open(offset, end.saturating_add(LINE_SLACK))?);
             let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_err(e))?;
             offset += n as u64;
             if line.last() != Some(&b'\n') {
@@ -182,7 +186,7 @@ impl RangeReader<'_> {
             line_no = match first_line {
                 Some(l) => l,
                 None => {
-                    let mut prefix = self.open(0)?.take(start - 1);
+                    let mut prefix = self.open(0, start - 1)?.take(start - 1);
                     let mut buf = vec![0u8; 1 << 20];
                     let mut newlines = 0u64;
                     loop {
@@ -318,7 +322,7 @@ impl RangeReader<'_> {
 
     fn read_text(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
         let mut bytes = Vec::with_capacity(self.file.size as usize);
-        self.open(0)?.read_to_end(&mut bytes).map_err(|e| self.io_err(e))?;
+        self.open(0, u64::MAX)?.read_to_end(&mut bytes).map_err(|e| self.io_err(e))?;
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -340,7 +344,7 @@ impl RangeReader<'_> {
     }
 
     fn read_csv(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(self.open(0)?);
+        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(self.open(0, u64::MAX)?);
         let headers = rdr.byte_headers().map_err(|e| format!("{}: cannot read the CSV header: {e}", self.shown()))?;
         let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
         let expected: Vec<&str> = self.input_schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -588,28 +592,123 @@ impl JsonChunk {
     }
 }
 
-/// Sequential reads of an object through `get_range`.
+/// How far past its range end a JSONL range reader first asks the store for
+/// (its last line usually ends there; a longer one is fetched as it goes).
+const LINE_SLACK: u64 = 1 << 20;
+
+/// Sequential reads of an object as streamed GETs: `first` is asked for in one
+/// request, then the rest up to `size` if the caller reads on. A stream that
+/// breaks is re-requested from where it stopped (up to 3 times); a server that
+/// cannot serve ranges (plain HTTP) is read from the start, skipping to `pos`.
 struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     pos: u64,
-    end: u64,
+    /// End of the current request.
+    until: u64,
+    size: u64,
     handle: tokio::runtime::Handle,
+    shown: String,
+    stream: Option<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>>,
+    /// Bytes of the current stream still to drop before `pos` (no range support).
+    skip: u64,
+    chunk: bytes::Bytes,
+    retries: u32,
+}
+
+impl ObjectReader {
+    fn new(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        first: Range<u64>,
+        size: u64,
+        handle: tokio::runtime::Handle,
+        shown: String,
+    ) -> Self {
+        Self {
+            store,
+            path,
+            pos: first.start,
+            until: first.end.max(first.start),
+            size,
+            handle,
+            shown,
+            stream: None,
+            skip: 0,
+            chunk: bytes::Bytes::new(),
+            retries: 0,
+        }
+    }
+
+    fn request(&mut self) -> std::io::Result<()> {
+        use object_store::GetOptions;
+        if self.until <= self.pos {
+            self.until = self.size;
+        }
+        let whole = self.pos == 0 && self.until >= self.size;
+        let ranged = GetOptions { range: (!whole).then(|| (self.pos..self.until).into()), ..Default::default() };
+        let got = match self.handle.block_on(self.store.get_opts(&self.path, ranged)) {
+            Err(object_store::Error::NotSupported { .. }) if !whole => {
+                // The server ignores Range: read from the start and skip.
+                self.until = self.size;
+                self.skip = self.pos;
+                self.handle.block_on(self.store.get_opts(&self.path, GetOptions::default()))
+            }
+            other => other,
+        };
+        let got = got.map_err(|e| std::io::Error::other(format!("GET {}: {e}", self.shown)))?;
+        self.stream = Some(got.into_stream());
+        Ok(())
+    }
 }
 
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos >= self.end || buf.is_empty() {
-            return Ok(0);
+        loop {
+            if !self.chunk.is_empty() {
+                let n = buf.len().min(self.chunk.len());
+                buf[..n].copy_from_slice(&self.chunk[..n]);
+                let _ = self.chunk.split_to(n);
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            if self.pos >= self.size || buf.is_empty() {
+                return Ok(0);
+            }
+            if self.stream.is_none() {
+                self.request()?;
+            }
+            let next = self.handle.block_on(self.stream.as_mut().expect("requested above").next());
+            match next {
+                Some(Ok(mut b)) => {
+                    if self.skip > 0 {
+                        let drop = (self.skip as usize).min(b.len());
+                        let _ = b.split_to(drop);
+                        self.skip -= drop as u64;
+                    }
+                    self.chunk = b;
+                }
+                Some(Err(e)) if self.retries < 3 => {
+                    self.retries += 1;
+                    tracing::warn!(error = %e, file = %self.shown, pos = self.pos, "read stream broke; re-requesting");
+                    self.stream = None;
+                    self.skip = 0;
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(format!("GET {}: {e}", self.shown))),
+                None => {
+                    // This request is done; the caller reads on past it.
+                    self.stream = None;
+                    self.skip = 0;
+                    if self.pos < self.until {
+                        return Err(std::io::Error::other(format!(
+                            "GET {}: the object ended at byte {} (expected {})",
+                            self.shown, self.pos, self.until
+                        )));
+                    }
+                    self.until = self.size;
+                }
+            }
         }
-        let n = (buf.len() as u64).min(self.end - self.pos).min(16 << 20);
-        let bytes = self
-            .handle
-            .block_on(self.store.get_range(&self.path, self.pos..self.pos + n))
-            .map_err(std::io::Error::other)?;
-        buf[..bytes.len()].copy_from_slice(&bytes);
-        self.pos += bytes.len() as u64;
-        Ok(bytes.len())
     }
 }
 

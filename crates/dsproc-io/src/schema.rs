@@ -11,7 +11,7 @@ use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
 // ParquetObjectReader: still the simplest object_store bridge in parquet 59
 use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 
 use crate::format::{Compression, InputFormat};
 use crate::listing::InputFile;
@@ -116,6 +116,27 @@ pub async fn infer_input_schema(
     Ok(Schema::new(fields))
 }
 
+/// The first `n` bytes of an object: a range request, or (servers without
+/// range support) the start of a whole-object stream.
+async fn get_prefix(store: &Arc<dyn ObjectStore>, path: &Path, n: u64, size: u64) -> object_store::Result<Vec<u8>> {
+    use futures::StreamExt;
+    let range = (n < size).then(|| (0..n).into());
+    let got = match store.get_opts(path, object_store::GetOptions { range, ..Default::default() }).await {
+        Err(object_store::Error::NotSupported { .. }) => store.get_opts(path, Default::default()).await?,
+        other => other?,
+    };
+    let mut stream = got.into_stream();
+    let mut out = Vec::with_capacity(n as usize);
+    while (out.len() as u64) < n {
+        match stream.next().await {
+            Some(chunk) => out.extend_from_slice(&chunk?),
+            None => break,
+        }
+    }
+    out.truncate(n as usize);
+    Ok(out)
+}
+
 async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec<u8>, String> {
     let (_, compression) = Compression::strip(&file.path);
     let path = Path::from(file.path.as_str());
@@ -126,14 +147,15 @@ async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec
     if n == 0 {
         return Ok(Vec::new());
     }
-    let bytes = store.get_range(&path, 0..n).await.map_err(|e| format!("cannot read input {}: {e}", file.path))?;
+    let bytes =
+        get_prefix(store, &path, n, file.size).await.map_err(|e| format!("cannot read input {}: {e}", file.path))?;
     let mut out = Vec::new();
     let limited = |r: &mut dyn Read, out: &mut Vec<u8>| {
         // A truncated compressed stream ends with an error: keep what decoded.
         let _ = r.take(INFER_BYTES).read_to_end(out);
     };
     match compression {
-        Compression::None => out = bytes.to_vec(),
+        Compression::None => out = bytes,
         Compression::Gzip => limited(&mut flate2::read::MultiGzDecoder::new(Cursor::new(bytes)), &mut out),
         Compression::Zstd => {
             let mut d = zstd::stream::read::Decoder::new(Cursor::new(bytes))
