@@ -597,6 +597,21 @@ mod tests {
     }
 
     #[test]
+    fn store_errors_keep_status_code_and_message_only() {
+        let body = "Error performing GET http://h/b/k in 2ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>Check your key.</Message><AWSAccessKeyId>AKIAEXAMPLEKEYID0000</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256 secret-ish</StringToSign></Error>";
+        let e = object_store::Error::Generic { store: "S3", source: body.into() };
+        let loc = Location::parse("s3://b/k", None).unwrap();
+        let m = store_error(&loc, "GET", &e);
+        assert!(
+            m.contains(
+                "s3://b/k (bucket \"b\", GET): access denied (403 Forbidden SignatureDoesNotMatch: Check your key.)"
+            ),
+            "{m}"
+        );
+        assert!(!m.contains("AKIAEXAMPLE") && !m.contains("StringToSign"), "{m}");
+    }
+
+    #[test]
     fn redacts_registered_secrets() {
         register_secret("s3cr3t-value-xyz");
         assert_eq!(redact("denied for s3cr3t-value-xyz here"), "denied for *** here");

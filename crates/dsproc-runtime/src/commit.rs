@@ -57,17 +57,30 @@ fn parse_stats<T: serde::de::DeserializeOwned>(bytes: &[u8], loc: &Location) -> 
 
 /// Sums the statistics files under `staging/_stats`.
 pub async fn read_stats(staging: &Location) -> Result<RunStats, DsprocError> {
+    read_stats_cached(staging, &mut BTreeMap::new()).await
+}
+
+/// [`read_stats`] that fetches only files not in `seen` (name → body) and adds
+/// them there: progress polls a store once a second without re-reading every file.
+pub async fn read_stats_cached(
+    staging: &Location,
+    seen: &mut BTreeMap<String, bytes::Bytes>,
+) -> Result<RunStats, DsprocError> {
     let dir = staging.join("_stats");
     let mut stats = RunStats::default();
     let mut wanted = Vec::new();
+    let mut names = Vec::new();
     for (name, _) in dir.list().await.map_err(DsprocError::job)? {
         if name.contains('/') || !name.ends_with(".json") {
             continue;
         }
         if name.starts_with("write-") {
             stats.writers_done += 1; // a marker: its body is not needed
+        } else if !seen.contains_key(&name) {
+            wanted.push(name.clone());
+            names.push(name);
         } else {
-            wanted.push(name);
+            names.push(name);
         }
     }
     let bodies: Vec<_> = futures::stream::iter(wanted)
@@ -81,8 +94,14 @@ pub async fn read_stats(staging: &Location) -> Result<RunStats, DsprocError> {
         .buffer_unordered(DRIVER_IO_CONCURRENCY)
         .collect()
         .await;
-    for (name, loc, body) in bodies {
-        let Some(bytes) = body.map_err(DsprocError::job)? else { continue };
+    for (name, _, body) in bodies {
+        if let Some(bytes) = body.map_err(DsprocError::job)? {
+            seen.insert(name, bytes);
+        }
+    }
+    for name in names {
+        let Some(bytes) = seen.get(&name) else { continue };
+        let loc = dir.join(&name);
         if name.starts_with("read-") {
             let s: ReadStats = parse_stats(&bytes, &loc)?;
             stats.read_rows += s.rows;

@@ -172,8 +172,9 @@ fn spawn_progress(
     // Listing an object store costs a request per poll: poll it less often.
     let every = Duration::from_millis(if staging.is_local() { 300 } else { 1000 });
     let handle = tokio::spawn(async move {
+        let mut seen = BTreeMap::new();
         loop {
-            if let Ok(s) = read_stats(&staging).await {
+            if let Ok(s) = crate::commit::read_stats_cached(&staging, &mut seen).await {
                 b.set_position(s.ranges as u64);
                 let steps: Vec<String> = s.step_rows.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 b.set_message(format!(
