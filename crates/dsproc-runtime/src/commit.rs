@@ -103,16 +103,16 @@ pub async fn read_stats_cached(
         let Some(bytes) = seen.get(&name) else { continue };
         let loc = dir.join(&name);
         if name.starts_with("read-") {
-            let s: ReadStats = parse_stats(&bytes, &loc)?;
+            let s: ReadStats = parse_stats(bytes, &loc)?;
             stats.read_rows += s.rows;
             stats.quarantined += s.quarantined;
             stats.ranges += 1;
             stats.workers.insert(s.worker);
         } else if name.starts_with("step-") {
-            let s: StepStats = parse_stats(&bytes, &loc)?;
+            let s: StepStats = parse_stats(bytes, &loc)?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
         } else if name.starts_with("sums-") {
-            let s: StepStats = parse_stats(&bytes, &loc)?;
+            let s: StepStats = parse_stats(bytes, &loc)?;
             let sums = stats.step_sums.entry(s.step).or_default();
             for (k, v) in s.sums {
                 *sums.entry(k).or_default() += v;
