@@ -128,10 +128,43 @@ fn killed_run_leaves_no_manifest() {
     let o = dsproc(dir.path(), &["inspect", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no committed dataset"));
-    // A rerun commits one complete dataset.
+    // gc removes the dead run's staging, and nothing of the user's directories.
+    let o = dsproc(dir.path(), &["gc", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("removed staging of run"), "{o:?}");
+    assert!(!out.join("_staging").exists(), "gc left the staging directory");
+    assert!(dir.path().join("in").is_dir() && dir.path().is_dir());
+    // A rerun commits one complete dataset, and leaves only the dataset behind.
     let o = dsproc(dir.path(), &["run", "j.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("manifest.json").exists());
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("part-") && n != "manifest.json")
+        .collect();
+    assert!(left.is_empty(), "left in the output: {left:?}");
+    // A live run's staging is kept.
+    let live = out.join("_staging/20990101T000000Z-live");
+    std::fs::create_dir_all(&live).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let now = chrono_now();
+    std::fs::write(
+        live.join("_run.json"),
+        serde_json::json!({"run_id": "20990101T000000Z-live", "host": host, "pid": std::process::id(),
+            "started_at": now, "heartbeat_at": now})
+        .to_string(),
+    )
+    .unwrap();
+    let o = dsproc(dir.path(), &["gc", out.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kept staging of live run"), "{o:?}");
+    assert!(live.join("_run.json").exists());
+}
+
+/// Now as RFC 3339 (UTC), without a date crate in the tests.
+fn chrono_now() -> String {
+    let o = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
 #[test]

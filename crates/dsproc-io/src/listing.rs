@@ -96,7 +96,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, ListError> {
     let mut files = Vec::new();
     for meta in metas {
         // object_store paths are percent-encoded; ours are raw.
-        let path = percent_encoding::percent_decode_str(meta.location.as_ref()).decode_utf8_lossy().into_owned();
+        let path = crate::store::decode_path(&meta.location);
         let rel = path.strip_prefix(&root).unwrap_or(&path).trim_start_matches('/').to_string();
         if rel.split('/').any(|p| p.starts_with('.') || p.starts_with('_')) {
             continue; // hidden and underscore files (e.g. _quarantine, .crc) are not inputs

@@ -87,7 +87,7 @@ impl Location {
                 return Err(format!("{uri:?} names no bucket (expected {scheme}://BUCKET/PATH)"));
             }
             // The path keeps glob characters; percent-escapes the user wrote are decoded.
-            let raw = percent_encoding::percent_decode_str(path).decode_utf8_lossy().trim_end_matches('/').to_string();
+            let raw = decode_str(path).trim_end_matches('/').to_string();
             return Ok(Self {
                 uri: uri.to_string(),
                 store_url: format!("{scheme}://{authority}"),
@@ -168,7 +168,9 @@ impl Location {
 
     fn build_store(&self) -> Result<Arc<dyn ObjectStore>, String> {
         if self.is_local() {
-            return Ok(Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)));
+            // No automatic cleanup: it removes every emptied parent up to `/`, user
+            // directories included. Our own directories are removed by `delete_all`.
+            return Ok(Arc::new(LocalFileSystem::new()));
         }
         let mut settings: Vec<(String, String)> =
             self.storage.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -381,14 +383,15 @@ impl Location {
     }
 
     /// Deletes every object below this location; returns how many. Locally the
-    /// directory goes too, and its parent when that is left empty.
+    /// directory goes too (and `_staging` when this was its last run).
     pub async fn delete_all(&self) -> Result<usize, String> {
         let store = self.store()?;
         let objects = self.list().await?;
         let n = objects.len();
         if let Some(dir) = self.local.as_ref().filter(|d| d.is_dir()) {
             std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
-            if let Some(parent) = dir.parent() {
+            // The staging root goes when its last run does.
+            if let Some(parent) = dir.parent().filter(|p| p.ends_with(dsproc_common::config::STAGING_DIR)) {
                 let _ = std::fs::remove_dir(parent);
             }
             return Ok(n);
