@@ -128,8 +128,9 @@ fn killed_run_leaves_no_manifest() {
     let o = dsproc(dir.path(), &["inspect", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no committed dataset"));
-    // gc removes the dead run's staging, and nothing of the user's directories.
-    let o = dsproc(dir.path(), &["gc", out.to_str().unwrap()]);
+    // gc removes the dead run's staging, and nothing of the user's directories
+    // (given the job spec: its output.uri).
+    let o = dsproc(dir.path(), &["gc", "j.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("removed staging of run"), "{o:?}");
     assert!(!out.join("_staging").exists(), "gc left the staging directory");

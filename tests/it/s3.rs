@@ -374,6 +374,10 @@ fn wrong_credentials_name_the_bucket_and_operation_and_print_no_secret() {
     let m = json_manifest(&o);
     assert_eq!(m["rows"]["in"], 760);
     assert!(!String::from_utf8_lossy(&o.stdout).contains(&s.secret), "the manifest carries a secret");
+    // inspect given the spec reads the dataset with the job's own storage settings.
+    let o = s.dsproc(dir.path(), &["inspect", spec.to_str().unwrap()], &env);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("in 760"), "{}", String::from_utf8_lossy(&o.stdout));
     // A variable the spec names but the process lacks is a clear error too.
     let o = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(dir.path())

@@ -64,12 +64,13 @@ enum Command {
     },
     /// Summarise a committed dataset from its manifest.
     Inspect {
-        /// The dataset's directory or prefix (the job's output.uri: a path, s3://, gs://, az://).
+        /// The dataset's directory or prefix (a path, s3://, gs://, az://), or a job
+        /// spec (JOB.toml: its output.uri and [output.storage] settings).
         output: String,
     },
     /// Remove what crashed runs left under OUTPUT/_staging, and a stale commit lock.
     Gc {
-        /// The dataset's directory or prefix (the job's output.uri).
+        /// The dataset's directory or prefix, or a job spec (JOB.toml) naming it.
         output: String,
         /// A run counts as dead when its process is gone (same host) or its
         /// heartbeat is older than this many seconds.

@@ -412,7 +412,7 @@ async fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(Staged
 /// Reads a committed dataset's manifest (`dsproc inspect`). With no manifest
 /// there is no dataset, whatever files lie there.
 pub async fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
-    let loc = Location::parse(uri, None).map_err(DsprocError::usage)?;
+    let loc = output_location(uri)?;
     match read_manifest(&loc).await? {
         Some(m) => Ok(m),
         None => {
@@ -434,6 +434,16 @@ pub async fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
 /// `dsproc gc OUTPUT`: removes what crashed runs left under `OUTPUT/_staging`
 /// and a stale commit lock.
 pub async fn gc(uri: &str, grace_secs: u64, dry_run: bool) -> Result<crate::commit::GcReport, DsprocError> {
-    let loc = Location::parse(uri, None).map_err(DsprocError::usage)?;
-    crate::commit::gc(&loc, grace_secs, dry_run).await
+    crate::commit::gc(&output_location(uri)?, grace_secs, dry_run).await
+}
+
+/// What `inspect` and `gc` look at: an output URI, or a job spec (`*.toml`),
+/// whose `output.uri` and `[output.storage]` settings are used.
+fn output_location(arg: &str) -> Result<Location, DsprocError> {
+    let spec = std::path::Path::new(arg);
+    if arg.ends_with(".toml") && spec.is_file() {
+        let loaded = LoadedSpec::load(spec, &[])?;
+        return dsproc_job::lower::resolve_output(&loaded);
+    }
+    Location::parse(arg, None).map_err(DsprocError::usage)
 }
