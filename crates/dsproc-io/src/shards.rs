@@ -112,7 +112,6 @@ impl ShardFileWriter {
         opts: ShardOptions,
         handle: &tokio::runtime::Handle,
     ) -> Result<Self, String> {
-        let path = target;
         let packer = opts.pack.map(|n| (Packer::new(n), 0));
         let file_schema = if packer.is_some() { packed_schema() } else { SchemaRef::clone(schema) };
         let schema = &file_schema;
@@ -120,7 +119,7 @@ impl ShardFileWriter {
         let inner = match format {
             OutputFormat::Parquet => {
                 let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| err(path, e))?))
+                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| err(target, e))?))
                     .set_created_by(format!("dsproc {}", env!("CARGO_PKG_VERSION")))
                     .set_column_dictionary_enabled(ColumnPath::from("text"), false)
                     .set_column_dictionary_enabled(ColumnPath::from("id"), false)
@@ -132,15 +131,15 @@ impl ShardFileWriter {
                     .set_statistics_truncate_length(Some(64))
                     .build();
                 Inner::Parquet(Box::new(
-                    ArrowWriter::try_new(sink, SchemaRef::clone(schema), Some(props)).map_err(|e| err(path, e))?,
+                    ArrowWriter::try_new(sink, SchemaRef::clone(schema), Some(props)).map_err(|e| err(target, e))?,
                 ))
             }
             OutputFormat::Jsonl => {
-                let enc = zstd::Encoder::new(sink, 3).map_err(|e| err(path, e))?;
+                let enc = zstd::Encoder::new(sink, 3).map_err(|e| err(target, e))?;
                 Inner::Jsonl(Box::new(LineDelimitedWriter::new(enc)))
             }
             OutputFormat::Megatron | OutputFormat::Mds => {
-                let dtype = opts.token_dtype.ok_or_else(|| err(path, "no token dtype: add a `tokenize` step"))?;
+                let dtype = opts.token_dtype.ok_or_else(|| err(target, "no token dtype: add a `tokenize` step"))?;
                 if format == OutputFormat::Megatron {
                     Inner::Megatron(Box::new((sink, MegatronState::new(dtype))))
                 } else {

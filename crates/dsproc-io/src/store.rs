@@ -444,7 +444,7 @@ pub fn shown(store_url: &str, raw: &str) -> String {
 
 /// A store error as one line: what was done where, what the store said, and
 /// what to check. Credential values never appear in it.
-pub fn store_error(loc: &Location, op: &str, e: &object_store::Error) -> String {
+fn store_error(loc: &Location, op: &str, e: &object_store::Error) -> String {
     use object_store::Error as E;
     let place = if loc.is_local() { loc.shown() } else { format!("{} (bucket {:?}, {op})", loc.shown(), loc.bucket()) };
     let detail = short(e);

@@ -68,7 +68,6 @@ pub async fn read_stats_cached(
 ) -> Result<RunStats, DsprocError> {
     let dir = staging.join("_stats");
     let mut stats = RunStats::default();
-    let mut wanted = Vec::new();
     let mut names = Vec::new();
     for (name, _) in dir.list().await.map_err(DsprocError::job)? {
         if name.contains('/') || !name.ends_with(".json") {
@@ -76,25 +75,20 @@ pub async fn read_stats_cached(
         }
         if name.starts_with("write-") {
             stats.writers_done += 1; // a marker: its body is not needed
-        } else if !seen.contains_key(&name) {
-            wanted.push(name.clone());
-            names.push(name);
         } else {
             names.push(name);
         }
     }
+    let wanted: Vec<String> = names.iter().filter(|n| !seen.contains_key(*n)).cloned().collect();
     let bodies: Vec<_> = futures::stream::iter(wanted)
         .map(|name| {
             let loc = dir.join(&name);
-            async move {
-                let body = loc.get_opt().await;
-                (name, loc, body)
-            }
+            async move { (name, loc.get_opt().await) }
         })
         .buffer_unordered(DRIVER_IO_CONCURRENCY)
         .collect()
         .await;
-    for (name, _, body) in bodies {
+    for (name, body) in bodies {
         if let Some(bytes) = body.map_err(DsprocError::job)? {
             seen.insert(name, bytes);
         }

@@ -106,19 +106,23 @@ pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummar
         if let Err(e) = job.staging.delete_all().await {
             tracing::warn!(error = %e, "could not remove the failed run's staging files");
         }
-        for dir in index_staging_dirs(loaded, &job) {
-            crate::commit::remove_index_staging(&dir);
+        for (_, _, keys) in saved_indexes(loaded, &job) {
+            crate::commit::remove_index_staging(&keys);
         }
     }
     result
 }
 
-/// The local directories the run's `save_index` steps stage key files in.
-fn index_staging_dirs(loaded: &LoadedSpec, job: &LoweredJob) -> Vec<std::path::PathBuf> {
+/// The run's `save_index` steps: the step, its index directory, and the local
+/// directory it stages key files in.
+fn saved_indexes<'a>(
+    loaded: &LoadedSpec,
+    job: &'a LoweredJob,
+) -> Vec<(&'a dsproc_job::lower::StepPlan, &'a str, std::path::PathBuf)> {
     job.steps
         .iter()
-        .filter_map(|s| s.info.as_ref().and_then(|i| i["save_index"].as_str()))
-        .map(|dir| dsproc_job::ops::dedup_minhash::index_staging(&loaded.base, dir, &job.run_id))
+        .filter_map(|s| Some((s, s.info.as_ref()?["save_index"].as_str()?)))
+        .map(|(s, dir)| (s, dir, dsproc_job::ops::dedup_minhash::index_staging(&loaded.base, dir, &job.run_id)))
         .collect()
 }
 
@@ -361,11 +365,8 @@ async fn finish(
         elapsed_s: started.elapsed().as_secs_f64(),
         workers: stats.workers.iter().cloned().collect(),
     };
-    for s in &job.steps {
-        if let Some(dir) = s.info.as_ref().and_then(|i| i["save_index"].as_str()) {
-            let keys = dsproc_job::ops::dedup_minhash::index_staging(&loaded.base, dir, &job.run_id);
-            crate::commit::commit_index(&keys, s.step, std::path::Path::new(dir), s.info.as_ref(), &manifest)?;
-        }
+    for (s, dir, keys) in saved_indexes(loaded, job) {
+        crate::commit::commit_index(&keys, s.step, std::path::Path::new(dir), s.info.as_ref(), &manifest)?;
     }
     let quarantine = commit(&job.output, &job.staging, &staged, &manifest, overwrite).await?;
     let mut manifest = manifest;
