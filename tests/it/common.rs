@@ -94,6 +94,14 @@ impl BigStack {
     }
 }
 
+/// A test's prerequisite is missing: printed as SKIP on a developer's machine, a
+/// failure under CI (`CI` set), where `scripts/test.sh` provides everything but
+/// the optional torch-based readers.
+pub fn skip(what: impl std::fmt::Display) {
+    assert!(std::env::var_os("CI").is_none(), "missing prerequisite under CI (scripts/test.sh provides it): {what}");
+    eprintln!("SKIP {what}");
+}
+
 /// `--set` overrides an example job in jobs/ needs on this machine: a `tokenize`
 /// step's tokenizer comes from `DSPROC_TOKENIZERS` (scripts/fetch-tokenizers.sh).
 /// None (with a printed SKIP) when the job cannot run here.
@@ -104,7 +112,7 @@ pub fn example_job_args(job: &Path) -> Option<Vec<String>> {
     for (i, step) in steps.iter().enumerate() {
         if step.get("op").and_then(|o| o.as_str()) == Some("tokenize") {
             let Some(dir) = std::env::var_os("DSPROC_TOKENIZERS") else {
-                eprintln!("SKIP {}: DSPROC_TOKENIZERS is not set (bash .ci/run sets it)", job.display());
+                skip(format!("{}: DSPROC_TOKENIZERS is not set (scripts/test.sh sets it)", job.display()));
                 return None;
             };
             let kind = if step.get("tokenizer").and_then(|t| t.as_str()).is_some_and(|t| t.contains("wordpiece")) {

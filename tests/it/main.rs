@@ -8,5 +8,6 @@ mod common;
 mod input;
 mod minhash;
 mod ops;
+mod registry;
 mod s3;
 mod tokenize;

@@ -98,7 +98,7 @@ async fn same_job_twice_and_1_vs_4_partitions_are_byte_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pyarrow_reads_parquet_shards() {
     let Some(python) = std::env::var_os("DSPROC_PYTHON") else {
-        eprintln!("SKIP pyarrow_reads_parquet_shards: DSPROC_PYTHON is not set (bash .ci/run sets it)");
+        skip("pyarrow_reads_parquet_shards: DSPROC_PYTHON is not set (scripts/test.sh sets it)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 //! a job killed mid-run; wrong credentials; two jobs racing for one output.
 //!
 //! Without `DSPROC_TEST_S3_ENDPOINT` these tests print SKIP (and fail under CI,
-//! where the server must be up).
+//! where scripts/test.sh starts the server).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -27,11 +27,9 @@ struct S3 {
 
 fn s3(test: &str) -> Option<S3> {
     let Ok(endpoint) = std::env::var("DSPROC_TEST_S3_ENDPOINT") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: DSPROC_TEST_S3_ENDPOINT is not set under CI: .ci/run must start the S3 server"
-        );
-        eprintln!("SKIP {test}: no S3 server (scripts/s3-server.sh start DIR && source DIR/env)");
+        crate::common::skip(format!(
+            "{test}: no S3 server, DSPROC_TEST_S3_ENDPOINT is not set (scripts/s3-server.sh start DIR && source DIR/env)"
+        ));
         return None;
     };
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set with DSPROC_TEST_S3_ENDPOINT"));
@@ -109,7 +107,9 @@ impl S3 {
     /// with the local run in `local`, when given).
     fn pyarrow_reads_back(&self, rel: &str, local: Option<&Path>) {
         let Some(python) = std::env::var_os("DSPROC_PYTHON") else {
-            eprintln!("SKIP pyarrow read-back of {rel}: DSPROC_PYTHON is not set (bash .ci/run sets it)");
+            crate::common::skip(format!(
+                "pyarrow read-back of {rel}: DSPROC_PYTHON is not set (scripts/test.sh sets it)"
+            ));
             return;
         };
         let mut cmd = Command::new(python);
@@ -530,7 +530,7 @@ fn bad_rows_are_quarantined_on_the_store_and_parquet_reads_back_from_it() {
 fn a_tokenizer_on_s3_and_megatron_shards_on_s3_equal_the_local_files() {
     let Some(s) = s3("tokenize") else { return };
     let Some(toks) = std::env::var_os("DSPROC_TOKENIZERS") else {
-        eprintln!("SKIP a_tokenizer_on_s3: DSPROC_TOKENIZERS is not set (bash .ci/run sets it)");
+        crate::common::skip("a_tokenizer_on_s3: DSPROC_TOKENIZERS is not set (scripts/test.sh sets it)");
         return;
     };
     let tok = Path::new(&toks).join("bpe/tokenizer.json");

@@ -80,6 +80,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List every op with its options, types, defaults and docs (--json: as JSON).
+    Ops {
+        /// Print the README's spec reference (markdown) instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Start a Ballista scheduler with everything dsproc needs (runs until stopped).
     Scheduler {
         /// Address to bind (and advertise).
@@ -206,6 +212,16 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
                 outln!("{text}");
             }
             Ok(serde_json::json!({"status": "ok", "plan": text}))
+        }
+        Command::Ops { markdown } => {
+            if *markdown {
+                outln!("{}", dsproc_job::reference::markdown().trim_end());
+            } else if !cli.json {
+                outln!("{}", dsproc_job::reference::text().trim_end());
+            }
+            Ok(
+                serde_json::json!({"status": "ok", "ops": dsproc_job::reference::ops(), "tables": dsproc_job::reference::spec_tables()}),
+            )
         }
         Command::Scheduler { bind, port, executor_timeout, job_cleanup } => {
             if !cli.quiet {

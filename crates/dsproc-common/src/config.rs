@@ -6,8 +6,6 @@
 pub const DEFAULT_BATCH_ROWS: usize = 256;
 /// Bytes per batch produced by the readers (a batch is cut at whichever comes first).
 pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
-/// Plain-text inputs larger than this are split into byte ranges read in parallel.
-pub const DEFAULT_SPLIT_BYTES: u64 = 32 << 20;
 /// Rows per write call in the shard writers; fixed so that bytes do not depend on
 /// how upstream operators happened to batch rows.
 pub const WRITE_SLICE_ROWS: usize = 1024;

@@ -55,6 +55,87 @@ enum NodeProto {
     },
 }
 
+impl NodeProto {
+    /// The proto of a dsproc logical node, `None` for other nodes.
+    fn of_logical(node: &dyn std::any::Any) -> Option<Self> {
+        if let Some(n) = node.downcast_ref::<ReadInputNode>() {
+            return Some(Self::Read {
+                spec: n.spec.clone(),
+                input_schema: schema_hex(&n.input_schema),
+                staging: n.staging.clone(),
+            });
+        }
+        if let Some(n) = node.downcast_ref::<StepStatsNode>() {
+            return Some(Self::Stats {
+                step: n.step,
+                op: n.op.clone(),
+                staging: n.staging.clone(),
+                sums_of: n.sums_of.clone(),
+                keys_of: n.keys_of.clone(),
+            });
+        }
+        let n = node.downcast_ref::<WriteShardsNode>()?;
+        Some(Self::Write { params: n.params.clone() })
+    }
+
+    /// The proto of a dsproc execution, `None` for other plans.
+    fn of_physical(node: &dyn ExecutionPlan) -> Option<Self> {
+        if let Some(n) = node.downcast_ref::<ReadInputExec>() {
+            return Some(Self::Read {
+                spec: n.spec.as_ref().clone(),
+                input_schema: schema_hex(&n.input_schema),
+                staging: n.staging.clone(),
+            });
+        }
+        if let Some(n) = node.downcast_ref::<StepStatsExec>() {
+            return Some(Self::Stats {
+                step: n.step,
+                op: n.op.clone(),
+                staging: n.staging.clone(),
+                sums_of: n.sums_of.clone(),
+                keys_of: n.keys_of.clone(),
+            });
+        }
+        let n = node.downcast_ref::<WriteShardsExec>()?;
+        Some(Self::Write { params: n.params.clone() })
+    }
+
+    fn into_logical(self, inputs: &[LogicalPlan]) -> Result<Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode>> {
+        let input = || -> Result<LogicalPlan> {
+            inputs.first().cloned().ok_or_else(|| DataFusionError::Internal("dsproc node without input".into()))
+        };
+        Ok(match self {
+            Self::Read { spec, input_schema, staging } => {
+                Arc::new(ReadInputNode::try_new(spec, schema_from_hex(&input_schema)?, staging)?)
+            }
+            Self::Stats { step, op, staging, sums_of, keys_of } => {
+                let mut n = StepStatsNode::with_sums(input()?, step, &op, staging.clone(), sums_of);
+                if let Some(k) = keys_of {
+                    n = StepStatsNode::with_keys(n.input, step, &op, staging, k);
+                }
+                Arc::new(n)
+            }
+            Self::Write { params } => Arc::new(WriteShardsNode::try_new(input()?, params)?),
+        })
+    }
+
+    fn into_physical(self, inputs: &[Arc<dyn ExecutionPlan>]) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = inputs else {
+            return internal_err!("dsproc exec with {} inputs, expected 1", inputs.len());
+        };
+        let input = Arc::clone(input);
+        Ok(match self {
+            Self::Read { spec, input_schema, staging } => {
+                Arc::new(ReadInputExec::try_new(Arc::new(spec), schema_from_hex(&input_schema)?, staging, input)?)
+            }
+            Self::Stats { step, op, staging, sums_of, keys_of } => {
+                Arc::new(StepStatsExec::new(input, step, op, staging).with_sums(sums_of).with_keys(keys_of))
+            }
+            Self::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
+        })
+    }
+}
+
 fn encode(node: &NodeProto, buf: &mut Vec<u8>) -> Result<()> {
     buf.extend_from_slice(MAGIC);
     serde_json::to_writer(buf, node).map_err(|e| DataFusionError::Internal(format!("encoding dsproc node: {e}")))
@@ -83,54 +164,17 @@ pub struct DsprocLogicalCodec {
 
 impl LogicalExtensionCodec for DsprocLogicalCodec {
     fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
-        let Some(node) = decode(buf) else {
-            return self.inner.try_decode(buf, inputs, ctx);
-        };
-        let input = || -> Result<LogicalPlan> {
-            inputs.first().cloned().ok_or_else(|| DataFusionError::Internal("dsproc node without input".into()))
-        };
-        let node: Arc<dyn datafusion::logical_expr::UserDefinedLogicalNode> = match node? {
-            NodeProto::Read { spec, input_schema, staging } => {
-                Arc::new(ReadInputNode::try_new(spec, schema_from_hex(&input_schema)?, staging)?)
-            }
-            NodeProto::Stats { step, op, staging, sums_of, keys_of } => {
-                let mut n = StepStatsNode::with_sums(input()?, step, &op, staging.clone(), sums_of);
-                if let Some(k) = keys_of {
-                    n = StepStatsNode::with_keys(n.input, step, &op, staging, k);
-                }
-                Arc::new(n)
-            }
-            NodeProto::Write { params } => Arc::new(WriteShardsNode::try_new(input()?, params)?),
-        };
-        Ok(Extension { node })
+        match decode(buf) {
+            Some(node) => Ok(Extension { node: node?.into_logical(inputs)? }),
+            None => self.inner.try_decode(buf, inputs, ctx),
+        }
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
-        let any = node.node.as_any();
-        if let Some(n) = any.downcast_ref::<ReadInputNode>() {
-            let p = NodeProto::Read {
-                spec: n.spec.clone(),
-                input_schema: schema_hex(&n.input_schema),
-                staging: n.staging.clone(),
-            };
-            return encode(&p, buf);
+        match NodeProto::of_logical(node.node.as_any()) {
+            Some(p) => encode(&p, buf),
+            None => self.inner.try_encode(node, buf),
         }
-        if let Some(n) = any.downcast_ref::<StepStatsNode>() {
-            return encode(
-                &NodeProto::Stats {
-                    step: n.step,
-                    op: n.op.clone(),
-                    staging: n.staging.clone(),
-                    sums_of: n.sums_of.clone(),
-                    keys_of: n.keys_of.clone(),
-                },
-                buf,
-            );
-        }
-        if let Some(n) = any.downcast_ref::<WriteShardsNode>() {
-            return encode(&NodeProto::Write { params: n.params.clone() }, buf);
-        }
-        self.inner.try_encode(node, buf)
     }
 
     fn try_decode_table_provider(
@@ -194,22 +238,10 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(node) = decode(buf) else {
-            return self.inner.try_decode(buf, inputs, ctx, proto_converter);
-        };
-        let [input] = inputs else {
-            return internal_err!("dsproc exec with {} inputs, expected 1", inputs.len());
-        };
-        let input = Arc::clone(input);
-        Ok(match node? {
-            NodeProto::Read { spec, input_schema, staging } => {
-                Arc::new(ReadInputExec::try_new(Arc::new(spec), schema_from_hex(&input_schema)?, staging, input)?)
-            }
-            NodeProto::Stats { step, op, staging, sums_of, keys_of } => {
-                Arc::new(StepStatsExec::new(input, step, op, staging).with_sums(sums_of).with_keys(keys_of))
-            }
-            NodeProto::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
-        })
+        match decode(buf) {
+            Some(node) => node?.into_physical(inputs),
+            None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
+        }
     }
 
     fn try_encode(
@@ -218,30 +250,10 @@ impl PhysicalExtensionCodec for DsprocPhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        if let Some(n) = node.downcast_ref::<ReadInputExec>() {
-            let p = NodeProto::Read {
-                spec: n.spec.as_ref().clone(),
-                input_schema: schema_hex(&n.input_schema),
-                staging: n.staging.clone(),
-            };
-            return encode(&p, buf);
+        match NodeProto::of_physical(node.as_ref()) {
+            Some(p) => encode(&p, buf),
+            None => self.inner.try_encode(node, buf, proto_converter),
         }
-        if let Some(n) = node.downcast_ref::<StepStatsExec>() {
-            return encode(
-                &NodeProto::Stats {
-                    step: n.step,
-                    op: n.op.clone(),
-                    staging: n.staging.clone(),
-                    sums_of: n.sums_of.clone(),
-                    keys_of: n.keys_of.clone(),
-                },
-                buf,
-            );
-        }
-        if let Some(n) = node.downcast_ref::<WriteShardsExec>() {
-            return encode(&NodeProto::Write { params: n.params.clone() }, buf);
-        }
-        self.inner.try_encode(node, buf, proto_converter)
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {

@@ -30,7 +30,7 @@ use crate::quarantine::QuarantineRecord;
 use crate::schema::renamed_input_column;
 
 /// What to do with a bad row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Write it to `_quarantine/` with its position and reason, count it, go on.

@@ -1,10 +1,12 @@
 //! The job: the TOML spec (parsed with positions for errors), the ops (one file
-//! each, one variant of [`ops::OpSpec`]), lowering to one DataFusion logical
-//! plan, and the manifest that commits a run.
+//! each, listed once in the [`ops`] registry), lowering to one DataFusion logical
+//! plan, the manifest that commits a run, and the spec reference generated from
+//! the option structs' docs.
 
 pub mod lower;
 pub mod manifest;
 pub mod ops;
+pub mod reference;
 pub mod spec;
 
 pub use lower::{lower, LoweredJob};

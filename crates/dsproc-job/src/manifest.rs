@@ -112,15 +112,15 @@ pub struct StepReport {
     pub info: Option<serde_json::Value>,
 }
 
-/// Op versions that go into `dataset_version`; bump one when an op's output changes.
-pub const OP_VERSIONS: &[(&str, u32)] = &[
-    ("read", 1),
-    ("normalize", 1),
-    ("filter", 1),
-    ("sql", 1),
-    ("dedup_exact", 2),
-    ("dedup_minhash", 1),
-    ("scrub_pii", 1),
-    ("tokenize", 1),
-    ("write", 1),
-];
+/// Versions of the reader and the shard writer (the ops' own come from the registry).
+pub const READ_VERSION: u32 = 1;
+pub const WRITE_VERSION: u32 = 1;
+
+/// Versions that go into `dataset_version`: the reader, every registered op (its
+/// [`Op::VERSION`](crate::ops::Op::VERSION)), the writer, in that order.
+pub fn op_versions() -> Vec<(&'static str, u32)> {
+    let mut v = vec![("read", READ_VERSION)];
+    v.extend(crate::ops::OPS.iter().map(|o| (o.name, o.version)));
+    v.push(("write", WRITE_VERSION));
+    v
+}

@@ -12,10 +12,10 @@ use dsproc_common::DsprocError;
 use dsproc_io::read::OnError;
 use dsproc_io::{InputFormat, OutputFormat, StorageOptions};
 
-use crate::ops::OpSpec;
+use crate::ops::{OpParseError, OpSpec};
 
-/// `[input]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[input]`: the files the rows come from and how to read them.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Path, directory, glob or URL of the input files: `file://`, `s3://`,
@@ -42,7 +42,7 @@ pub struct InputSpec {
 /// override the standard environment variables for this job. Secrets are never
 /// written here: `env` names the environment variables that hold them, and each
 /// process that opens the store (driver, executors) reads its own environment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSpec {
     /// Endpoint of an S3-compatible server, e.g. `"http://127.0.0.1:8333"`
@@ -117,7 +117,7 @@ fn default_text() -> String {
 }
 
 /// What to do when the output already holds a committed dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
     /// Refuse to run (the default, like Spark's `errorifexists`).
@@ -127,17 +127,20 @@ pub enum WriteMode {
     Overwrite,
 }
 
-/// `[output]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[output]`: where the dataset is committed and in which shard format.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     /// Directory the dataset is committed to: a path, `file://`, `s3://`,
     /// `gs://` or `az://` URL.
     pub uri: String,
-    /// `parquet` (default) | `jsonl` (zstd-compressed `.jsonl.zst`).
+    /// `parquet` (zstd) | `jsonl` (zstd-compressed `.jsonl.zst`) | `megatron` (`.bin`/`.idx`
+    /// pairs) | `mds` (MosaicML streaming); the last two store token ids and need a
+    /// `tokenize` step.
     #[serde(default = "default_output_format")]
     pub format: OutputFormat,
-    /// Target size of one shard file, e.g. `"256MiB"` (default).
+    /// Target size of one shard file (B, KiB, MiB, GiB, KB, MB, GB), or tokens per
+    /// shard: `"200M tokens"`.
     #[serde(default = "default_shard_size")]
     pub shard_size: String,
     /// Deterministic global shuffle: documents go to shards, and are ordered within a
@@ -189,9 +192,10 @@ pub struct JobSpec {
 
 /// `output.pack`: documents (each ending in its EOS) are concatenated in shard
 /// order and cut into sequences of `seq_len` tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackSpec {
+    /// Tokens per sequence.
     pub seq_len: u32,
 }
 
@@ -307,6 +311,14 @@ fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
     Some((field.to_string(), expected))
 }
 
+/// Parses serde's "unknown variant `x`, expected one of `a`, `b`" / "expected `a`".
+fn unknown_variant(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.split("unknown variant `").nth(1)?;
+    let (value, tail) = rest.split_once('`')?;
+    let expected: Vec<String> = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    Some((value.to_string(), expected))
+}
+
 /// The span of `key` inside the table at `path` (e.g. `["input"]`).
 fn key_span(doc: &toml_edit::ImDocument<&str>, path: &[String], key: &str) -> Option<std::ops::Range<usize>> {
     let mut table: &dyn toml_edit::TableLike = doc.as_table();
@@ -373,7 +385,18 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
             Some(_) => return Err(DsprocError::spec(at("op"), format!("step {}: `op` must be a string", i + 1))),
             None => return Err(DsprocError::spec(at("op"), format!("step {}: missing key `op`", i + 1))),
         };
-        let step = OpSpec::from_table(&op, table).map_err(|e| match e {
+        let bad_value_key = |value: &str| {
+            table.iter().find_map(|(k, v)| {
+                let hit = match v {
+                    toml::Value::String(s) => s == value,
+                    toml::Value::Array(a) => a.iter().any(|x| x.as_str() == Some(value)),
+                    _ => false,
+                };
+                hit.then(|| k.clone())
+            })
+        };
+        let table_copy = table.clone();
+        let step = OpSpec::from_table(&op, table_copy).map_err(|e| match e {
             OpParseError::UnknownOp { valid } => {
                 let hint = nearest(&op, valid.iter().copied())
                     .map(|n| format!("did you mean `{n}`?"))
@@ -386,6 +409,19 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
                         .map(|n| format!("; did you mean `{n}`?"))
                         .unwrap_or_else(|| format!("; valid keys: op, {}", expected.join(", ")));
                     DsprocError::spec(at(&field), format!("step {} ({op}): unknown key `{field}`{hint}", i + 1))
+                } else if let Some((value, expected)) = unknown_variant(&msg) {
+                    let key = bad_value_key(&value).unwrap_or_else(|| "op".into());
+                    let hint = nearest(&value, expected.iter().map(String::as_str))
+                        .map(|n| format!("did you mean `{n}`? "))
+                        .unwrap_or_default();
+                    DsprocError::spec(
+                        at(&key),
+                        format!(
+                            "step {} ({op}): {key}: {value:?} is not valid; {hint}valid: {}",
+                            i + 1,
+                            expected.join(", ")
+                        ),
+                    )
                 } else {
                     let key = msg.split("for key `").nth(1).and_then(|r| r.split('`').next()).unwrap_or("op");
                     DsprocError::spec(at(key), format!("step {} ({op}): {msg}", i + 1))
@@ -423,14 +459,6 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         return Err(DsprocError::spec(loc(file, src, span), format!("output.shard_size: {e}")));
     }
     Ok(spec)
-}
-
-/// Errors from parsing one step table.
-#[derive(Debug)]
-pub enum OpParseError {
-    UnknownOp { valid: Vec<&'static str> },
-    Serde(String),
-    Invalid { key: String, message: String },
 }
 
 #[cfg(test)]
@@ -478,6 +506,20 @@ uri = "out"
         assert!(e.contains("j.toml:5:") && e.contains("did you mean `normalize`"), "{e}");
         let e = parse("j.toml", &GOOD.replace("uri = \"out\"", "uri = 3")).unwrap_err().to_string();
         assert!(e.contains("j.toml:10:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_option_value_names_line_key_and_nearest_value() {
+        let src = GOOD.replace("op = \"normalize\"\n", "op = \"normalize\"\nform = \"nfkd\"\n");
+        let e = parse("j.toml", &src).unwrap_err().to_string();
+        assert!(e.starts_with("j.toml:6:1:"), "{e}");
+        assert!(e.contains("step 1 (normalize): form:") && e.contains("did you mean `nfkc`"), "{e}");
+        let src = GOOD.replace("op = \"normalize\"\n", "op = \"scrub_pii\"\nkinds = [\"email\", \"iabn\"]\n");
+        let e = parse("j.toml", &src).unwrap_err().to_string();
+        assert!(e.starts_with("j.toml:6:1:") && e.contains("kinds:") && e.contains("did you mean `iban`"), "{e}");
+        let src = GOOD.replace("op = \"normalize\"\n", "op = \"dedup_minhash\"\nshingle = \"words\"\n");
+        let e = parse("j.toml", &src).unwrap_err().to_string();
+        assert!(e.contains("shingle:") && e.contains("did you mean `word`") && e.contains("valid: word, char"), "{e}");
     }
 
     #[test]

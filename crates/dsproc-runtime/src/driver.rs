@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use dsproc_common::config::MANIFEST_FILE;
 use dsproc_common::DsprocError;
-use dsproc_job::manifest::{Manifest, ManifestInput, ManifestShard, RowCounts, StepReport, OP_VERSIONS};
+use dsproc_job::manifest::{Manifest, ManifestInput, ManifestShard, RowCounts, StepReport};
 use dsproc_job::spec::WriteMode;
 use dsproc_job::{lower, LoadedSpec, LoweredJob};
 
@@ -341,7 +341,7 @@ async fn finish(
     for i in &inputs {
         h.update(format!("{}|{}|{}\n", i.uri, i.bytes, i.version).as_bytes());
     }
-    for (op, v) in OP_VERSIONS {
+    for (op, v) in dsproc_job::manifest::op_versions() {
         h.update(format!("{op}={v}\n").as_bytes());
     }
     let tokens = manifest_shards.iter().filter_map(|s| s.tokens).reduce(|a, b| a + b);

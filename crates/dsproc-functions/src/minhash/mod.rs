@@ -35,7 +35,7 @@ const SHINGLE_SEED: u64 = 0x6473_7072_6f63_0010;
 const BAND_SEED: u64 = 0x6473_7072_6f63_0011;
 
 /// How a document becomes a set of shingles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Shingle {
     Word,

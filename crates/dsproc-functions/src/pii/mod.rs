@@ -13,7 +13,7 @@ pub mod scrub_pii;
 use serde::{Deserialize, Serialize};
 
 /// Kinds of PII, in the order of the `pii_counts` struct fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Email,

@@ -23,7 +23,7 @@ use super::{resolve_overlaps, Detector, Kind, Span};
 use crate::{as_strings, check_arg_types, json_options, string_arg};
 
 /// What to do with detected PII.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Mask,

@@ -14,10 +14,14 @@ use unicode_normalization::{is_nfc_quick, is_nfkc_quick, IsNormalized, UnicodeNo
 use crate::{as_strings, check_arg_types, literal_str, string_arg};
 
 /// Unicode normalization form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Form {
+    /// No Unicode normalization.
     None,
+    /// Canonical composition (NFC).
     Nfc,
+    /// Compatibility composition (NFKC: also folds ligatures, full-width forms, ...).
     Nfkc,
 }
 
@@ -30,10 +34,20 @@ impl Form {
             _ => None,
         }
     }
+
+    /// The name, as written in specs and passed to the function.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Nfc => "nfc",
+            Self::Nfkc => "nfkc",
+        }
+    }
 }
 
 /// Whitespace handling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Whitespace {
     /// Leave whitespace as it is.
     Keep,
@@ -53,7 +67,31 @@ impl Whitespace {
             _ => None,
         }
     }
+
+    /// The name, as written in specs and passed to the function.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Trim => "trim",
+            Self::Collapse => "collapse",
+        }
+    }
 }
+
+/// Deserializes a case-insensitive name through `parse` (specs have always accepted
+/// `NFC` as well as `nfc`); an unknown one is serde's unknown-variant error.
+macro_rules! deserialize_by_name {
+    ($t:ident, $($name:literal),+) => {
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).ok_or_else(|| serde::de::Error::unknown_variant(&s, &[$($name),+]))
+            }
+        }
+    };
+}
+deserialize_by_name!(Form, "nfc", "nfkc", "none");
+deserialize_by_name!(Whitespace, "trim", "collapse", "keep");
 
 /// Normalizes one string; borrows when nothing changes.
 pub fn normalize_str(s: &str, form: Form, ws: Whitespace) -> Cow<'_, str> {

@@ -6,33 +6,30 @@ use serde::{Deserialize, Serialize};
 
 use dsproc_common::DsprocError;
 
-use super::normalize::{check_form_ws, default_form, default_ws};
-use super::{quote_str, sql_over, Op, PlanContext};
-use crate::spec::OpParseError;
+use dsproc_functions::text::normalize_text::{Form, Whitespace};
 
-/// `op = "dedup_exact"`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+use super::normalize::{default_form, default_ws};
+use super::{quote_str, sql_over, Op, PlanContext};
+
+/// Keeps one row per distinct normalized text; the survivor is the row with the
+/// smallest id (min(id) per content hash, then a semi-join: no operator buffers
+/// whole documents; ids should be unique).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupExact {
     /// Unicode form applied before hashing (the text itself is not changed):
-    /// `nfc` (default), `nfkc`, `none`.
+    /// `nfc`, `nfkc`, `none`.
     #[serde(default = "default_form")]
-    pub form: String,
-    /// Whitespace handling before hashing: `trim` (default), `collapse`, `keep`.
+    pub form: Form,
+    /// Whitespace handling before hashing: `trim`, `collapse`, `keep`.
     #[serde(default = "default_ws")]
-    pub whitespace: String,
-}
-
-impl DedupExact {
-    pub(crate) fn check(&self) -> Result<(), OpParseError> {
-        check_form_ws(&self.form, &self.whitespace)
-    }
+    pub whitespace: Whitespace,
 }
 
 impl Op for DedupExact {
-    fn name(&self) -> &'static str {
-        "dedup_exact"
-    }
+    const NAME: &'static str = "dedup_exact";
+    const VERSION: u32 = 2;
+
     fn drop_reason(&self) -> Option<&'static str> {
         Some("duplicate")
     }
@@ -47,8 +44,8 @@ impl Op for DedupExact {
         let query = format!(
             "SELECT t.* FROM (SELECT min(id) AS __dsproc_sid FROM {view} GROUP BY content_hash(text, {form}, {ws})) s \
              RIGHT SEMI JOIN {view} t ON t.id = s.__dsproc_sid",
-            form = quote_str(&self.form),
-            ws = quote_str(&self.whitespace),
+            form = quote_str(self.form.as_str()),
+            ws = quote_str(self.whitespace.as_str()),
         );
         sql_over(pc, "dedup_exact", &view, input, &query).await
     }

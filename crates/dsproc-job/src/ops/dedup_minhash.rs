@@ -39,8 +39,7 @@ use dsproc_common::DsprocError;
 use dsproc_exec::StepStatsNode;
 use dsproc_functions::minhash::{optimal_bands, MinHashParams, Shingle, SIGNATURE_VERSION};
 
-use super::{quote_str, sql_over_views, Op, PlanContext};
-use crate::spec::OpParseError;
+use super::{quote_str, sql_over_views, Op, OpError, OpParseError, PlanContext};
 
 /// In each bucket, every member is linked to the bucket's best member and to the
 /// `BUCKET_LINKS` members before it in an order drawn from the bucket key (a
@@ -51,44 +50,46 @@ use crate::spec::OpParseError;
 /// with 4 random links, 0.957 with 4 links in id order, 0.93 with one.
 const BUCKET_LINKS: usize = 4;
 
-/// `op = "dedup_minhash"`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Near-duplicate removal: MinHash LSH and connected components, inside the plan.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupMinhash {
-    /// Jaccard similarity at or above which two documents are near-duplicates (default 0.8).
+    /// Jaccard similarity of the shingle sets at or above which two documents are
+    /// near-duplicates.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
-    /// Signature length (default 128).
+    /// Signature length.
     #[serde(default = "default_num_perm")]
     pub num_perm: usize,
-    /// Shingle length in words (or characters with `shingle = "char"`; default 5).
+    /// Shingle length in words (or characters with `shingle = "char"`).
     #[serde(default = "default_ngram")]
     pub ngram: usize,
-    /// `word` (default) or `char`.
+    /// `word` or `char` shingles.
     #[serde(default = "default_shingle")]
-    pub shingle: String,
-    /// Seed of the hash family (default 42).
+    pub shingle: Shingle,
+    /// Seed of the hash family (recorded in the manifest).
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// LSH bands and rows per band; by default chosen from `threshold` and `num_perm`
     /// to minimise weighted false positives and negatives (weights 0.05/0.95 with
     /// `verify`, which removes false positives; 0.5/0.5 without, as datasketch).
     pub bands: Option<usize>,
+    /// Rows per LSH band (see `bands`).
     pub rows: Option<usize>,
     /// Compute the exact Jaccard of every candidate pair and drop those below
-    /// `threshold` (default true).
+    /// `threshold`.
     #[serde(default = "default_true")]
     pub verify: bool,
-    /// Which document of a cluster survives: `smallest_id` (default), `longest`
-    /// (most characters, then smallest id), or a numeric column to maximise
+    /// Which document of a cluster survives: `smallest_id`, `longest` (most
+    /// characters, then smallest id), or the name of a numeric column to maximise
     /// (nulls lose; ties go to the smallest id).
-    #[serde(default = "default_keep")]
-    pub keep: String,
+    #[serde(default)]
+    pub keep: Keep,
     /// Keep every row and add `cluster_id` (the survivor's id) and `cluster_size`
-    /// instead of removing near-duplicates (default false).
+    /// instead of removing near-duplicates.
     #[serde(default)]
     pub keep_cluster_column: bool,
-    /// Connected-components rounds in the plan (default 10: star contraction
+    /// Connected-components rounds in the plan (star contraction
     /// needs about log2 of a component's diameter); the job fails if the
     /// components have not converged by then.
     #[serde(default = "default_max_iterations")]
@@ -111,8 +112,8 @@ fn default_num_perm() -> usize {
 fn default_ngram() -> usize {
     5
 }
-fn default_shingle() -> String {
-    "word".into()
+fn default_shingle() -> Shingle {
+    Shingle::Word
 }
 fn default_seed() -> u64 {
     42
@@ -120,15 +121,46 @@ fn default_seed() -> u64 {
 fn default_true() -> bool {
     true
 }
-fn default_keep() -> String {
-    "smallest_id".into()
+
+/// `dedup_minhash.keep`: which document of a cluster survives.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(from = "String", into = "String")]
+#[schemars(with = "String")]
+pub enum Keep {
+    /// The smallest id.
+    #[default]
+    SmallestId,
+    /// The most characters, then the smallest id.
+    Longest,
+    /// The largest value of this numeric column (nulls lose), then the smallest id.
+    Column(String),
+}
+
+impl From<String> for Keep {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "smallest_id" => Self::SmallestId,
+            "longest" => Self::Longest,
+            _ => Self::Column(s),
+        }
+    }
+}
+
+impl From<Keep> for String {
+    fn from(k: Keep) -> Self {
+        match k {
+            Keep::SmallestId => "smallest_id".into(),
+            Keep::Longest => "longest".into(),
+            Keep::Column(c) => c,
+        }
+    }
 }
 fn default_max_iterations() -> usize {
     10
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> OpParseError {
-    OpParseError::Invalid { key: key.into(), message: message.into() }
+    OpParseError::invalid(key, message)
 }
 
 impl DedupMinhash {
@@ -137,11 +169,7 @@ impl DedupMinhash {
         if !(self.threshold > 0.0 && self.threshold <= 1.0) {
             return Err(invalid("threshold", format!("must be in (0, 1], got {}", self.threshold)));
         }
-        let shingle = match self.shingle.as_str() {
-            "word" => Shingle::Word,
-            "char" => Shingle::Char,
-            s => return Err(invalid("shingle", format!("{s:?} is not one of word, char"))),
-        };
+        let shingle = self.shingle;
         if self.num_perm == 0 || self.num_perm > 8192 {
             return Err(invalid("num_perm", format!("must be in 1..=8192, got {}", self.num_perm)));
         }
@@ -159,7 +187,7 @@ impl DedupMinhash {
         if self.max_iterations == 0 || self.max_iterations > 64 {
             return Err(invalid("max_iterations", format!("must be in 1..=64, got {}", self.max_iterations)));
         }
-        if self.keep.is_empty() {
+        if self.keep == Keep::Column(String::new()) {
             return Err(invalid("keep", "give smallest_id, longest or a numeric column"));
         }
         let remote = |u: &str| u.split_once("://").is_some_and(|(scheme, _)| !scheme.eq_ignore_ascii_case("file"));
@@ -175,19 +203,15 @@ impl DedupMinhash {
         Ok(p)
     }
 
-    pub(crate) fn check(&self) -> Result<(), OpParseError> {
-        self.params().map(|_| ())
-    }
-
     /// SQL for a document's node key (over columns `id`, `text` and the keep column).
     /// `t` qualifies the columns (`""` or `"t."`).
     fn node_sql(&self, schema: &datafusion::common::DFSchema, step: usize, t: &str) -> Result<String, DsprocError> {
-        Ok(match self.keep.as_str() {
+        Ok(match &self.keep {
             // Utf8, not Utf8View: views into many large buffers make every take,
             // filter and memory count of the joins and sorts below slow
-            "smallest_id" => format!("arrow_cast({t}id, 'Utf8')"),
-            "longest" => format!("dedup_rank(character_length({t}text), {t}id)"),
-            c => {
+            Keep::SmallestId => format!("arrow_cast({t}id, 'Utf8')"),
+            Keep::Longest => format!("dedup_rank(character_length({t}text), {t}id)"),
+            Keep::Column(c) => {
                 let field = schema.field_with_unqualified_name(c).map_err(|_| {
                     DsprocError::usage(format!(
                         "step {step} (dedup_minhash): keep = {c:?} is neither smallest_id, longest nor a column of the input"
@@ -206,7 +230,7 @@ impl DedupMinhash {
 
     /// SQL turning a node key back into the document id.
     fn node_id_sql(&self, node: &str) -> String {
-        if self.keep == "smallest_id" {
+        if self.keep == Keep::SmallestId {
             node.to_string()
         } else {
             format!("substr({node}, 17)")
@@ -214,7 +238,7 @@ impl DedupMinhash {
     }
 
     /// What the manifest records about the step (the signature version and layout).
-    pub fn info(&self, base: &std::path::Path) -> serde_json::Value {
+    fn manifest_info(&self, base: &std::path::Path) -> serde_json::Value {
         let p = self.params().expect("checked when parsed");
         let abs = |u: &str| base.join(u.strip_prefix("file://").unwrap_or(u)).display().to_string();
         serde_json::json!({
@@ -247,8 +271,23 @@ fn counter(name: &str, value_sql: &str) -> String {
 }
 
 impl Op for DedupMinhash {
-    fn name(&self) -> &'static str {
-        "dedup_minhash"
+    const NAME: &'static str = "dedup_minhash";
+    const VERSION: u32 = 1;
+
+    fn check(&self) -> Result<(), OpParseError> {
+        self.params().map(|_| ())
+    }
+    fn info(&self, base: &std::path::Path) -> Option<serde_json::Value> {
+        Some(self.manifest_info(base))
+    }
+    fn finish_stats(
+        info: Option<&serde_json::Value>,
+        counters: &mut BTreeMap<String, u64>,
+    ) -> Result<(), OpError> {
+        match info {
+            Some(info) => finish_stats(counters, info).map_err(OpError),
+            None => Ok(()),
+        }
     }
     fn drop_reason(&self) -> Option<&'static str> {
         Some("near_duplicate")

@@ -7,8 +7,8 @@ use dsproc_common::DsprocError;
 
 use super::{Op, PlanContext};
 
-/// `op = "filter"`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Keeps the rows for which a SQL predicate is true.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     /// A DataFusion SQL predicate over the row's columns, e.g. `length(text) >= 200`.
@@ -18,9 +18,9 @@ pub struct Filter {
 }
 
 impl Op for Filter {
-    fn name(&self) -> &'static str {
-        "filter"
-    }
+    const NAME: &'static str = "filter";
+    const VERSION: u32 = 1;
+
     fn drop_reason(&self) -> Option<&'static str> {
         Some("predicate")
     }

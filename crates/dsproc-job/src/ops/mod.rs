@@ -1,22 +1,21 @@
-//! Job steps. Each op is one file: a serde config struct (its keys are the spec
-//! keys, documented on the fields) and its lowering to plan nodes. Adding an op
-//! is one file plus one variant here.
+//! Job steps. Each op is one file: a serde options struct (its keys are the spec
+//! keys, documented with `///` on the fields, which `dsproc ops` and the README
+//! reference print) and one [`Op`] impl holding every hook the op has. The
+//! [`registry!`] list below is the only other place that names it: the
+//! [`OpSpec`] enum, the [`OPS`] table and every dispatch are generated from it.
+//!
+//! Adding an op: write `ops/my_op.rs` (struct + `impl Op`), add one line
+//! `my_op::MyOp,` to the list, add an example job in `jobs/` that uses it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use dsproc_common::DsprocError;
-
-use crate::spec::OpParseError;
-
-pub mod dedup_exact;
-pub mod dedup_minhash;
-pub mod filter;
-pub mod normalize;
-pub mod scrub_pii;
-pub mod sql;
-pub mod tokenize;
 
 /// What an op gets when it lowers itself.
 pub struct PlanContext<'a> {
@@ -29,138 +28,185 @@ pub struct PlanContext<'a> {
     /// The run id (ops that stage files of their own name their staging after it).
     pub run_id: &'a str,
     /// The spec file's directory (relative paths in op options resolve against it).
-    pub base: &'a std::path::Path,
+    pub base: &'a Path,
 }
 
-/// A job step.
-pub trait Op {
+/// A job step: its options (the struct itself, deserialized from its
+/// `[[steps]]` table) and every hook the driver calls on it.
+pub trait Op: Sized + Serialize + DeserializeOwned + schemars::JsonSchema {
     /// The spec and SQL name (`op = "..."`).
-    fn name(&self) -> &'static str;
+    const NAME: &'static str;
+    /// Version of the op's output: part of the manifest's `dataset_version`.
+    /// Bump it whenever the same input and options give different rows.
+    const VERSION: u32;
+
+    /// Checks option values serde cannot (ranges, combinations).
+    fn check(&self) -> Result<(), OpParseError> {
+        Ok(())
+    }
+    /// Why rows this step removes are dropped (the manifest's `"<step>:<op>:<reason>"`),
+    /// or `None` for ops that keep every row.
+    fn drop_reason(&self) -> Option<&'static str> {
+        None
+    }
+    /// Why the rows this step adds are added (the manifest's `rows.added`), or
+    /// `None` for ops that never add rows.
+    fn add_reason(&self) -> Option<&'static str> {
+        None
+    }
+    /// Static facts about the step for the manifest (e.g. a signature version).
+    fn info(&self, _base: &Path) -> Option<serde_json::Value> {
+        None
+    }
+    /// Turns the step's raw counters into its manifest statistics (`info` is what
+    /// [`Op::info`] recorded); an error fails the job.
+    fn finish_stats(_info: Option<&serde_json::Value>, _counters: &mut BTreeMap<String, u64>) -> Result<(), OpError> {
+        Ok(())
+    }
     /// Appends the step to `input`.
     fn plan(
         &self,
         pc: &PlanContext<'_>,
         input: LogicalPlan,
     ) -> impl std::future::Future<Output = Result<LogicalPlan, DsprocError>>;
-    /// Why rows this step removes are dropped (the manifest's `"<step>:<op>:<reason>"`),
-    /// or `None` for ops that keep every row.
-    fn drop_reason(&self) -> Option<&'static str>;
 }
 
-/// Every op, as written in a spec.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum OpSpec {
-    Normalize(normalize::Normalize),
-    Filter(filter::Filter),
-    Sql(sql::Sql),
-    DedupExact(dedup_exact::DedupExact),
-    DedupMinhash(dedup_minhash::DedupMinhash),
-    ScrubPii(scrub_pii::ScrubPii),
-    Tokenize(tokenize::Tokenize),
+/// Errors from parsing one step table.
+#[derive(Debug, thiserror::Error)]
+pub enum OpParseError {
+    /// `op = "..."` names no op.
+    #[error("unknown op; valid ops: {}", valid.join(", "))]
+    UnknownOp { valid: Vec<&'static str> },
+    /// serde refused the table (unknown key, wrong type, unknown value).
+    #[error("{0}")]
+    Serde(String),
+    /// `check` refused a value.
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
 }
 
-/// Names of all ops, in the order of [`OpSpec`].
-pub const OP_NAMES: &[&str] = &["normalize", "filter", "sql", "dedup_exact", "dedup_minhash", "scrub_pii", "tokenize"];
+impl OpParseError {
+    pub(crate) fn invalid(key: &str, message: impl Into<String>) -> Self {
+        Self::Invalid { key: key.into(), message: message.into() }
+    }
+}
 
-fn from<T: serde::de::DeserializeOwned>(mut table: toml::Table) -> Result<T, OpParseError> {
+/// An op's run-time failure seen by the driver (e.g. components that did not converge).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OpError(pub String);
+
+/// Step counters, by name.
+pub type Counters = BTreeMap<String, u64>;
+
+/// [`Op::finish_stats`] of one op.
+type FinishStats = fn(Option<&serde_json::Value>, &mut Counters) -> Result<(), OpError>;
+
+/// One registered op: its name, version and hooks that need no instance.
+pub struct OpEntry {
+    pub name: &'static str,
+    pub version: u32,
+    parse: fn(toml::Table) -> Result<OpSpec, OpParseError>,
+    finish_stats: FinishStats,
+    /// The JSON schema of the op's options (docs, types, defaults).
+    pub schema: fn() -> schemars::Schema,
+}
+
+fn from_table<T: Op>(mut table: toml::Table) -> Result<T, OpParseError> {
     table.remove("op");
-    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| OpParseError::Serde(e.message().to_string()))
+    let op: T =
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| OpParseError::Serde(e.message().into()))?;
+    op.check()?;
+    Ok(op)
+}
+
+/// The JSON schema of an options struct with every sub-schema inlined (what
+/// `dsproc ops` and the README reference are rendered from).
+pub fn schema_of<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
+/// The op list. Everything per-op outside the op's own file is generated here.
+macro_rules! registry {
+    ($($module:ident :: $ty:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every op, as written in a spec.
+        #[derive(Debug, Clone, Serialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        pub enum OpSpec {
+            $($ty($module::$ty),)*
+        }
+
+        /// Every op, in registry order (the order of `dataset_version`'s op versions).
+        pub static OPS: &[OpEntry] = &[$(OpEntry {
+            name: <$module::$ty as Op>::NAME,
+            version: <$module::$ty as Op>::VERSION,
+            parse: |t| from_table::<$module::$ty>(t).map(OpSpec::$ty),
+            finish_stats: <$module::$ty as Op>::finish_stats,
+            schema: schema_of::<$module::$ty>,
+        },)*];
+
+        impl OpSpec {
+            pub fn name(&self) -> &'static str {
+                match self { $(Self::$ty(_) => <$module::$ty as Op>::NAME,)* }
+            }
+            pub fn drop_reason(&self) -> Option<&'static str> {
+                match self { $(Self::$ty(o) => o.drop_reason(),)* }
+            }
+            pub fn add_reason(&self) -> Option<&'static str> {
+                match self { $(Self::$ty(o) => o.add_reason(),)* }
+            }
+            pub fn info(&self, base: &Path) -> Option<serde_json::Value> {
+                match self { $(Self::$ty(o) => o.info(base),)* }
+            }
+            pub async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
+                match self { $(Self::$ty(o) => o.plan(pc, input).await,)* }
+            }
+        }
+    };
+}
+
+registry! {
+    normalize::Normalize,
+    filter::Filter,
+    sql::Sql,
+    dedup_exact::DedupExact,
+    dedup_minhash::DedupMinhash,
+    scrub_pii::ScrubPii,
+    tokenize::Tokenize,
+}
+
+/// The registered op called `name`.
+pub fn op(name: &str) -> Option<&'static OpEntry> {
+    OPS.iter().find(|o| o.name == name)
+}
+
+/// Names of all ops, in registry order.
+pub fn op_names() -> Vec<&'static str> {
+    OPS.iter().map(|o| o.name).collect()
 }
 
 impl OpSpec {
-    /// Parses one `[[steps]]` table whose `op` is `op`.
-    pub fn from_table(op: &str, table: toml::Table) -> Result<Self, OpParseError> {
-        let spec = match op {
-            "normalize" => Self::Normalize(from(table)?),
-            "filter" => Self::Filter(from(table)?),
-            "sql" => Self::Sql(from(table)?),
-            "dedup_exact" => Self::DedupExact(from(table)?),
-            "dedup_minhash" => Self::DedupMinhash(from(table)?),
-            "scrub_pii" => Self::ScrubPii(from(table)?),
-            "tokenize" => Self::Tokenize(from(table)?),
-            _ => return Err(OpParseError::UnknownOp { valid: OP_NAMES.to_vec() }),
-        };
-        spec.check()?;
-        Ok(spec)
-    }
-
-    fn check(&self) -> Result<(), OpParseError> {
-        match self {
-            Self::Normalize(n) => n.check(),
-            Self::DedupExact(d) => d.check(),
-            Self::DedupMinhash(d) => d.check(),
-            Self::ScrubPii(p) => p.check(),
-            Self::Tokenize(t) => t.check(),
-            Self::Filter(_) | Self::Sql(_) => Ok(()),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Normalize(o) => o.name(),
-            Self::Filter(o) => o.name(),
-            Self::Sql(o) => o.name(),
-            Self::DedupExact(o) => o.name(),
-            Self::DedupMinhash(o) => o.name(),
-            Self::ScrubPii(o) => o.name(),
-            Self::Tokenize(o) => o.name(),
-        }
-    }
-
-    pub fn drop_reason(&self) -> Option<&'static str> {
-        match self {
-            Self::Normalize(o) => o.drop_reason(),
-            Self::Filter(o) => o.drop_reason(),
-            Self::Sql(o) => o.drop_reason(),
-            Self::DedupExact(o) => o.drop_reason(),
-            Self::DedupMinhash(o) => o.drop_reason(),
-            Self::ScrubPii(o) => o.drop_reason(),
-            Self::Tokenize(o) => o.drop_reason(),
-        }
-    }
-
-    /// Why the rows this step adds are added (the manifest's `rows.added`), or
-    /// `None` for ops that never add rows.
-    pub fn add_reason(&self) -> Option<&'static str> {
-        match self {
-            Self::Tokenize(t) if t.overflow == "split" => Some("split"),
-            _ => None,
-        }
-    }
-
-    /// Static facts about the step for the manifest (e.g. a signature version).
-    pub fn info(&self, base: &std::path::Path) -> Option<serde_json::Value> {
-        match self {
-            Self::DedupMinhash(o) => Some(o.info(base)),
-            Self::Tokenize(o) => Some(o.info(base)),
-            _ => None,
-        }
+    /// Parses one `[[steps]]` table whose `op` is `op` and checks its values.
+    pub fn from_table(op_name: &str, table: toml::Table) -> Result<Self, OpParseError> {
+        let entry = op(op_name).ok_or_else(|| OpParseError::UnknownOp { valid: op_names() })?;
+        (entry.parse)(table)
     }
 
     /// Turns the step's raw counters into its manifest statistics; an error
     /// fails the job.
     pub fn finish_stats(
-        op: &str,
+        op_name: &str,
         info: Option<&serde_json::Value>,
-        counters: &mut std::collections::BTreeMap<String, u64>,
-    ) -> Result<(), String> {
-        match (op, info) {
-            ("dedup_minhash", Some(info)) => dedup_minhash::finish_stats(counters, info),
-            ("tokenize", _) => tokenize::finish_stats(counters),
-            _ => Ok(()),
-        }
-    }
-
-    pub async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
-        match self {
-            Self::Normalize(o) => o.plan(pc, input).await,
-            Self::Filter(o) => o.plan(pc, input).await,
-            Self::Sql(o) => o.plan(pc, input).await,
-            Self::DedupExact(o) => o.plan(pc, input).await,
-            Self::DedupMinhash(o) => o.plan(pc, input).await,
-            Self::ScrubPii(o) => o.plan(pc, input).await,
-            Self::Tokenize(o) => o.plan(pc, input).await,
+        counters: &mut BTreeMap<String, u64>,
+    ) -> Result<(), OpError> {
+        match op(op_name) {
+            Some(entry) => (entry.finish_stats)(info, counters),
+            None => Ok(()),
         }
     }
 }

@@ -10,38 +10,39 @@ use dsproc_common::DsprocError;
 use dsproc_functions::pii::scrub_pii::{Action, PiiOptions, ScrubPiiFunc};
 use dsproc_functions::pii::Kind;
 
-use super::{Op, PlanContext};
-use crate::spec::OpParseError;
+use super::{Op, OpParseError, PlanContext};
 
-/// `op = "scrub_pii"`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Finds structured PII in one pass and masks, hashes, redacts or tags it, or
+/// drops the documents that contain it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScrubPii {
-    /// Kinds to detect (default: all): email, phone, ip, credit_card, iban, ssn,
-    /// secret, url_credentials.
+    /// Kinds to detect: email, phone, ip, credit_card, iban, ssn, secret,
+    /// url_credentials.
     #[serde(default = "all_kinds")]
-    pub kinds: Vec<String>,
-    /// `mask` (default) | `hash` | `redact` | `drop_document` | `tag`.
+    pub kinds: Vec<Kind>,
+    /// `mask` (replace with `template`) | `hash` (salted sha256) | `redact` (remove) |
+    /// `drop_document` | `tag` (leave the text, record the spans).
     #[serde(default = "default_action")]
-    pub action: String,
-    /// Replacement for `mask`; `{KIND}` becomes the upper-case kind (default `<{KIND}>`).
+    pub action: Action,
+    /// Replacement for `mask`; `{KIND}` becomes the upper-case kind.
     #[serde(default = "default_template")]
     pub template: String,
-    /// Leave private, loopback and link-local IP addresses alone (default false).
+    /// Leave private, loopback and link-local IP addresses alone.
     #[serde(default)]
     pub keep_private_ips: bool,
-    /// `hash`: the environment variable holding the salt (default `DSPROC_PII_SALT`).
-    /// The salt is read where the step runs (driver, executors) and is never
-    /// written to a plan, a log or the manifest.
+    /// `hash`: the environment variable holding the salt. The salt is read where
+    /// the step runs (driver, executors) and is never written to a plan, a log or
+    /// the manifest.
     #[serde(default = "default_salt_env")]
     pub salt_env: String,
 }
 
-fn all_kinds() -> Vec<String> {
-    Kind::ALL.iter().map(|k| k.name().to_string()).collect()
+fn all_kinds() -> Vec<Kind> {
+    Kind::ALL.to_vec()
 }
-fn default_action() -> String {
-    "mask".into()
+fn default_action() -> Action {
+    Action::Mask
 }
 fn default_template() -> String {
     "<{KIND}>".into()
@@ -51,56 +52,38 @@ fn default_salt_env() -> String {
 }
 
 impl ScrubPii {
-    fn options(&self) -> Result<PiiOptions, OpParseError> {
+    fn options(&self) -> PiiOptions {
         let mut kinds = Vec::new();
         for k in &self.kinds {
-            match Kind::parse(k) {
-                Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
-                Some(_) => {}
-                None => {
-                    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-                    let hint = crate::spec::nearest(k, names.iter().copied())
-                        .map(|n| format!("did you mean `{n}`?"))
-                        .unwrap_or_else(|| format!("valid kinds: {}", names.join(", ")));
-                    return Err(OpParseError::Invalid {
-                        key: "kinds".into(),
-                        message: format!("unknown kind {k:?}; {hint}"),
-                    });
-                }
+            if !kinds.contains(k) {
+                kinds.push(*k);
             }
         }
-        if kinds.is_empty() {
-            return Err(OpParseError::Invalid { key: "kinds".into(), message: "list at least one kind".into() });
-        }
-        let action: Action = serde_json::from_value(serde_json::Value::String(self.action.clone())).map_err(|_| {
-            OpParseError::Invalid {
-                key: "action".into(),
-                message: format!("{:?} is not one of mask, hash, redact, drop_document, tag", self.action),
-            }
-        })?;
-        Ok(PiiOptions {
+        PiiOptions {
             kinds,
-            action,
+            action: self.action,
             template: self.template.clone(),
             keep_private_ips: self.keep_private_ips,
             salt_env: self.salt_env.clone(),
-        })
-    }
-
-    pub(crate) fn check(&self) -> Result<(), OpParseError> {
-        self.options().map(|_| ())
+        }
     }
 }
 
 impl Op for ScrubPii {
-    fn name(&self) -> &'static str {
-        "scrub_pii"
+    const NAME: &'static str = "scrub_pii";
+    const VERSION: u32 = 1;
+
+    fn check(&self) -> Result<(), OpParseError> {
+        if self.kinds.is_empty() {
+            return Err(OpParseError::invalid("kinds", "list at least one kind"));
+        }
+        Ok(())
     }
     fn drop_reason(&self) -> Option<&'static str> {
         Some("pii")
     }
     async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
-        let opts = self.options().map_err(|e| DsprocError::usage(format!("step {} (scrub_pii): {e:?}", pc.step)))?;
+        let opts = self.options();
         if opts.action == Action::Hash && std::env::var(&opts.salt_env).map_or(true, |s| s.is_empty()) {
             return Err(DsprocError::usage(format!(
                 "step {} (scrub_pii): action = \"hash\" needs a salt in the environment variable {} (set it here and on every executor)",

@@ -7,8 +7,8 @@ use dsproc_common::DsprocError;
 
 use super::{sql_over, Op, PlanContext};
 
-/// `op = "sql"`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Any DataFusion SQL query over the table `input` (the rows entering the step).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sql {
     /// A query over the table `input` (the rows entering the step). It must keep
@@ -18,9 +18,9 @@ pub struct Sql {
 }
 
 impl Op for Sql {
-    fn name(&self) -> &'static str {
-        "sql"
-    }
+    const NAME: &'static str = "sql";
+    const VERSION: u32 = 1;
+
     fn drop_reason(&self) -> Option<&'static str> {
         Some("query")
     }

