@@ -24,6 +24,7 @@ pub async fn run(loaded: &LoadedSpec, engine: Engine, partitions: usize) -> Resu
         engine_opts: EngineOptions { target_partitions: partitions, memory_limit: None },
         progress: false,
         timeout: Some(std::time::Duration::from_secs(300)),
+        lineage_url: None,
     };
     dsproc_runtime::run_job(loaded, &opts).await.map(|s| s.manifest).map_err(|e| e.to_string())
 }
@@ -118,4 +119,35 @@ pub fn example_job_args(job: &Path) -> Option<Vec<String>> {
         }
     }
     Some(args)
+}
+
+/// Asserts that a local dataset root holds only committed versions: every file is
+/// `manifest.json`, a version record, a history entry, or listed by a version
+/// record; and every file the current manifest lists exists.
+pub fn assert_only_versions(out: &Path) {
+    let mut listed = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(out.join("_versions")).unwrap() {
+        let m: Manifest = serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        listed.extend(m.shards.iter().map(|s| s.path.clone()).chain(m.quarantine.iter().cloned()));
+        listed.extend(m.side_files.iter().cloned());
+    }
+    let current: Manifest = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    for s in &current.shards {
+        assert!(out.join(&s.path).is_file(), "{} is listed but missing", s.path);
+    }
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(out).unwrap().to_string_lossy().into_owned();
+            let known = rel == "manifest.json"
+                || (rel.starts_with("_versions/") || rel.starts_with("_history/")) && rel.ends_with(".json")
+                || listed.contains(&rel);
+            assert!(known, "{} holds {rel}, which no version lists", out.display());
+        }
+    }
 }

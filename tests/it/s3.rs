@@ -146,11 +146,26 @@ fn upload_sample(s: &S3) {
 }
 
 /// After a commit only the dataset is left: manifest, shards, nothing staged, no lock.
+/// `out` holds only committed versions: manifest.json, version records, history
+/// entries and files some version lists; every file of `m` (a committed version) is there.
 fn assert_only_dataset(s: &S3, out: &str, m: &serde_json::Value) {
-    let mut want: Vec<String> = shards(m).into_iter().map(|(p, _)| p).collect();
-    want.push("manifest.json".into());
-    want.sort();
-    assert_eq!(s.keys(out), want, "{out} holds more than its committed dataset");
+    let keys = s.keys(out);
+    let mut listed = std::collections::BTreeSet::new();
+    for k in keys.iter().filter(|k| k.starts_with("_versions/")) {
+        let v: serde_json::Value = serde_json::from_slice(&s.get(&format!("{out}/{k}")).unwrap()).unwrap();
+        listed.extend(shards(&v).into_iter().map(|(p, _)| p));
+        listed.extend(v["quarantine"].as_array().unwrap().iter().map(|q| q.as_str().unwrap().to_string()));
+    }
+    for (p, _) in shards(m) {
+        assert!(keys.contains(&p), "{out}/{p} is missing");
+    }
+    assert!(keys.contains(&format!("_versions/{}.json", m["version"])), "{out}: no record of version {}", m["version"]);
+    let extra: Vec<&String> = keys
+        .iter()
+        .filter(|k| *k != "manifest.json" && !k.starts_with("_versions/") && !k.starts_with("_history/"))
+        .filter(|k| !listed.contains(*k))
+        .collect();
+    assert!(extra.is_empty(), "{out} holds more than its committed versions: {extra:?}");
 }
 
 #[test]
@@ -510,13 +525,14 @@ fn bad_rows_are_quarantined_on_the_store_and_parquet_reads_back_from_it() {
     let file = s.uri("in/part.jsonl");
     assert_eq!(at, vec![(file.clone(), 2), (file, 3)], "{body}");
 
-    // The committed Parquet shards are an input too (ranged reads of the footer and chunks).
+    // The committed Parquet shards are an input too (ranged reads of the footer and
+    // chunks): the dataset root names its current version's shards.
     let job2 = dir.path().join("p.toml");
     std::fs::write(
         &job2,
         format!(
             "name = \"p\"\n[input]\nuri = \"{}\"\nid = \"id\"\n[output]\nuri = \"{}\"\nformat = \"jsonl\"\n",
-            s.uri("out/*.parquet"),
+            s.uri("out"),
             s.uri("again")
         ),
     )
