@@ -151,3 +151,31 @@ pub fn assert_only_versions(out: &Path) {
         }
     }
 }
+
+/// JSONL documents of random lowercase words (compressible only to ~60%), so
+/// the shard is large enough for a multipart upload.
+pub fn random_docs(n: usize, words_per_doc: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut text = String::new();
+        for _ in 0..words_per_doc {
+            let len = 3 + next() % 7;
+            for _ in 0..len {
+                text.push((b'a' + (next() % 26) as u8) as char);
+            }
+            text.push(' ');
+        }
+        out.extend_from_slice(
+            serde_json::json!({"id": format!("doc-{seed}-{i:06}"), "text": text}).to_string().as_bytes(),
+        );
+        out.push(b'\n');
+    }
+    out
+}

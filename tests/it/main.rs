@@ -10,3 +10,4 @@ mod minhash;
 mod ops;
 mod s3;
 mod tokenize;
+mod versions;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use dsproc_io::{Location, StorageOptions};
 
 use crate::cluster::{worker_pids, Cluster};
-use crate::common::repo;
+use crate::common::{random_docs, repo};
 
 /// The test server and a prefix of the bucket that belongs to one test.
 struct S3 {
@@ -227,34 +227,6 @@ fn a_job_runs_from_s3_to_s3_locally_and_on_a_two_executor_cluster() {
     let o = s.dsproc(&repo(), &["inspect", &s.uri("cluster")], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("out {}", expected["rows"]["out"])));
-}
-
-/// JSONL documents of random lowercase words (compressible only to ~60%), so
-/// the shard is large enough for a multipart upload.
-fn random_docs(n: usize, words_per_doc: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let mut out = Vec::new();
-    for i in 0..n {
-        let mut text = String::new();
-        for _ in 0..words_per_doc {
-            let len = 3 + next() % 7;
-            for _ in 0..len {
-                text.push((b'a' + (next() % 26) as u8) as char);
-            }
-            text.push(' ');
-        }
-        out.extend_from_slice(
-            serde_json::json!({"id": format!("doc-{seed}-{i:06}"), "text": text}).to_string().as_bytes(),
-        );
-        out.push(b'\n');
-    }
-    out
 }
 
 #[test]

@@ -89,13 +89,20 @@ fn active_runs() -> &'static Mutex<Vec<ActiveRun>> {
 /// futures must have been dropped first.
 pub async fn clean_up_interrupted_runs() {
     let runs: Vec<ActiveRun> = std::mem::take(&mut *active_runs().lock().unwrap_or_else(|e| e.into_inner()));
-    for r in runs {
-        if let Err(e) = r.staging.delete_all().await {
-            tracing::warn!(error = %e, "could not remove the interrupted run's staging");
+    // Writers already on blocking threads may finish a file after the first pass:
+    // three passes, 150 ms apart.
+    for pass in 0..3 {
+        if pass > 0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
         }
-        if !r.committing.load(Ordering::SeqCst) {
-            if let Err(e) = crate::versions::abandon(&r.out, r.version).await {
-                tracing::warn!(error = %e, "could not remove the interrupted run's version prefix");
+        for r in &runs {
+            if let Err(e) = r.staging.delete_all().await {
+                tracing::warn!(error = %e, "could not remove the interrupted run's staging");
+            }
+            if !r.committing.load(Ordering::SeqCst) {
+                if let Err(e) = crate::versions::abandon(&r.out, r.version).await {
+                    tracing::warn!(error = %e, "could not remove the interrupted run's version prefix");
+                }
             }
         }
     }

@@ -425,9 +425,6 @@ pub async fn gc_versions(
     let done = committed(out).await?;
     let (dirs, _) = out.list_dir().await.map_err(DsprocError::job)?;
     for (n, dir) in dirs.iter().filter_map(|d| Some((parse_version_dir(d)?, d))) {
-        if done.contains(&n) {
-            continue;
-        }
         let prefix = out.join(dir);
         let claim = prefix
             .join(CLAIM_FILE)
@@ -435,6 +432,14 @@ pub async fn gc_versions(
             .await
             .map_err(DsprocError::job)?
             .and_then(|b| serde_json::from_slice::<RunMarker>(&b).ok());
+        if done.contains(&n) {
+            // A committed version whose run died between its record and the end of
+            // the commit: only the claim is left to remove.
+            if claim.as_ref().is_some_and(|m| m.stale(grace_secs)) && !dry_run {
+                prefix.join(CLAIM_FILE).delete().await.map_err(DsprocError::job)?;
+            }
+            continue;
+        }
         let stale = match &claim {
             Some(m) => m.stale(grace_secs),
             None => {
