@@ -63,7 +63,10 @@ def main():
             print(f"SKIP mds: {e}")
             sys.exit(3)
         reader = "mosaicml-streaming StreamingDataset"
-        ds = StreamingDataset(local=out, remote=None, shuffle=False, batch_size=1)
+        # index.json lies beside the shards, in the version's prefix
+        index = next(s["path"] for s in m["shards"] if s["path"].endswith("index.json"))
+        local = os.path.join(out, os.path.dirname(index))
+        ds = StreamingDataset(local=local, remote=None, shuffle=False, batch_size=1)
         for i in range(ds.num_samples):
             x = ds[i]
             got.append((x["id"], x["text"], [int(t) for t in x["tokens"]]))

@@ -135,16 +135,12 @@ fn killed_run_leaves_no_manifest() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("removed staging of run"), "{o:?}");
     assert!(!out.join("_staging").exists(), "gc left the staging directory");
     assert!(dir.path().join("in").is_dir() && dir.path().is_dir());
-    // A rerun commits one complete dataset, and leaves only the dataset behind.
+    // A rerun commits one complete dataset, and leaves only the dataset behind
+    // (its version: shards under v00001/, the version record and the history).
     let o = dsproc(dir.path(), &["run", "j.toml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("manifest.json").exists());
-    let left: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with("part-") && n != "manifest.json")
-        .collect();
-    assert!(left.is_empty(), "left in the output: {left:?}");
+    assert_only_versions(&out);
     // A live run's staging is kept.
     let live = out.join("_staging/20990101T000000Z-live");
     std::fs::create_dir_all(&live).unwrap();

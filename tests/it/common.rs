@@ -24,6 +24,7 @@ pub async fn run(loaded: &LoadedSpec, engine: Engine, partitions: usize) -> Resu
         engine_opts: EngineOptions { target_partitions: partitions, memory_limit: None },
         progress: false,
         timeout: Some(std::time::Duration::from_secs(300)),
+        lineage_url: None,
     };
     dsproc_runtime::run_job(loaded, &opts).await.map(|s| s.manifest).map_err(|e| e.to_string())
 }
@@ -126,4 +127,63 @@ pub fn example_job_args(job: &Path) -> Option<Vec<String>> {
         }
     }
     Some(args)
+}
+
+/// Asserts that a local dataset root holds only committed versions: every file is
+/// `manifest.json`, a version record, a history entry, or listed by a version
+/// record; and every file the current manifest lists exists.
+pub fn assert_only_versions(out: &Path) {
+    let mut listed = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(out.join("_versions")).unwrap() {
+        let m: Manifest = serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        listed.extend(m.shards.iter().map(|s| s.path.clone()).chain(m.quarantine.iter().cloned()));
+        listed.extend(m.side_files.iter().cloned());
+    }
+    let current: Manifest = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    for s in &current.shards {
+        assert!(out.join(&s.path).is_file(), "{} is listed but missing", s.path);
+    }
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(out).unwrap().to_string_lossy().into_owned();
+            let known = rel == "manifest.json"
+                || (rel.starts_with("_versions/") || rel.starts_with("_history/")) && rel.ends_with(".json")
+                || listed.contains(&rel);
+            assert!(known, "{} holds {rel}, which no version lists", out.display());
+        }
+    }
+}
+
+/// JSONL documents of random lowercase words (compressible only to ~60%), so
+/// the shard is large enough for a multipart upload.
+pub fn random_docs(n: usize, words_per_doc: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut text = String::new();
+        for _ in 0..words_per_doc {
+            let len = 3 + next() % 7;
+            for _ in 0..len {
+                text.push((b'a' + (next() % 26) as u8) as char);
+            }
+            text.push(' ');
+        }
+        out.extend_from_slice(
+            serde_json::json!({"id": format!("doc-{seed}-{i:06}"), "text": text}).to_string().as_bytes(),
+        );
+        out.push(b'\n');
+    }
+    out
 }

@@ -11,3 +11,4 @@ mod ops;
 mod registry;
 mod s3;
 mod tokenize;
+mod versions;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use dsproc_io::{Location, StorageOptions};
 
 use crate::cluster::{worker_pids, Cluster};
-use crate::common::repo;
+use crate::common::{random_docs, repo};
 
 /// The test server and a prefix of the bucket that belongs to one test.
 struct S3 {
@@ -146,11 +146,26 @@ fn upload_sample(s: &S3) {
 }
 
 /// After a commit only the dataset is left: manifest, shards, nothing staged, no lock.
+/// `out` holds only committed versions: manifest.json, version records, history
+/// entries and files some version lists; every file of `m` (a committed version) is there.
 fn assert_only_dataset(s: &S3, out: &str, m: &serde_json::Value) {
-    let mut want: Vec<String> = shards(m).into_iter().map(|(p, _)| p).collect();
-    want.push("manifest.json".into());
-    want.sort();
-    assert_eq!(s.keys(out), want, "{out} holds more than its committed dataset");
+    let keys = s.keys(out);
+    let mut listed = std::collections::BTreeSet::new();
+    for k in keys.iter().filter(|k| k.starts_with("_versions/")) {
+        let v: serde_json::Value = serde_json::from_slice(&s.get(&format!("{out}/{k}")).unwrap()).unwrap();
+        listed.extend(shards(&v).into_iter().map(|(p, _)| p));
+        listed.extend(v["quarantine"].as_array().unwrap().iter().map(|q| q.as_str().unwrap().to_string()));
+    }
+    for (p, _) in shards(m) {
+        assert!(keys.contains(&p), "{out}/{p} is missing");
+    }
+    assert!(keys.contains(&format!("_versions/{}.json", m["version"])), "{out}: no record of version {}", m["version"]);
+    let extra: Vec<&String> = keys
+        .iter()
+        .filter(|k| *k != "manifest.json" && !k.starts_with("_versions/") && !k.starts_with("_history/"))
+        .filter(|k| !listed.contains(*k))
+        .collect();
+    assert!(extra.is_empty(), "{out} holds more than its committed versions: {extra:?}");
 }
 
 #[test]
@@ -212,34 +227,6 @@ fn a_job_runs_from_s3_to_s3_locally_and_on_a_two_executor_cluster() {
     let o = s.dsproc(&repo(), &["inspect", &s.uri("cluster")], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("out {}", expected["rows"]["out"])));
-}
-
-/// JSONL documents of random lowercase words (compressible only to ~60%), so
-/// the shard is large enough for a multipart upload.
-fn random_docs(n: usize, words_per_doc: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let mut out = Vec::new();
-    for i in 0..n {
-        let mut text = String::new();
-        for _ in 0..words_per_doc {
-            let len = 3 + next() % 7;
-            for _ in 0..len {
-                text.push((b'a' + (next() % 26) as u8) as char);
-            }
-            text.push(' ');
-        }
-        out.extend_from_slice(
-            serde_json::json!({"id": format!("doc-{seed}-{i:06}"), "text": text}).to_string().as_bytes(),
-        );
-        out.push(b'\n');
-    }
-    out
 }
 
 #[test]
@@ -510,13 +497,14 @@ fn bad_rows_are_quarantined_on_the_store_and_parquet_reads_back_from_it() {
     let file = s.uri("in/part.jsonl");
     assert_eq!(at, vec![(file.clone(), 2), (file, 3)], "{body}");
 
-    // The committed Parquet shards are an input too (ranged reads of the footer and chunks).
+    // The committed Parquet shards are an input too (ranged reads of the footer and
+    // chunks): the dataset root names its current version's shards.
     let job2 = dir.path().join("p.toml");
     std::fs::write(
         &job2,
         format!(
             "name = \"p\"\n[input]\nuri = \"{}\"\nid = \"id\"\n[output]\nuri = \"{}\"\nformat = \"jsonl\"\n",
-            s.uri("out/*.parquet"),
+            s.uri("out"),
             s.uri("again")
         ),
     )

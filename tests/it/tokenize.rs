@@ -299,8 +299,11 @@ async fn pack_into_fixed_length_sequences() {
     assert_eq!(lengths.len() as u64, sequences);
     assert_eq!(lengths.iter().sum::<usize>(), expected.len());
     let mds = go("mds", d.join("mds"), true).await;
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("mds").join("index.json")).unwrap()).unwrap();
+    // MDS's index.json lies beside its shards, in the version's prefix.
+    let mds_dir = d
+        .join("mds")
+        .join(mds.shards.iter().find(|s| s.path.ends_with("index.json")).unwrap().path.trim_end_matches("/index.json"));
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(mds_dir.join("index.json")).unwrap()).unwrap();
     let samples: u64 = index["shards"].as_array().unwrap().iter().map(|s| s["samples"].as_u64().unwrap()).sum();
     assert_eq!(samples, sequences);
     assert_eq!(mds.rows.out, 760);
@@ -311,7 +314,7 @@ from streaming import StreamingDataset
 ds = StreamingDataset(local=sys.argv[1], remote=None, shuffle=False, batch_size=1)
 print(ds.num_samples, sum(len(ds[i]["tokens"]) for i in range(ds.num_samples)), len(ds[0]["doc_ids"]))
 "#;
-        let o = std::process::Command::new(py).args(["-c", script, d.join("mds").to_str().unwrap()]).output().unwrap();
+        let o = std::process::Command::new(py).args(["-c", script, mds_dir.to_str().unwrap()]).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let out = String::from_utf8_lossy(&o.stdout);
         let nums: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();

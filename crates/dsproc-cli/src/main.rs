@@ -67,11 +67,52 @@ enum Command {
         /// The dataset's directory or prefix (a path, s3://, gs://, az://), or a job
         /// spec (JOB.toml: its output.uri and [output.storage] settings).
         output: String,
+        /// Show this version instead of the current one.
+        #[arg(long = "version", value_name = "N")]
+        at_version: Option<u64>,
     },
-    /// Remove what crashed runs left under OUTPUT/_staging, and a stale commit lock.
+    /// Lineage of a version, as an OpenLineage RunEvent or an MLflow dataset record.
+    Lineage {
+        /// The dataset's directory or prefix, or a job spec (JOB.toml) naming it.
+        output: String,
+        /// The version (default: the current one).
+        #[arg(long = "version", value_name = "N")]
+        at_version: Option<u64>,
+        /// openlineage (a RunEvent, spec 2-0-2) | mlflow (a dataset record for mlflow.log_input)
+        #[arg(long, default_value = "openlineage")]
+        format: String,
+    },
+    /// List a dataset's versions with their status.
+    Versions {
+        /// The dataset's directory or prefix, or a job spec (JOB.toml) naming it.
+        output: String,
+    },
+    /// Make version N current again (recorded in the history as a pointer change).
+    Rollback {
+        /// The dataset's directory or prefix, or a job spec (JOB.toml) naming it.
+        output: String,
+        /// The version to make current.
+        version: u64,
+    },
+    /// What changed from version A to version B (rows, shards, inputs, spec, step stats).
+    Diff {
+        /// The dataset's directory or prefix, or a job spec (JOB.toml) naming it.
+        output: String,
+        a: u64,
+        b: u64,
+    },
+    /// Remove what crashed runs left (staging, uncommitted version prefixes, a stale
+    /// commit lock); with --keep, expire versions beyond retention and remove their files.
     Gc {
         /// The dataset's directory or prefix, or a job spec (JOB.toml) naming it.
         output: String,
+        /// Keep the newest K versions (the current one always); older ones are
+        /// marked expired and their files removed (never a file a kept version lists).
+        #[arg(long, value_name = "K")]
+        keep: Option<usize>,
+        /// With --keep: expire only versions created longer ago than this (30d, 12h, 90m).
+        #[arg(long, value_name = "DUR", requires = "keep")]
+        older_than: Option<String>,
         /// A run counts as dead when its process is gone (same host) or its
         /// heartbeat is older than this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 600)]
@@ -153,6 +194,9 @@ struct RunArgs {
     /// default is 86400: a job whose executors all vanish would otherwise wait forever).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// POST OpenLineage events (START, then COMPLETE or FAIL) to this http:// URL.
+    #[arg(long, value_name = "URL")]
+    lineage_url: Option<String>,
 }
 
 fn engine_options(partitions: Option<usize>, memory_limit: Option<&str>) -> Result<EngineOptions, DsprocError> {
@@ -256,29 +300,39 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             dsproc_runtime::cluster::run_executor(opts).await?;
             Ok(serde_json::json!({"status": "ok"}))
         }
-        Command::Gc { output, grace, dry_run } => {
-            let r = dsproc_runtime::driver::gc(output, *grace, *dry_run).await?;
-            if !cli.json && !cli.quiet {
-                let verb = if *dry_run { "would remove" } else { "removed" };
-                for (run, n) in &r.removed_runs {
-                    outln!("{verb} staging of run {run} ({n} objects)");
-                }
-                if r.removed_lock {
-                    outln!("{verb} a stale commit lock");
-                }
-                for run in &r.live_runs {
-                    outln!("kept staging of live run {run}");
-                }
-                if r.removed_runs.is_empty() && !r.removed_lock {
-                    outln!("{output}: nothing to remove");
-                }
-            }
-            Ok(serde_json::to_value(&r).unwrap_or_default())
+        Command::Gc { output, grace, dry_run, keep, older_than } => {
+            gc_command(cli, output, *grace, *dry_run, *keep, older_than.as_deref()).await
         }
-        Command::Inspect { output } => {
-            let m = dsproc_runtime::driver::inspect(output).await?;
+        Command::Versions { output } => versions_command(cli, output).await,
+        Command::Lineage { output, at_version, format } => lineage_command(cli, output, *at_version, format).await,
+        Command::Rollback { output, version } => {
+            let m =
+                dsproc_runtime::versions::rollback(&dsproc_runtime::driver::output_location(output)?, *version).await?;
+            if !cli.json && !cli.quiet {
+                outln!("{output}: version {} is current", m.version);
+            }
+            Ok(serde_json::json!({"status": "ok", "current": m.version}))
+        }
+        Command::Diff { output, a, b } => {
+            let d = dsproc_runtime::versions::diff(&dsproc_runtime::driver::output_location(output)?, *a, *b).await?;
+            if !cli.json && !cli.quiet {
+                print_diff(&d);
+            }
+            Ok(d)
+        }
+        Command::Inspect { output, at_version } => {
+            let m = match at_version {
+                Some(n) => dsproc_runtime::driver::inspect_version(output, *n).await?,
+                None => dsproc_runtime::driver::inspect(output).await?,
+            };
             if !cli.json && !cli.quiet {
                 outln!("dataset {output}");
+                outln!(
+                    "  version {} ({}), parent {}",
+                    m.version,
+                    m.status,
+                    m.parent_version.map(|p| p.to_string()).unwrap_or_else(|| "none".into())
+                );
                 outln!("  job {} (dataset_version {}), created {}", m.job_name, &m.dataset_version[..16], m.created_at);
                 outln!(
                     "  rows: in {}, out {}, quarantined {}, dropped {}",
@@ -319,6 +373,7 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
         engine_opts: engine_options(args.partitions, args.memory_limit.as_deref())?,
         progress: tty,
         timeout,
+        lineage_url: args.lineage_url.clone(),
     };
     let summary = dsproc_runtime::run_job(&loaded, &opts).await?;
     let m = &summary.manifest;
@@ -336,6 +391,181 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
         );
     }
     Ok(serde_json::json!({"status": "ok", "output": summary.output, "manifest": m}))
+}
+
+/// Runs the command; SIGTERM or SIGINT stops it cleanly: the run's future is
+/// dropped (nothing more is written), what it wrote that no version lists is
+/// removed (or left for `dsproc gc` once its commit had begun), and the process
+/// exits 143 / 130 without committing.
+async fn run_until_signal(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return run(cli).await;
+    };
+    let (name, code) = tokio::select! {
+        r = run(cli) => return r,
+        _ = term.recv() => ("SIGTERM", 143),
+        _ = int.recv() => ("SIGINT", 130),
+    };
+    let cleanup = dsproc_runtime::driver::clean_up_interrupted_runs();
+    if tokio::time::timeout(Duration::from_secs(3), cleanup).await.is_err() {
+        eprintln!("error: interrupted by {name}; cleanup did not finish (`dsproc gc` removes what is left)");
+    } else {
+        eprintln!("error: interrupted by {name}; nothing was committed (the current version, if any, is unchanged)");
+    }
+    std::process::exit(code);
+}
+
+/// `dsproc gc`: staging and uncommitted versions of dead runs, then retention.
+async fn gc_command(
+    cli: &Cli,
+    output: &str,
+    grace: u64,
+    dry_run: bool,
+    keep: Option<usize>,
+    older_than: Option<&str>,
+) -> Result<serde_json::Value, DsprocError> {
+    let older_than = older_than
+        .map(|d| {
+            dsproc_runtime::versions::parse_duration(d).map_err(|e| DsprocError::usage(format!("--older-than: {e}")))
+        })
+        .transpose()?;
+    let r = dsproc_runtime::driver::gc_with_retention(output, grace, keep, older_than, dry_run).await?;
+    if !cli.json && !cli.quiet {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        for (run, n) in &r.staging.removed_runs {
+            outln!("{verb} staging of run {run} ({n} objects)");
+        }
+        for (v, n) in &r.versions.removed_claims {
+            outln!("{verb} uncommitted version {v} of a dead run ({n} objects)");
+        }
+        if r.staging.removed_lock {
+            outln!("{verb} a stale commit lock");
+        }
+        for run in &r.staging.live_runs {
+            outln!("kept staging of live run {run}");
+        }
+        for v in &r.versions.live_claims {
+            outln!("kept uncommitted version {v} of a live run");
+        }
+        if !r.versions.expired.is_empty() {
+            let mark = if dry_run { "would expire" } else { "expired" };
+            outln!("{mark} versions {:?}; {verb} {} files", r.versions.expired, r.versions.removed_files);
+        } else if keep.is_some() && r.versions.removed_files > 0 {
+            outln!("{verb} {} files of expired versions", r.versions.removed_files);
+        }
+        let nothing = r.staging.removed_runs.is_empty()
+            && !r.staging.removed_lock
+            && r.versions.removed_claims.is_empty()
+            && r.versions.expired.is_empty()
+            && r.versions.removed_files == 0;
+        if nothing {
+            outln!("{output}: nothing to remove");
+        }
+    }
+    Ok(serde_json::to_value(&r).unwrap_or_default())
+}
+
+/// `dsproc lineage`: the version's lineage as one JSON document on stdout.
+async fn lineage_command(
+    cli: &Cli,
+    output: &str,
+    at_version: Option<u64>,
+    format: &str,
+) -> Result<serde_json::Value, DsprocError> {
+    let m = match at_version {
+        Some(n) => dsproc_runtime::driver::inspect_version(output, n).await?,
+        None => dsproc_runtime::driver::inspect(output).await?,
+    };
+    let root = dsproc_runtime::driver::output_location(output)?.canonical();
+    let doc = match format {
+        "openlineage" => dsproc_runtime::lineage::openlineage_event(&m, &root),
+        "mlflow" => dsproc_runtime::lineage::mlflow_dataset(&m, &root),
+        other => return Err(DsprocError::usage(format!("--format {other:?}: use openlineage or mlflow"))),
+    };
+    if !cli.json {
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    Ok(doc)
+}
+
+/// `dsproc versions`: one line per version (or the list as JSON).
+async fn versions_command(cli: &Cli, output: &str) -> Result<serde_json::Value, DsprocError> {
+    let rows = dsproc_runtime::versions::list(&dsproc_runtime::driver::output_location(output)?).await?;
+    if rows.is_empty() {
+        return Err(DsprocError::job(format!("{output}: no committed versions")));
+    }
+    if !cli.json && !cli.quiet {
+        outln!(
+            "{:>7}  {:<10}  {:<25}  {:<16}  {:>10}  {:>6}  {:>12}  {:>10}  {:>6}  spec",
+            "version",
+            "status",
+            "created",
+            "job",
+            "rows",
+            "shards",
+            "bytes",
+            "tokens",
+            "parent"
+        );
+        for r in &rows {
+            outln!(
+                "{:>7}  {:<10}  {:<25}  {:<16}  {:>10}  {:>6}  {:>12}  {:>10}  {:>6}  {}",
+                r.version,
+                r.status,
+                r.created_at.get(..25).unwrap_or(&r.created_at),
+                r.job,
+                r.rows_out,
+                r.shards,
+                r.bytes,
+                r.tokens.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                r.parent.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                r.spec_sha256.get(..12).unwrap_or(&r.spec_sha256)
+            );
+        }
+    }
+    Ok(serde_json::json!({"status": "ok", "versions": rows}))
+}
+
+/// `dsproc diff` in words.
+fn print_diff(d: &serde_json::Value) {
+    outln!("version {} -> {}", d["a"], d["b"]);
+    for k in ["in", "out", "quarantined"] {
+        let r = &d["rows"][k];
+        outln!("  rows {k}: {} -> {} ({:+})", r["a"], r["b"], r["change"].as_i64().unwrap_or(0));
+    }
+    if let Some(dropped) = d["rows"]["dropped"].as_object() {
+        for (k, r) in dropped {
+            outln!("  dropped {k}: {} -> {}", r["a"], r["b"]);
+        }
+    }
+    let s = &d["shards"];
+    outln!(
+        "  shards: {} -> {} ({} same content, {} only in {}, {} only in {}); bytes {} -> {}",
+        s["a"],
+        s["b"],
+        s["same_content"],
+        s["only_a"],
+        d["a"],
+        s["only_b"],
+        d["b"],
+        s["bytes"]["a"],
+        s["bytes"]["b"]
+    );
+    for k in ["added", "removed", "changed"] {
+        for uri in d["inputs"][k].as_array().into_iter().flatten() {
+            outln!("  input {k}: {}", uri.as_str().unwrap_or_default());
+        }
+    }
+    if d["spec"]["same"] == false {
+        outln!("  spec: {} -> {}", d["spec"]["a"], d["spec"]["b"]);
+    }
+    for st in d["steps"].as_array().into_iter().flatten() {
+        outln!("  step {} {}: rows out {} -> {}", st["step"], st["op"]["b"], st["rows_out"]["a"], st["rows_out"]["b"]);
+        for (k, v) in st["stats"].as_object().into_iter().flatten() {
+            outln!("    {k}: {} -> {}", v["a"], v["b"]);
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -366,7 +596,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(&cli)) {
+    match rt.block_on(run_until_signal(&cli)) {
         Ok(v) => {
             if cli.json {
                 outln!("{v}");

@@ -46,3 +46,22 @@ pub const COMMIT_LOCK_FILE: &str = "_commit.lock";
 pub const RUN_MARKER_FILE: &str = "_run.json";
 /// How often a running driver refreshes its run marker.
 pub const RUN_HEARTBEAT_SECS: u64 = 30;
+/// Immutable records of committed versions: `_versions/N.json`.
+pub const VERSIONS_DIR: &str = "_versions";
+/// Append-only log of pointer and status changes: `_history/SEQ.json`.
+pub const HISTORY_DIR: &str = "_history";
+/// A version number claimed by a running job: `vNNNNN/_claim.json`.
+pub const CLAIM_FILE: &str = "_claim.json";
+/// How long a commit waits for a live run's commit lock before giving up.
+pub const COMMIT_LOCK_WAIT_SECS: u64 = 120;
+
+/// The prefix of version `n`'s shards and side files (`v00002`).
+pub fn version_dir(n: u64) -> String {
+    format!("v{n:05}")
+}
+
+/// The version a `vNNNNN` prefix holds.
+pub fn parse_version_dir(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix('v')?;
+    (digits.len() >= 5 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}

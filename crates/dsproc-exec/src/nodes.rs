@@ -177,8 +177,14 @@ impl UserDefinedLogicalNodeCore for StepStatsNode {
 /// Parameters of the shard sink.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WriteParams {
-    /// Staging prefix of the run (any store).
+    /// Staging prefix of the run (any store): statistics go below it.
     pub staging: Location,
+    /// The version's prefix (`OUTPUT/vNNNNN`): shards are written there, under
+    /// their final names, and never moved.
+    pub shards_dir: Location,
+    /// `shards_dir` relative to the dataset root (`vNNNNN`): the sink reports
+    /// shard paths relative to the root.
+    pub shards_rel: String,
     pub format: OutputFormat,
     /// Target shard size in bytes; a shard bucket larger than this is cut into several files.
     pub shard_size: u64,

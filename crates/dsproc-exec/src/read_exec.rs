@@ -245,7 +245,8 @@ async fn write_side_outputs(
             serde_json::to_writer(&mut body, rec).map_err(|e| e.to_string())?;
             body.push(b'\n');
         }
-        staging.join(&format!("_quarantine/part-{name}.jsonl")).put(body).await?;
+        let dir = spec.quarantine_dir.clone().unwrap_or_else(|| staging.join("_quarantine"));
+        dir.join(&format!("part-{name}.jsonl")).put(body).await?;
     }
     let stats = ReadStats {
         file: spec.files[file_idx as usize].path.clone(),

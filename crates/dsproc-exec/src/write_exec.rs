@@ -3,9 +3,12 @@
 //! Input rows arrive hash-partitioned on their shard bucket and sorted by
 //! (bucket, id), so every bucket is written by exactly one partition, in id
 //! order, in fixed-size slices: the bytes do not depend on thread count,
-//! partition count or scheduling. Files go to
-//! `STAGING/shards/<attempt>/part-BBBBB[-S].ext`; the output rows name them, and
-//! the driver commits exactly the attempts whose results it received.
+//! partition count or scheduling. Files go straight to their version's prefix,
+//! `OUTPUT/vNNNNN/part-BBBBB[-S].ext` (each written under a temporary name and
+//! made visible whole: a rename locally, the completing PUT on object stores), so
+//! a commit never moves a shard. A retried attempt rewrites the same bytes under
+//! the same name; the driver keeps exactly one reported attempt per shard and
+//! checks every listed shard's size before it commits.
 
 use std::fmt;
 use std::sync::Arc;
@@ -195,8 +198,8 @@ struct BucketWriter {
 
 impl BucketWriter {
     fn new(params: WriteParams, schema: SchemaRef, attempt: String, handle: tokio::runtime::Handle) -> Self {
-        let rel_dir = format!("shards/{attempt}");
-        let dir = params.staging.join(&rel_dir);
+        let rel_dir = params.shards_rel.clone();
+        let dir = params.shards_dir.clone();
         Self {
             params,
             schema,

@@ -53,6 +53,10 @@ pub struct ReadSpec {
     pub text: String,
     pub id: Option<String>,
     pub on_error: OnError,
+    /// Where quarantined rows go (the version's `_quarantine/`, on the output's
+    /// store); None: the run's staging prefix.
+    #[serde(default)]
+    pub quarantine_dir: Option<crate::store::Location>,
 }
 
 /// Counts for one range.

@@ -313,6 +313,53 @@ impl Location {
         }
     }
 
+    /// Replaces the object only if it is still the one read with `e_tag`
+    /// (`If-Match` on S3, GCS and Azure). Returns false when it changed. Stores
+    /// without conditional updates (the local filesystem, whose put is an atomic
+    /// rename, and S3 servers that refuse `If-Match`) are written unconditionally;
+    /// callers serialise writers with the commit lock.
+    pub async fn put_if_match(&self, bytes: impl Into<Bytes>, e_tag: Option<String>) -> Result<bool, String> {
+        let Some(e_tag) = e_tag.filter(|_| !self.is_local()) else {
+            return self.put(bytes).await.map(|_| true);
+        };
+        let store = self.store()?;
+        let bytes = bytes.into();
+        let update = object_store::UpdateVersion { e_tag: Some(e_tag), version: None };
+        let opts = PutOptions { mode: PutMode::Update(update), ..Default::default() };
+        match store.put_opts(&self.path(), PutPayload::from(bytes.clone()), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                tracing::warn!(uri = %self.shown(), "the store has no conditional update; writing under the commit lock only");
+                self.put(bytes).await.map(|_| true)
+            }
+            Err(e) => Err(self.error("conditional PUT (If-Match)", &e)),
+        }
+    }
+
+    /// The object's bytes and ETag, or None when it does not exist.
+    pub async fn get_with_etag(&self) -> Result<Option<(Bytes, Option<String>)>, String> {
+        let store = self.store()?;
+        match store.get(&self.path()).await {
+            Ok(r) => {
+                let e_tag = r.meta.e_tag.clone();
+                r.bytes().await.map(|b| Some((b, e_tag))).map_err(|e| self.error("GET", &e))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("GET", &e)),
+        }
+    }
+
+    /// The object's size, or None when it does not exist.
+    pub async fn size(&self) -> Result<Option<u64>, String> {
+        let store = self.store()?;
+        match store.head(&self.path()).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("HEAD", &e)),
+        }
+    }
+
     /// The object's bytes, or None when it does not exist.
     pub async fn get_opt(&self) -> Result<Option<Bytes>, String> {
         let store = self.store()?;

@@ -21,8 +21,20 @@ use dsproc_common::config::{UPLOAD_CONCURRENCY, UPLOAD_PART_BYTES};
 use crate::store::Location;
 
 enum Target {
-    Local { file: BufWriter<File>, path: PathBuf },
-    Remote { store: Arc<dyn ObjectStore>, path: Path, handle: Handle, buf: Vec<u8>, upload: Option<WriteMultipart> },
+    /// Written under a temporary name beside `path`, renamed into place by `finish`:
+    /// a shard is visible whole or not at all, as on object stores.
+    Local {
+        file: BufWriter<File>,
+        path: PathBuf,
+        tmp: PathBuf,
+    },
+    Remote {
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        handle: Handle,
+        buf: Vec<u8>,
+        upload: Option<WriteMultipart>,
+    },
 }
 
 /// A blocking writer of one object. Call [`Self::finish`] to make it visible.
@@ -40,8 +52,10 @@ impl ObjectWriter {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 }
-                let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-                Target::Local { file: BufWriter::with_capacity(1 << 20, file), path: path.clone() }
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+                let file = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+                Target::Local { file: BufWriter::with_capacity(1 << 20, file), path: path.clone(), tmp }
             }
             _ => {
                 if loc.read_only() {
@@ -64,9 +78,19 @@ impl ObjectWriter {
     pub fn finish(mut self) -> Result<(), String> {
         let loc = self.loc.clone();
         match self.target.take() {
-            Some(Target::Local { file, path }) => {
-                let f = file.into_inner().map_err(|e| format!("writing {}: {}", path.display(), e.error()))?;
-                f.sync_all().map_err(|e| format!("writing {}: {e}", path.display()))
+            Some(Target::Local { file, path, tmp }) => {
+                let done = file
+                    .into_inner()
+                    .map_err(|e| format!("writing {}: {}", path.display(), e.error()))
+                    .and_then(|f| f.sync_all().map_err(|e| format!("writing {}: {e}", path.display())))
+                    .and_then(|_| {
+                        std::fs::rename(&tmp, &path)
+                            .map_err(|e| format!("cannot move {} into place: {e}", path.display()))
+                    });
+                if done.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                done
             }
             Some(Target::Remote { store, path, handle, buf, upload }) => match upload {
                 None => handle
@@ -133,8 +157,8 @@ impl Drop for ObjectWriter {
                     let _ = up.abort().await;
                 });
             }
-            Some(Target::Local { path, .. }) => {
-                let _ = std::fs::remove_file(path);
+            Some(Target::Local { tmp, .. }) => {
+                let _ = std::fs::remove_file(tmp);
             }
             _ => {}
         }

@@ -29,6 +29,80 @@ pub struct ResolvedInput {
     pub files: Vec<InputFile>,
     pub format: InputFormat,
     pub schema: SchemaRef,
+    /// The id column (`input.id`, or `id` when the input is a dsproc dataset).
+    pub id: Option<String>,
+    /// The dsproc dataset read, when `input.uri` names a dataset root.
+    pub dataset: Option<crate::manifest::InputDataset>,
+}
+
+/// When `loc` is a dsproc dataset root (it holds `manifest.json`), the shards of
+/// its current version (or of `version`), as input files.
+async fn dataset_input(
+    loc: &Location,
+    version: Option<u64>,
+) -> Result<Option<(Vec<InputFile>, crate::manifest::InputDataset)>, DsprocError> {
+    use dsproc_common::config::{MANIFEST_FILE, VERSIONS_DIR};
+    if loc.raw.contains(['*', '?', '[', '{']) || loc.read_only() {
+        if version.is_some() {
+            return Err(DsprocError::usage(format!("input.version: {:?} is not a dsproc dataset root", loc.uri)));
+        }
+        return Ok(None);
+    }
+    let pointer = loc.join(MANIFEST_FILE);
+    // A local file or a missing path is no dataset root (and not an error here).
+    let local_file = loc.local.as_ref().is_some_and(|p| !p.is_dir());
+    let current = if local_file { None } else { pointer.get_opt().await.map_err(DsprocError::job)? };
+    let Some(current) = current else {
+        if version.is_some() {
+            return Err(DsprocError::usage(format!(
+                "input.version: {} is not a dsproc dataset root (no {MANIFEST_FILE})",
+                loc.shown()
+            )));
+        }
+        return Ok(None);
+    };
+    let parse = |b: &[u8], l: &Location| {
+        serde_json::from_slice::<crate::manifest::Manifest>(b)
+            .map_err(|e| DsprocError::usage(format!("input: invalid manifest {}: {e}", l.shown())))
+    };
+    let m = match version {
+        None => parse(&current, &pointer)?,
+        Some(n) => {
+            let rec = loc.join(&format!("{VERSIONS_DIR}/{n}.json"));
+            let bytes = rec.get_opt().await.map_err(DsprocError::job)?.ok_or_else(|| {
+                DsprocError::usage(format!(
+                    "input.version = {n}: {} has no version {n} (no {})",
+                    loc.shown(),
+                    rec.shown()
+                ))
+            })?;
+            parse(&bytes, &rec)?
+        }
+    };
+    if !matches!(m.format.as_str(), "parquet" | "jsonl.zst") {
+        return Err(DsprocError::usage(format!(
+            "input: {} holds {} shards; only parquet and jsonl datasets can be read as input",
+            loc.shown(),
+            m.format
+        )));
+    }
+    let files = m
+        .shards
+        .iter()
+        .filter(|s| s.path.ends_with(&format!(".{}", m.format)))
+        .map(|s| InputFile {
+            path: loc.join(&s.path).raw,
+            rel: s.path.clone(),
+            size: s.bytes,
+            version: format!("sha256:{}", s.sha256),
+        })
+        .collect::<Vec<_>>();
+    if files.is_empty() {
+        return Err(DsprocError::usage(format!("input: version {} of {} holds no shards", m.version, loc.shown())));
+    }
+    let ds =
+        crate::manifest::InputDataset { uri: loc.uri.clone(), version: m.version, dataset_version: m.dataset_version };
+    Ok(Some((files, ds)))
 }
 
 /// Lists the input files, checks the format and reads the schema (text column
@@ -38,10 +112,18 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
     let location = Location::parse(&input.uri, Some(&loaded.base))
         .map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?
         .with_storage(crate::spec::storage_options(&input.storage));
-    let files = list_inputs(&location).await.map_err(|e| match e {
-        ListError::Usage(m) => DsprocError::usage(m),
-        ListError::Store(m) => DsprocError::job(m),
-    })?;
+    let (files, dataset) = match dataset_input(&location, input.version).await? {
+        Some((files, ds)) => (files, Some(ds)),
+        None => {
+            let files = list_inputs(&location).await.map_err(|e| match e {
+                ListError::Usage(m) => DsprocError::usage(m),
+                ListError::Store(m) => DsprocError::job(m),
+            })?;
+            (files, None)
+        }
+    };
+    // A dataset's rows carry their ids.
+    let id = input.id.clone().or_else(|| dataset.as_ref().map(|_| "id".to_string()));
     let format = match input.format {
         Some(f) => f,
         None => InputFormat::from_path(&files[0].path).ok_or_else(|| {
@@ -52,7 +134,7 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
         })?,
     };
     let store = location.store().map_err(DsprocError::job)?;
-    let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, input.id.as_deref())
+    let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, id.as_deref())
         .await
         .map_err(|e| {
             if location.is_local() {
@@ -61,7 +143,7 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
                 DsprocError::job(dsproc_io::store::redact(&e))
             }
         })?;
-    Ok(ResolvedInput { location, files, format, schema: Arc::new(schema) })
+    Ok(ResolvedInput { location, files, format, schema: Arc::new(schema), id, dataset })
 }
 
 /// A step as lowered.
@@ -86,6 +168,11 @@ pub struct LoweredJob {
     pub output: Location,
     /// `OUTPUT/_staging/<run id>` (on the output's store).
     pub staging: Location,
+    /// The prefix the shards and side files are written to: `OUTPUT/vNNNNN` for a
+    /// run that claimed version N.
+    pub version_dir: Location,
+    /// `version_dir` relative to the dataset root.
+    pub version_rel: String,
     pub run_id: String,
     pub buckets: u32,
     pub shard_size: u64,
@@ -113,12 +200,30 @@ pub fn resolve_output(loaded: &LoadedSpec) -> Result<Location, DsprocError> {
     Ok(out)
 }
 
-/// Lowers the spec. `ctx` must have the dsproc functions registered.
+/// Lowers the spec for planning only (`explain`, `validate`): nothing is claimed,
+/// and the plan's shards would go under the run's staging prefix.
+/// `ctx` must have the dsproc functions registered.
 pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> Result<LoweredJob, DsprocError> {
+    lower_version(ctx, loaded, run_id, None).await
+}
+
+/// Lowers the spec for a run that claimed `version`: shards, quarantine and side
+/// files go under `OUTPUT/vNNNNN/`.
+pub async fn lower_version(
+    ctx: &SessionContext,
+    loaded: &LoadedSpec,
+    run_id: &str,
+    version: Option<u64>,
+) -> Result<LoweredJob, DsprocError> {
     let spec = &loaded.spec;
     let input = resolve_input(loaded).await?;
     let output = resolve_output(loaded)?;
     let staging = output.join(&format!("{STAGING_DIR}/{run_id}"));
+    let version_rel = match version {
+        Some(n) => dsproc_common::config::version_dir(n),
+        None => format!("{STAGING_DIR}/{run_id}/shards"),
+    };
+    let version_dir = output.join(&version_rel);
 
     let read_spec = ReadSpec {
         store_url: input.location.store_url.clone(),
@@ -126,8 +231,9 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         files: input.files.clone(),
         format: input.format,
         text: spec.input.text.clone(),
-        id: spec.input.id.clone(),
+        id: input.id.clone(),
         on_error: spec.input.on_error,
+        quarantine_dir: Some(version_dir.join(dsproc_common::config::QUARANTINE_DIR)),
     };
     let node = ReadInputNode::try_new(read_spec.clone(), Arc::clone(&input.schema), staging.clone())
         .map_err(|e| DsprocError::usage(format!("input: {e}")))?;
@@ -226,7 +332,16 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         .project(exprs)
         .and_then(|b| b.build())
         .map_err(|e| DsprocError::usage(format!("output: {e}")))?;
-    let params = WriteParams { staging: staging.clone(), format, shard_size, buckets, shard_tokens, shard_opts };
+    let params = WriteParams {
+        staging: staging.clone(),
+        shards_dir: version_dir.clone(),
+        shards_rel: version_rel.clone(),
+        format,
+        shard_size,
+        buckets,
+        shard_tokens,
+        shard_opts,
+    };
     let sink = WriteShardsNode::try_new(plan, params).map_err(|e| DsprocError::usage(format!("output: {e}")))?;
     let plan = LogicalPlan::Extension(Extension { node: Arc::new(sink) });
     Ok(LoweredJob {
@@ -234,6 +349,8 @@ pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> R
         input,
         output,
         staging,
+        version_dir,
+        version_rel,
         run_id: run_id.to_string(),
         buckets,
         shard_size,

@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     pub dsproc_version: String,
+    /// The dataset version this manifest describes (1, 2, …); 0 in manifests
+    /// written before versions existed.
+    #[serde(default)]
+    pub version: u64,
+    /// The version that was current when this one was committed (None for the first).
+    #[serde(default)]
+    pub parent_version: Option<u64>,
+    /// `current`, `superseded`, `rejected` or `expired`. `_versions/N.json` records
+    /// the status at commit (`current`); later changes are in `_history/`, and
+    /// readers report the status derived from both.
+    #[serde(default = "default_status")]
+    pub status: String,
     pub job_name: String,
     /// sha256 of the effective spec text (after `--set`).
     pub spec_sha256: String,
@@ -35,6 +47,45 @@ pub struct Manifest {
     /// the executors on a cluster.
     #[serde(default)]
     pub workers: Vec<String>,
+    /// Op versions that went into `dataset_version` (lineage).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub op_versions: BTreeMap<String, u32>,
+    /// The dsproc dataset this job read, when `input.uri` named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_dataset: Option<InputDataset>,
+    /// Side files of the version (e.g. `dedup_minhash` saved indexes), relative to
+    /// the dataset root; kept and expired with the version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub side_files: Vec<String>,
+    /// Columns of the shards (lineage schema facets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema: Vec<Column>,
+    /// Columns of the input as read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_schema: Vec<Column>,
+}
+
+/// A column name and its Arrow type.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
+fn default_status() -> String {
+    "current".to_string()
+}
+
+/// The dsproc dataset a job read (`input.uri` naming a dataset root).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputDataset {
+    /// The dataset root as given.
+    pub uri: String,
+    /// The version read.
+    pub version: u64,
+    /// That version's `dataset_version` content hash.
+    pub dataset_version: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

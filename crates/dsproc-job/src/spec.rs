@@ -36,6 +36,9 @@ pub struct InputSpec {
     /// Store settings for `uri` (default: the standard environment variables).
     #[serde(default)]
     pub storage: Option<StorageSpec>,
+    /// When `uri` names a dsproc dataset root: the version to read (default: the current one).
+    #[serde(default)]
+    pub version: Option<u64>,
 }
 
 /// `[input.storage]` / `[output.storage]`: settings of an object store that
@@ -123,7 +126,7 @@ pub enum WriteMode {
     /// Refuse to run (the default, like Spark's `errorifexists`).
     #[default]
     Error,
-    /// Replace the committed dataset at commit time.
+    /// Commit a new version on top of the current one (earlier versions stay, see `dsproc versions`).
     Overwrite,
 }
 

@@ -1,20 +1,7 @@
-//! Reading a run's side outputs (statistics, quarantine) and committing it, on
-//! any store (local directory or object store), and collecting what crashed
-//! runs left behind (`dsproc gc`).
-//!
-//! The commit protocol:
-//! 1. every file of a run is written under `OUTPUT/_staging/<run id>/`;
-//! 2. the committing run creates `OUTPUT/_commit.lock` with a conditional put
-//!    (`If-None-Match: *`); a second run that gets there fails cleanly and
-//!    touches nothing, so two runs never mix their shards;
-//! 3. under the lock: an existing manifest stops the commit (unless
-//!    `mode = "overwrite"`, which removes it, then the old shards); the staged
-//!    shards and quarantine files are moved into place (a rename locally, a
-//!    server-side copy + delete on object stores);
-//! 4. `manifest.json` is created last, again with a conditional put; then the
-//!    lock and the staging prefix are removed.
-//!
-//! A run that dies before step 4 leaves no manifest: readers see no dataset.
+//! Reading a run's side outputs (statistics) on any store (local directory or
+//! object store), the run markers and the commit lock, and collecting what
+//! crashed runs left under `_staging/` (`dsproc gc`). The version commit itself
+//! is in [`crate::versions`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,7 +9,7 @@ use std::path::Path;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use dsproc_common::config::{COMMIT_LOCK_FILE, MANIFEST_FILE, QUARANTINE_DIR, RUN_MARKER_FILE, STAGING_DIR};
+use dsproc_common::config::{COMMIT_LOCK_FILE, MANIFEST_FILE, RUN_MARKER_FILE, STAGING_DIR};
 use dsproc_common::DsprocError;
 use dsproc_exec::{ReadStats, StepStats};
 use dsproc_io::Location;
@@ -116,13 +103,6 @@ pub async fn read_stats_cached(
     Ok(stats)
 }
 
-/// A staged shard and its committed name.
-#[derive(Debug, Clone)]
-pub struct StagedShard {
-    pub staged: Location,
-    pub name: String,
-}
-
 /// Who holds a commit lock or runs a staging prefix.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunMarker {
@@ -149,7 +129,7 @@ impl RunMarker {
         }
     }
 
-    fn body(&self) -> Vec<u8> {
+    pub fn body(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
@@ -185,23 +165,23 @@ pub async fn write_run_marker(staging: &Location, marker: &RunMarker) -> Result<
     staging.join(RUN_MARKER_FILE).put(marker.body()).await.map_err(DsprocError::job)
 }
 
-/// Commits a run: see the module docs for the protocol.
-pub async fn commit(
-    out: &Location,
-    staging: &Location,
-    shards: &[StagedShard],
-    manifest: &Manifest,
-    overwrite: bool,
-) -> Result<Vec<String>, DsprocError> {
+/// Takes the output's commit lock (`OUTPUT/_commit.lock`, a conditional put).
+/// While a live run holds it, waits up to `COMMIT_LOCK_WAIT_SECS`; a lock left by
+/// a dead run (or held past the wait) fails cleanly, naming the holder.
+pub async fn acquire_lock(out: &Location, me: &RunMarker) -> Result<Location, DsprocError> {
     let lock = out.join(COMMIT_LOCK_FILE);
-    let me = RunMarker::new(&manifest.run_id, &manifest.job_name);
-    if !lock.put_if_absent(me.body()).await.map_err(DsprocError::job)? {
-        let holder = lock
-            .get_opt()
-            .await
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<RunMarker>(&b).ok())
+    let started = std::time::Instant::now();
+    loop {
+        if lock.put_if_absent(me.body()).await.map_err(DsprocError::job)? {
+            return Ok(lock);
+        }
+        let holder = lock.get_opt().await.ok().flatten().and_then(|b| serde_json::from_slice::<RunMarker>(&b).ok());
+        let live = holder.as_ref().is_some_and(|m| !m.stale(dsproc_common::config::RUN_HEARTBEAT_SECS * 20));
+        if live && started.elapsed().as_secs() < dsproc_common::config::COMMIT_LOCK_WAIT_SECS {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        let holder = holder
             .map(|m| format!("run {} (pid {} on {}, since {})", m.run_id, m.pid, m.host, m.started_at))
             .unwrap_or_else(|| "another run".into());
         return Err(DsprocError::job(format!(
@@ -210,77 +190,17 @@ pub async fn commit(
             out.uri
         )));
     }
-    let result = commit_locked(out, staging, shards, manifest, overwrite).await;
+}
+
+/// Removes the commit lock taken by [`acquire_lock`].
+pub async fn release_lock(lock: &Location) {
     if let Err(e) = lock.delete().await {
         tracing::warn!(error = %e, "could not remove the commit lock");
     }
-    result
-}
-
-async fn commit_locked(
-    out: &Location,
-    staging: &Location,
-    shards: &[StagedShard],
-    manifest: &Manifest,
-    overwrite: bool,
-) -> Result<Vec<String>, DsprocError> {
-    let manifest_loc = out.join(MANIFEST_FILE);
-    if manifest_loc.exists().await.map_err(DsprocError::job)? {
-        if !overwrite {
-            return Err(DsprocError::job(format!(
-                "{} appeared while the job ran (another job committed there); this run is not committed",
-                manifest_loc.shown()
-            )));
-        }
-        // Readers must never see a manifest over mixed files: it goes first.
-        manifest_loc.delete().await.map_err(DsprocError::job)?;
-    }
-    // Files of an earlier dataset (no manifest references them any more).
-    let (_, objects) = out.list_dir().await.map_err(DsprocError::job)?;
-    let old: Vec<Location> = objects
-        .iter()
-        .map(|m| dsproc_io::store::decode_path(&m.location))
-        .filter_map(|p| {
-            let name = p.rsplit('/').next().unwrap_or(&p).to_string();
-            (name.starts_with("part-") || name == "index.json").then(|| out.join(&name))
-        })
-        .collect();
-    for_each_io(old, |l| async move { l.delete().await }).await?;
-    out.join(QUARANTINE_DIR).delete_all().await.map_err(DsprocError::job)?;
-
-    let moves: Vec<(Location, Location)> = shards.iter().map(|s| (s.staged.clone(), out.join(&s.name))).collect();
-    for_each_io(moves, |(from, to)| async move { from.rename_to(&to).await }).await?;
-
-    let staged_q = staging.join(QUARANTINE_DIR);
-    let mut names: Vec<String> = staged_q
-        .list()
-        .await
-        .map_err(DsprocError::job)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| !n.contains('/') && n.ends_with(".jsonl"))
-        .collect();
-    names.sort();
-    let qmoves: Vec<(Location, Location)> =
-        names.iter().map(|n| (staged_q.join(n), out.join(&format!("{QUARANTINE_DIR}/{n}")))).collect();
-    for_each_io(qmoves, |(from, to)| async move { from.rename_to(&to).await }).await?;
-    let quarantine: Vec<String> = names.iter().map(|n| format!("{QUARANTINE_DIR}/{n}")).collect();
-
-    let mut manifest = manifest.clone();
-    manifest.quarantine = quarantine.clone();
-    let mut body = serde_json::to_vec_pretty(&manifest).map_err(|e| DsprocError::job(format!("manifest: {e}")))?;
-    body.push(b'\n');
-    if !manifest_loc.put_if_absent(body).await.map_err(DsprocError::job)? {
-        return Err(DsprocError::job(format!("{} already exists: another job committed first", manifest_loc.shown())));
-    }
-    if let Err(e) = staging.delete_all().await {
-        tracing::warn!(error = %e, "could not remove the run's staging files");
-    }
-    Ok(quarantine)
 }
 
 /// Runs `f` over `items` with bounded concurrency; the first error wins.
-async fn for_each_io<T, F, Fut>(items: Vec<T>, f: F) -> Result<(), DsprocError>
+pub(crate) async fn for_each_io<T, F, Fut>(items: Vec<T>, f: F) -> Result<(), DsprocError>
 where
     F: Fn(T) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,

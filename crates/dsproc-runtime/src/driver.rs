@@ -1,7 +1,8 @@
 //! The driver: lower → run → account → commit.
 
 use std::collections::BTreeMap;
-
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, StringArray, UInt32Array, UInt64Array};
@@ -11,11 +12,11 @@ use sha2::{Digest, Sha256};
 
 use dsproc_common::config::MANIFEST_FILE;
 use dsproc_common::DsprocError;
-use dsproc_job::manifest::{Manifest, ManifestInput, ManifestShard, RowCounts, StepReport};
+use dsproc_job::manifest::{Column, Manifest, ManifestInput, ManifestShard, RowCounts, StepReport};
 use dsproc_job::spec::WriteMode;
 use dsproc_job::{lower, LoadedSpec, LoweredJob};
 
-use crate::commit::{commit, read_manifest, read_stats, write_run_marker, RunMarker, StagedShard};
+use crate::commit::{read_manifest, read_stats, write_run_marker, RunMarker};
 use crate::session::{make_context, Engine, EngineOptions};
 use dsproc_io::Location;
 
@@ -28,6 +29,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Fail the job when it runs longer than this.
     pub timeout: Option<Duration>,
+    /// POST OpenLineage START and COMPLETE / FAIL events here (`http://…`).
+    pub lineage_url: Option<String>,
 }
 
 /// What a run produced.
@@ -65,27 +68,124 @@ pub async fn explain_job(loaded: &LoadedSpec, opts: &EngineOptions) -> Result<St
     ))
 }
 
-/// Runs a job and commits its output.
+/// A run in progress, for cleanup when the process is interrupted (SIGTERM, SIGINT).
+struct ActiveRun {
+    out: Location,
+    staging: Location,
+    version: u64,
+    /// Set once the commit starts: from then on the version prefix is left for
+    /// `dsproc gc` (which keeps it when its record was created).
+    committing: Arc<AtomicBool>,
+}
+
+fn active_runs() -> &'static Mutex<Vec<ActiveRun>> {
+    static ACTIVE: OnceLock<Mutex<Vec<ActiveRun>>> = OnceLock::new();
+    ACTIVE.get_or_init(Default::default)
+}
+
+/// Removes what the runs of this process have written that no version lists:
+/// their staging, and their version prefix unless the commit had begun (then
+/// `dsproc gc` decides by the version record). For signal handlers: the run
+/// futures must have been dropped first.
+pub async fn clean_up_interrupted_runs() {
+    let runs: Vec<ActiveRun> = std::mem::take(&mut *active_runs().lock().unwrap_or_else(|e| e.into_inner()));
+    // Writers already on blocking threads may finish a file after the first pass:
+    // three passes, 150 ms apart.
+    for pass in 0..3 {
+        if pass > 0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        for r in &runs {
+            if let Err(e) = r.staging.delete_all().await {
+                tracing::warn!(error = %e, "could not remove the interrupted run's staging");
+            }
+            if !r.committing.load(Ordering::SeqCst) {
+                if let Err(e) = crate::versions::abandon(&r.out, r.version).await {
+                    tracing::warn!(error = %e, "could not remove the interrupted run's version prefix");
+                }
+            }
+        }
+    }
+}
+
+/// Runs a job and commits its output as a new version.
 pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummary, DsprocError> {
     let started = Instant::now();
     let spec = &loaded.spec;
     let out = dsproc_job::lower::resolve_output(loaded)?;
-    let overwrite = spec.output.mode == WriteMode::Overwrite;
-    if !overwrite && out.join(MANIFEST_FILE).exists().await.map_err(DsprocError::job)? {
+    let refuse_existing = spec.output.mode == WriteMode::Error;
+    if refuse_existing && crate::versions::any_committed(&out).await? {
         return Err(DsprocError::usage(format!(
-            "{} already holds a committed dataset; set output.mode = \"overwrite\" (or --set output.mode=overwrite) or choose another output.uri",
+            "{} already holds a committed dataset; set output.mode = \"overwrite\" (or --set output.mode=overwrite) to commit a new version on top, or choose another output.uri",
             out.shown()
         )));
     }
     let run_id = new_run_id();
     let planning = planning_context(&opts.engine_opts).await?;
-    let job = lower(&planning, loaded, &run_id).await?;
-    // The run's marker goes first and is refreshed while it runs: `dsproc gc`
-    // tells a crashed run's staging from a live one by it.
     let mut marker = RunMarker::new(&run_id, &spec.name);
-    write_run_marker(&job.staging, &marker).await?;
+    // The version number is claimed first: the plan writes the shards under its prefix.
+    let created_root = out.local.as_ref().is_some_and(|p| !p.exists());
+    let version = crate::versions::claim(&out, &marker).await?;
+    let committing = Arc::new(AtomicBool::new(false));
+    let staging = crate::commit::staging_of(&out, &run_id);
+    active_runs().lock().unwrap_or_else(|e| e.into_inner()).push(ActiveRun {
+        out: out.clone(),
+        staging: staging.clone(),
+        version,
+        committing: Arc::clone(&committing),
+    });
+    if let Some(url) = &opts.lineage_url {
+        let ev = crate::lineage::run_state_event("START", &run_id, &spec.name, None);
+        if let Err(e) = crate::lineage::post_event(url, &ev).await {
+            tracing::warn!(error = %e, "could not send the lineage START event");
+        }
+    }
+    let result = run_claimed(loaded, opts, &planning, &run_id, version, &mut marker, &committing, started).await;
+    if let Some(url) = &opts.lineage_url {
+        let ev = match &result {
+            Ok(s) => crate::lineage::openlineage_event(&s.manifest, &out.canonical()),
+            Err(e) => crate::lineage::run_state_event("FAIL", &run_id, &spec.name, Some(&e.to_string())),
+        };
+        if let Err(e) = crate::lineage::post_event(url, &ev).await {
+            tracing::warn!(error = %e, "could not send the lineage event");
+        }
+    }
+    if result.is_err() {
+        // Nothing of a failed run stays behind (a killed one leaves its staging
+        // and version prefix to `dsproc gc`); a version whose record was created
+        // is kept (complete, just not current).
+        if let Err(e) = staging.delete_all().await {
+            tracing::warn!(error = %e, "could not remove the failed run's staging files");
+        }
+        if let Err(e) = crate::versions::abandon(&out, version).await {
+            tracing::warn!(error = %e, "could not remove the failed run's version prefix");
+        }
+        // A failed first run leaves no empty output directory behind either.
+        if let Some(root) = out.local.as_ref().filter(|_| created_root) {
+            let _ = std::fs::remove_dir(root);
+        }
+    }
+    active_runs().lock().unwrap_or_else(|e| e.into_inner()).retain(|r| r.staging != staging);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_claimed(
+    loaded: &LoadedSpec,
+    opts: &RunOptions,
+    planning: &SessionContext,
+    run_id: &str,
+    version: u64,
+    marker: &mut RunMarker,
+    committing: &Arc<AtomicBool>,
+    started: Instant,
+) -> Result<RunSummary, DsprocError> {
+    let job = dsproc_job::lower::lower_version(planning, loaded, run_id, Some(version)).await?;
+    // The run's marker goes first and is refreshed while it runs: `dsproc gc`
+    // tells a crashed run's staging (and claimed version) from a live one by it.
+    write_run_marker(&job.staging, marker).await?;
     let heartbeat = {
-        let staging = job.staging.clone();
+        let (staging, out, mut marker) = (job.staging.clone(), job.output.clone(), marker.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(dsproc_common::config::RUN_HEARTBEAT_SECS)).await;
@@ -93,22 +193,23 @@ pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummar
                 if let Err(e) = write_run_marker(&staging, &marker).await {
                     tracing::warn!(error = %e, "could not refresh the run marker");
                 }
+                if let Err(e) = crate::versions::refresh_claim(&out, version, &marker).await {
+                    tracing::warn!(error = %e, "could not refresh the version claim");
+                }
             }
         })
     };
     let result = match execute(&job, opts).await {
-        Ok(batches) => finish(loaded, &job, opts, &batches, started, overwrite).await,
+        Ok(batches) => finish(loaded, &job, opts, &batches, started, version, committing).await,
         Err(e) => Err(e),
     };
     heartbeat.abort();
     if result.is_err() {
-        // Nothing of a failed run stays behind (a killed one leaves its staging to `dsproc gc`).
-        if let Err(e) = job.staging.delete_all().await {
-            tracing::warn!(error = %e, "could not remove the failed run's staging files");
-        }
         for (_, _, keys) in saved_indexes(loaded, &job) {
             crate::commit::remove_index_staging(&keys);
         }
+    } else if let Err(e) = job.staging.delete_all().await {
+        tracing::warn!(error = %e, "could not remove the run's staging files");
     }
     result
 }
@@ -202,7 +303,8 @@ async fn finish(
     opts: &RunOptions,
     batches: &[datafusion::arrow::array::RecordBatch],
     started: Instant,
-    overwrite: bool,
+    version: u64,
+    committing: &AtomicBool,
 ) -> Result<RunSummary, DsprocError> {
     // The shards the sink reported: exactly one attempt per (bucket, seq).
     // Keyed by (bucket, seq, file name): a Megatron shard is a .bin and an .idx.
@@ -305,14 +407,10 @@ async fn finish(
         )));
     }
 
-    let mut staged: Vec<StagedShard> = shards
-        .values()
-        .map(|(p, ..)| StagedShard { staged: job.staging.join(p), name: p.rsplit('/').next().unwrap_or(p).to_string() })
-        .collect();
     let mut manifest_shards: Vec<ManifestShard> = shards
         .values()
         .map(|(p, r, b, s, t, q, rb)| ManifestShard {
-            path: p.rsplit('/').next().unwrap_or(p).to_string(),
+            path: p.clone(),
             rows: *r,
             bytes: *b,
             sha256: s.clone(),
@@ -322,8 +420,7 @@ async fn finish(
         })
         .collect();
     if loaded.spec.output.format == dsproc_io::OutputFormat::Mds {
-        let (index, entry) = mds_index(job, &manifest_shards).await?;
-        staged.push(index);
+        let entry = mds_index(job, &manifest_shards).await?;
         manifest_shards.push(entry);
     }
     let inputs: Vec<ManifestInput> = job
@@ -347,6 +444,14 @@ async fn finish(
     let tokens = manifest_shards.iter().filter_map(|s| s.tokens).reduce(|a, b| a + b);
     let manifest = Manifest {
         dsproc_version: env!("CARGO_PKG_VERSION").to_string(),
+        version,
+        parent_version: None,
+        status: "current".into(),
+        op_versions: dsproc_job::manifest::op_versions().iter().map(|(op, v)| (op.to_string(), *v)).collect(),
+        input_dataset: job.input.dataset.clone(),
+        side_files: Vec::new(),
+        schema: output_columns(job),
+        input_schema: columns(job.input.schema.fields().iter().map(|f| (f.name().as_str(), f.data_type()))),
         job_name: loaded.spec.name.clone(),
         spec_sha256: loaded.sha256.clone(),
         dataset_version: hex::encode(h.finalize()),
@@ -368,15 +473,30 @@ async fn finish(
     for (s, dir, keys) in saved_indexes(loaded, job) {
         crate::commit::commit_index(&keys, s.step, std::path::Path::new(dir), s.info.as_ref(), &manifest)?;
     }
-    let quarantine = commit(&job.output, &job.staging, &staged, &manifest, overwrite).await?;
-    let mut manifest = manifest;
-    manifest.quarantine = quarantine;
+    committing.store(true, Ordering::SeqCst);
+    let refuse_existing = loaded.spec.output.mode == WriteMode::Error;
+    let manifest = crate::versions::commit_version(&job.output, version, &manifest, refuse_existing).await?;
     Ok(RunSummary { output: job.output.shown(), manifest })
 }
 
-/// Writes MosaicML streaming's `index.json` for the MDS shards into staging; it is
-/// committed with them (and listed in the manifest with its hash).
-async fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(StagedShard, ManifestShard), DsprocError> {
+fn columns<'a>(fields: impl Iterator<Item = (&'a str, &'a datafusion::arrow::datatypes::DataType)>) -> Vec<Column> {
+    fields
+        .filter(|(name, _)| !name.starts_with("__dsproc"))
+        .map(|(name, t)| Column { name: name.to_string(), data_type: t.to_string() })
+        .collect()
+}
+
+/// The columns the shard writer receives (its input, less the bucket columns).
+fn output_columns(job: &LoweredJob) -> Vec<Column> {
+    let datafusion::logical_expr::LogicalPlan::Extension(sink) = &job.plan else { return Vec::new() };
+    let Some(input) = sink.node.inputs().first().copied() else { return Vec::new() };
+    columns(input.schema().fields().iter().map(|f| (f.name().as_str(), f.data_type())))
+}
+
+/// Writes MosaicML streaming's `index.json` for the MDS shards into the version's
+/// prefix (beside the shards, which it names relative to itself); the manifest
+/// lists it with its hash.
+async fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<ManifestShard, DsprocError> {
     let dtype =
         job.shard_opts.token_dtype.ok_or_else(|| DsprocError::job("internal: MDS output without a token dtype"))?;
     let entries: Vec<serde_json::Value> = shards
@@ -389,17 +509,18 @@ async fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(Staged
                 packed: o.pack.is_some(),
                 zstd: o.mds_zstd,
             };
-            dsproc_io::token_shards::mds_index_entry(&c, &s.path, s.bytes, s.raw_bytes, s.sequences.unwrap_or(s.rows))
+            let name = s.path.rsplit('/').next().unwrap_or(&s.path);
+            dsproc_io::token_shards::mds_index_entry(&c, name, s.bytes, s.raw_bytes, s.sequences.unwrap_or(s.rows))
         })
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "shards": entries, "version": 2 }))
         .map_err(|e| DsprocError::job(format!("MDS index: {e}")))?;
-    let path = job.staging.join("index.json");
+    let path = job.version_dir.join("index.json");
     let len = body.len() as u64;
     let sha256 = hex::encode(Sha256::digest(&body));
     path.put(body).await.map_err(DsprocError::job)?;
     let entry = ManifestShard {
-        path: "index.json".into(),
+        path: format!("{}/index.json", job.version_rel),
         rows: 0,
         bytes: len,
         sha256,
@@ -407,7 +528,7 @@ async fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<(Staged
         sequences: None,
         raw_bytes: None,
     };
-    Ok((StagedShard { staged: path, name: "index.json".into() }, entry))
+    Ok(entry)
 }
 
 /// Reads a committed dataset's manifest (`dsproc inspect`). With no manifest
@@ -433,14 +554,43 @@ pub async fn inspect(uri: &str) -> Result<Manifest, DsprocError> {
 }
 
 /// `dsproc gc OUTPUT`: removes what crashed runs left under `OUTPUT/_staging`
-/// and a stale commit lock.
-pub async fn gc(uri: &str, grace_secs: u64, dry_run: bool) -> Result<crate::commit::GcReport, DsprocError> {
-    crate::commit::gc(&output_location(uri)?, grace_secs, dry_run).await
+/// and in uncommitted version prefixes, and a stale commit lock.
+pub async fn gc(uri: &str, grace_secs: u64, dry_run: bool) -> Result<GcSummary, DsprocError> {
+    gc_with_retention(uri, grace_secs, None, None, dry_run).await
+}
+
+/// What `dsproc gc` found and did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GcSummary {
+    #[serde(flatten)]
+    pub staging: crate::commit::GcReport,
+    #[serde(flatten)]
+    pub versions: crate::versions::RetentionReport,
+}
+
+/// [`gc`] plus retention: with `keep`, versions beyond the newest `keep` (and
+/// older than `older_than`, when given) are marked expired and their files removed.
+pub async fn gc_with_retention(
+    uri: &str,
+    grace_secs: u64,
+    keep: Option<usize>,
+    older_than: Option<chrono::Duration>,
+    dry_run: bool,
+) -> Result<GcSummary, DsprocError> {
+    let out = output_location(uri)?;
+    let staging = crate::commit::gc(&out, grace_secs, dry_run).await?;
+    let versions = crate::versions::gc_versions(&out, grace_secs, keep, older_than, dry_run).await?;
+    Ok(GcSummary { staging, versions })
+}
+
+/// A version's manifest (`dsproc inspect OUTPUT --version N`), with its status as of now.
+pub async fn inspect_version(uri: &str, n: u64) -> Result<Manifest, DsprocError> {
+    crate::versions::inspect_version(&output_location(uri)?, n).await
 }
 
 /// What `inspect` and `gc` look at: an output URI, or a job spec (`*.toml`),
 /// whose `output.uri` and `[output.storage]` settings are used.
-fn output_location(arg: &str) -> Result<Location, DsprocError> {
+pub fn output_location(arg: &str) -> Result<Location, DsprocError> {
     let spec = std::path::Path::new(arg);
     if arg.ends_with(".toml") && spec.is_file() {
         let loaded = LoadedSpec::load(spec, &[])?;

@@ -5,7 +5,9 @@
 pub mod cluster;
 pub mod commit;
 pub mod driver;
+pub mod lineage;
 pub mod session;
+pub mod versions;
 
 pub use driver::{explain_job, run_job, RunOptions, RunSummary};
 pub use dsproc_io::store::redact;
