@@ -18,6 +18,7 @@ use tokio::runtime::Handle;
 
 use dsproc_common::config::{UPLOAD_CONCURRENCY, UPLOAD_PART_BYTES};
 
+use crate::error::Error;
 use crate::store::Location;
 
 enum Target {
@@ -34,21 +35,22 @@ pub struct ObjectWriter {
 impl ObjectWriter {
     /// Starts writing `loc` (creating parent directories locally). `handle` runs
     /// the uploads; the writer must be used from a blocking thread.
-    pub fn create(loc: &Location, handle: &Handle) -> Result<Self, String> {
+    pub fn create(loc: &Location, handle: &Handle) -> Result<Self, Error> {
         let target = match &loc.local {
             Some(path) if loc.is_local() => {
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
                 }
-                let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                let file = File::create(path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
                 Target::Local { file: BufWriter::with_capacity(1 << 20, file), path: path.clone() }
             }
             _ => {
                 if loc.read_only() {
-                    return Err(format!("{}: {}:// is read-only", loc.shown(), loc.scheme()));
+                    return Err(Error::Store(format!("{}: {}:// is read-only", loc.shown(), loc.scheme())));
                 }
                 Target::Remote {
-                    store: loc.store()?,
+                    store: loc.store().map_err(Error::Store)?,
                     path: loc.path(),
                     handle: handle.clone(),
                     buf: Vec::new(),
@@ -61,22 +63,26 @@ impl ObjectWriter {
 
     /// Flushes everything and completes the object (fsync locally, the last
     /// part and the completion request on object stores).
-    pub fn finish(mut self) -> Result<(), String> {
+    pub fn finish(mut self) -> Result<(), Error> {
         let loc = self.loc.clone();
         match self.target.take() {
             Some(Target::Local { file, path }) => {
-                let f = file.into_inner().map_err(|e| format!("writing {}: {}", path.display(), e.error()))?;
-                f.sync_all().map_err(|e| format!("writing {}: {e}", path.display()))
+                let f =
+                    file.into_inner().map_err(|e| Error::io(format!("writing {}", path.display()), e.into_error()))?;
+                f.sync_all().map_err(|e| Error::io(format!("writing {}", path.display()), e))
             }
             Some(Target::Remote { store, path, handle, buf, upload }) => match upload {
                 None => handle
                     .block_on(store.put(&path, PutPayload::from(buf)))
                     .map(|_| ())
-                    .map_err(|e| loc.error("PUT", &e)),
+                    .map_err(|e| Error::Store(loc.error("PUT", &e))),
                 Some(mut up) => {
                     let _rt = handle.enter();
                     up.put(Bytes::from(buf));
-                    handle.block_on(up.finish()).map(|_| ()).map_err(|e| loc.error("multipart upload", &e))
+                    handle
+                        .block_on(up.finish())
+                        .map(|_| ())
+                        .map_err(|e| Error::Store(loc.error("multipart upload", &e)))
                 }
             },
             None => Ok(()),
@@ -142,9 +148,9 @@ impl Drop for ObjectWriter {
 }
 
 /// Writes a whole small object from a blocking thread.
-pub fn put_blocking(loc: &Location, bytes: &[u8], handle: &Handle) -> Result<(), String> {
+pub fn put_blocking(loc: &Location, bytes: &[u8], handle: &Handle) -> Result<(), Error> {
     let mut w = ObjectWriter::create(loc, handle)?;
-    w.write_all(bytes).map_err(|e| format!("writing {}: {e}", loc.shown()))?;
+    w.write_all(bytes).map_err(|e| Error::io(format!("writing {}", loc.shown()), e))?;
     w.finish()
 }
 

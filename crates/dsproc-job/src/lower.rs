@@ -55,6 +55,7 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
     let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, input.id.as_deref())
         .await
         .map_err(|e| {
+            let e = dsproc_common::error::Chain(&e).to_string();
             if location.is_local() {
                 DsprocError::usage(e)
             } else {
