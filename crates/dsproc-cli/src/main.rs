@@ -213,7 +213,7 @@ fn engine_options(partitions: Option<usize>, memory_limit: Option<&str>) -> Resu
 
 /// `--memory-limit SIZE` (driver and executor).
 fn parse_memory_limit(m: Option<&str>) -> Result<Option<u64>, DsprocError> {
-    m.map(|m| dsproc_common::size::parse_size(m).map_err(|e| DsprocError::usage(format!("--memory-limit: {e}"))))
+    m.map(|m| dsproc_common::size::parse_size(m).map_err(|e| DsprocError::usage_source("--memory-limit", e)))
         .transpose()
 }
 

@@ -1,17 +1,31 @@
 //! Parsing of human byte sizes such as `"256MiB"`, `"1GB"` or `"512k"`.
 
+/// Why a size string was rejected; `input` is the string as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("invalid size {input:?}: expected a number with an optional unit like 256MiB")]
+    NotANumber { input: String },
+    #[error("invalid size {input:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)")]
+    UnknownUnit { input: String, unit: String },
+    #[error("invalid size {input:?}: must be at least 1 byte")]
+    TooSmall { input: String },
+    #[error("invalid size {input:?}: expected e.g. \"200M tokens\"")]
+    NotATokenCount { input: String },
+    #[error("invalid size {input:?}: unknown unit {unit:?} (use k, M, B or T before `tokens`)")]
+    UnknownTokenUnit { input: String, unit: String },
+    #[error("invalid size {input:?}: must be at least 1 token")]
+    TooFewTokens { input: String },
+}
+
 /// Parses a byte size. Accepts a plain number of bytes or a number followed by
 /// `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`, `G`/`GB`/`GiB`, `T`/`TB`/`TiB` (case
 /// insensitive; decimal units are powers of 1000, `i` units powers of 1024,
 /// bare `K`/`M`/`G`/`T` powers of 1024). Fractions are allowed (`"1.5GiB"`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit like 256MiB"))?;
+    let num: f64 = num.replace('_', "").parse().map_err(|_| SizeError::NotANumber { input: s.to_string() })?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
@@ -22,15 +36,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gb" => 1e9,
         "t" | "tib" => 1024f64.powi(4),
         "tb" => 1e12,
-        other => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
-            ))
-        }
+        other => return Err(SizeError::UnknownUnit { input: s.to_string(), unit: other.to_string() }),
     };
     let v = num * mult;
     if !v.is_finite() || v < 1.0 {
-        return Err(format!("invalid size {s:?}: must be at least 1 byte"));
+        return Err(SizeError::TooSmall { input: s.to_string() });
     }
     Ok(v as u64)
 }
@@ -44,26 +54,25 @@ pub enum ShardSize {
 }
 
 /// Parses `output.shard_size`.
-pub fn parse_shard_size(s: &str) -> Result<ShardSize, String> {
+pub fn parse_shard_size(s: &str) -> Result<ShardSize, SizeError> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
     let Some(count) = lower.strip_suffix("tokens") else { return parse_size(t).map(ShardSize::Bytes) };
     let count = count.trim();
     let split = count.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(count.len());
     let (num, unit) = count.split_at(split);
-    let num: f64 =
-        num.replace('_', "").parse().map_err(|_| format!("invalid size {s:?}: expected e.g. \"200M tokens\""))?;
+    let num: f64 = num.replace('_', "").parse().map_err(|_| SizeError::NotATokenCount { input: s.to_string() })?;
     let mult = match unit.trim() {
         "" => 1.0,
         "k" => 1e3,
         "m" => 1e6,
         "b" | "g" => 1e9,
         "t" => 1e12,
-        other => return Err(format!("invalid size {s:?}: unknown unit {other:?} (use k, M, B or T before `tokens`)")),
+        other => return Err(SizeError::UnknownTokenUnit { input: s.to_string(), unit: other.to_string() }),
     };
     let v = num * mult;
     if !v.is_finite() || v < 1.0 {
-        return Err(format!("invalid size {s:?}: must be at least 1 token"));
+        return Err(SizeError::TooFewTokens { input: s.to_string() });
     }
     Ok(ShardSize::Tokens(v as u64))
 }

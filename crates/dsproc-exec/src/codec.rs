@@ -153,7 +153,10 @@ fn schema_hex(s: &SchemaRef) -> String {
 
 fn schema_from_hex(s: &str) -> Result<SchemaRef> {
     let bytes = hex::decode(s).map_err(|e| DataFusionError::Internal(format!("bad schema hex: {e}")))?;
-    Ok(Arc::new(dsproc_io::schema::schema_from_bytes(&bytes).map_err(DataFusionError::Internal)?))
+    Ok(Arc::new(
+        dsproc_io::schema::schema_from_bytes(&bytes)
+            .map_err(|e| DataFusionError::Internal(dsproc_common::error::Chain(&e).to_string()))?,
+    ))
 }
 
 /// Logical codec: dsproc nodes, then Ballista's.

@@ -60,6 +60,13 @@ pub struct StepStats {
     pub sums: std::collections::BTreeMap<String, u64>,
 }
 
+/// A typed error crossing into DataFusion: `External`, displaying the error's whole
+/// chain (DataFusion and Ballista keep only the text; the driver drops the
+/// `External error: ` prefix as it does `Execution error: `).
+pub(crate) fn external(e: impl Into<dsproc_common::error::BoxError>) -> datafusion::common::DataFusionError {
+    datafusion::common::DataFusionError::External(Box::new(dsproc_common::error::Flattened::new(e)))
+}
+
 /// A process- and time-unique token for naming task attempts.
 pub(crate) fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

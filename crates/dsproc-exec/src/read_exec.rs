@@ -22,7 +22,7 @@ use futures::StreamExt;
 use dsproc_io::read::{plan_ranges, RangeReader, ReadSpec};
 use dsproc_io::Location;
 
-use crate::ReadStats;
+use crate::{external, ReadStats};
 
 /// Schema of the range descriptors.
 pub fn descriptor_schema() -> SchemaRef {
@@ -185,14 +185,14 @@ impl ExecutionPlan for ReadInputExec {
                             file,
                         };
                         reader.read(start..end, first_line, &mut |b| {
-                            tx2.blocking_send(Ok(b)).map_err(|_| "output closed".to_string())
+                            tx2.blocking_send(Ok(b)).map_err(|_| dsproc_io::Error::Data("output closed".into()))
                         })
                     })
                     .await;
                     let outcome = match result {
                         Ok(Ok(o)) => o,
                         Ok(Err(e)) => {
-                            let _ = tx.send(Err(DataFusionError::Execution(e))).await;
+                            let _ = tx.send(Err(external(e))).await;
                             return;
                         }
                         Err(e) => {
@@ -202,7 +202,7 @@ impl ExecutionPlan for ReadInputExec {
                     };
                     carry = Some((file_idx, end, outcome.next_line));
                     if let Err(e) = write_side_outputs(&staging, &spec, file_idx, start, &outcome).await {
-                        let _ = tx.send(Err(DataFusionError::Execution(e))).await;
+                        let _ = tx.send(Err(external(e))).await;
                         return;
                     }
                 }
@@ -234,7 +234,7 @@ async fn write_side_outputs(
     file_idx: u32,
     start: u64,
     outcome: &dsproc_io::read::RangeOutcome,
-) -> Result<(), String> {
+) -> Result<(), dsproc_io::Error> {
     let name = format!("{file_idx:05}-{start:013}");
     if !outcome.quarantined.is_empty() {
         let mut body = Vec::new();
@@ -242,11 +242,11 @@ async fn write_side_outputs(
         let mut records: Vec<_> = outcome.quarantined.iter().collect();
         records.sort_by_key(|r| r.line);
         for rec in records {
-            serde_json::to_writer(&mut body, rec).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut body, rec)?;
             body.push(b'\n');
         }
         let dir = spec.quarantine_dir.clone().unwrap_or_else(|| staging.join("_quarantine"));
-        dir.join(&format!("part-{name}.jsonl")).put(body).await?;
+        dir.join(&format!("part-{name}.jsonl")).put(body).await.map_err(dsproc_io::Error::Store)?;
     }
     let stats = ReadStats {
         file: spec.files[file_idx as usize].path.clone(),
@@ -255,5 +255,9 @@ async fn write_side_outputs(
         quarantined: outcome.quarantined.len() as u64,
         worker: crate::worker_name(),
     };
-    staging.join(&format!("_stats/read-{name}.json")).put(serde_json::to_vec(&stats).map_err(|e| e.to_string())?).await
+    staging
+        .join(&format!("_stats/read-{name}.json"))
+        .put(serde_json::to_vec(&stats)?)
+        .await
+        .map_err(dsproc_io::Error::Store)
 }

@@ -30,7 +30,9 @@ use futures::StreamExt;
 
 use dsproc_common::config::{ORDER_COLUMN, SHARD_COLUMN, WRITE_SLICE_ROWS};
 use dsproc_io::shards::ShardFileWriter;
-use dsproc_io::Location;
+use dsproc_io::{Error as IoError, Location};
+
+use crate::external;
 
 use crate::nodes::{sink_result_schema, WriteParams};
 use crate::unique_suffix;
@@ -129,16 +131,16 @@ impl ExecutionPlan for WriteShardsExec {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let attempt = unique_suffix();
         let handle = tokio::runtime::Handle::current();
-        let writer = tokio::task::spawn_blocking(move || -> Result<RecordBatch, String> {
+        let writer = tokio::task::spawn_blocking(move || -> Result<RecordBatch, IoError> {
             let mut w = BucketWriter::new(params, file_schema, attempt, handle);
             while let Some(batch) = rx.blocking_recv() {
                 let buckets = batch
                     .column(shard_idx)
                     .as_any()
                     .downcast_ref::<UInt32Array>()
-                    .ok_or("shard column is not UInt32")?
+                    .ok_or_else(|| IoError::Data("shard column is not UInt32".into()))?
                     .clone();
-                let rows = batch.project(&out_cols).map_err(|e| e.to_string())?;
+                let rows = batch.project(&out_cols)?;
                 let mut start = 0;
                 while start < rows.num_rows() {
                     let b = buckets.value(start);
@@ -162,7 +164,7 @@ impl ExecutionPlan for WriteShardsExec {
             drop(tx);
             match writer.await {
                 Ok(Ok(b)) => Ok(b),
-                Ok(Err(e)) => Err(DataFusionError::Execution(e)),
+                Ok(Err(e)) => Err(external(e)),
                 Err(e) => Err(DataFusionError::Execution(format!("shard writer task failed: {e}"))),
             }
         });
@@ -214,7 +216,7 @@ impl BucketWriter {
         }
     }
 
-    fn push(&mut self, bucket: u32, rows: RecordBatch) -> Result<(), String> {
+    fn push(&mut self, bucket: u32, rows: RecordBatch) -> Result<(), IoError> {
         if self.current.as_ref().is_some_and(|c| c.0 != bucket) {
             self.flush_pending(true)?;
             self.close_current()?;
@@ -227,7 +229,7 @@ impl BucketWriter {
         self.flush_pending(false)
     }
 
-    fn open(&mut self, bucket: u32, seq: u32) -> Result<(), String> {
+    fn open(&mut self, bucket: u32, seq: u32) -> Result<(), IoError> {
         let ext = self.params.shard_opts.extension(self.params.format);
         let name = if seq == 0 { format!("part-{bucket:05}.{ext}") } else { format!("part-{bucket:05}-{seq}.{ext}") };
         let w = ShardFileWriter::create(
@@ -243,18 +245,18 @@ impl BucketWriter {
 
     /// Writes pending rows in slices of exactly `WRITE_SLICE_ROWS` (all of them when
     /// `all`), cutting to a new file when the current one reaches `shard_size`.
-    fn flush_pending(&mut self, all: bool) -> Result<(), String> {
+    fn flush_pending(&mut self, all: bool) -> Result<(), IoError> {
         if self.pending_rows == 0 || (!all && self.pending_rows < WRITE_SLICE_ROWS) {
             return Ok(());
         }
-        let merged = concat_batches(&self.schema, &self.pending).map_err(|e| e.to_string())?;
+        let merged = concat_batches(&self.schema, &self.pending)?;
         self.pending.clear();
         self.pending_rows = 0;
         let mut offset = 0;
         while merged.num_rows() - offset >= WRITE_SLICE_ROWS || (all && offset < merged.num_rows()) {
             let len = WRITE_SLICE_ROWS.min(merged.num_rows() - offset);
             let (bucket, seq) = {
-                let c = self.current.as_ref().ok_or("no open shard")?;
+                let c = self.current.as_ref().ok_or_else(no_open_shard)?;
                 (c.0, c.1)
             };
             if let Some(c) = self.current.as_ref() {
@@ -267,7 +269,7 @@ impl BucketWriter {
                     self.open(bucket, seq + 1)?;
                 }
             }
-            let c = self.current.as_mut().ok_or("no open shard")?;
+            let c = self.current.as_mut().ok_or_else(no_open_shard)?;
             c.3.write(&merged.slice(offset, len))?;
             offset += len;
         }
@@ -278,7 +280,7 @@ impl BucketWriter {
         Ok(())
     }
 
-    fn close_current(&mut self) -> Result<(), String> {
+    fn close_current(&mut self) -> Result<(), IoError> {
         if let Some((bucket, seq, path, w)) = self.current.take() {
             let s = w.finish()?;
             if let Some((idx, bytes, sha256)) = s.companion {
@@ -310,7 +312,7 @@ impl BucketWriter {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<RecordBatch, String> {
+    fn finish(mut self) -> Result<RecordBatch, IoError> {
         self.flush_pending(true)?;
         self.close_current()?;
         // A marker per finished writer, for progress ("wrote k/P partitions").
@@ -332,6 +334,10 @@ impl BucketWriter {
                 Arc::new(UInt64Array::from_iter(d.iter().map(|x| x.raw_bytes))),
             ],
         )
-        .map_err(|e| e.to_string())
+        .map_err(IoError::from)
     }
+}
+
+fn no_open_shard() -> IoError {
+    IoError::Data("no open shard".into())
 }

@@ -19,6 +19,7 @@ use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use dsproc_common::error::Chain;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
@@ -55,9 +56,14 @@ impl LoadedTokenizer {
     }
 
     /// Encodes one text into `out` (cleared first). Returns whether it was truncated.
-    pub fn encode(&self, text: &str, opts: &TokenizeOptions, out: &mut Vec<u32>) -> std::result::Result<bool, String> {
+    pub fn encode(
+        &self,
+        text: &str,
+        opts: &TokenizeOptions,
+        out: &mut Vec<u32>,
+    ) -> std::result::Result<bool, TokenizeError> {
         out.clear();
-        let enc = self.tokenizer.encode_fast(text, opts.add_special_tokens).map_err(|e| e.to_string())?;
+        let enc = self.tokenizer.encode_fast(text, opts.add_special_tokens).map_err(TokenizeError::Encode)?;
         if let Some(b) = opts.bos_id {
             out.push(b);
         }
@@ -77,11 +83,57 @@ impl LoadedTokenizer {
     }
 }
 
+/// Why a tokenizer could not be loaded or could not encode a text.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    #[error("reading tokenizer {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "tokenizer {path} has sha256 {found} here, but the job was planned with {planned}: every machine needs the same file"
+    )]
+    Sha256Mismatch { path: String, found: String, planned: String },
+    #[error("tokenizer {path} is not a valid tokenizer.json")]
+    Invalid {
+        path: String,
+        #[source]
+        source: tokenizers::Error,
+    },
+    /// The tokenizer's own truncation could not be switched off.
+    #[error("tokenizer {path}")]
+    Configure {
+        path: String,
+        #[source]
+        source: tokenizers::Error,
+    },
+    /// The URL is not one the object stores serve (the store's message).
+    #[error("tokenizer URL: {0}")]
+    Url(String),
+    #[error("tokenizer URL {url}")]
+    Runtime {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("fetching tokenizer {url}: not found")]
+    NotFound { url: String },
+    /// The store's GET failed (the store's message).
+    #[error("fetching tokenizer: {0}")]
+    Fetch(String),
+    #[error("fetching tokenizer {url}: the fetch thread panicked")]
+    FetchPanicked { url: String },
+    #[error(transparent)]
+    Encode(tokenizers::Error),
+}
+
 type Cache = Mutex<HashMap<String, Arc<LoadedTokenizer>>>;
 
 /// Loads `path` once per process. With `expect_sha256`, a file with other
 /// contents is an error naming both hashes.
-pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<LoadedTokenizer>, String> {
+pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<LoadedTokenizer>, TokenizeError> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -93,22 +145,24 @@ pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<
     let bytes = if is_url(path) {
         fetch_url(path)?
     } else {
-        std::fs::read(path).map_err(|e| format!("reading tokenizer {path}: {e}"))?
+        std::fs::read(path).map_err(|source| TokenizeError::Read { path: path.to_string(), source })?
     };
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(want) = expect_sha256 {
         if want != sha256 {
-            return Err(format!(
-                "tokenizer {path} has sha256 {sha256} here, but the job was planned with {want}: every machine needs the same file"
-            ));
+            return Err(TokenizeError::Sha256Mismatch {
+                path: path.to_string(),
+                found: sha256,
+                planned: want.to_string(),
+            });
         }
     }
     let mut tokenizer =
-        Tokenizer::from_bytes(&bytes).map_err(|e| format!("tokenizer {path} is not a valid tokenizer.json: {e}"))?;
+        Tokenizer::from_bytes(&bytes).map_err(|source| TokenizeError::Invalid { path: path.to_string(), source })?;
     // Files exported for inference often pad or truncate (e.g. to 128): a corpus
     // needs every token, and `max_tokens` is the job's own truncation.
     tokenizer.with_padding(None);
-    tokenizer.with_truncation(None).map_err(|e| format!("tokenizer {path}: {e}"))?;
+    tokenizer.with_truncation(None).map_err(|source| TokenizeError::Configure { path: path.to_string(), source })?;
     let vocab_size = tokenizer.get_vocab_size(true);
     let t = Arc::new(LoadedTokenizer { tokenizer, sha256, vocab_size });
     map.insert(path.to_string(), Arc::clone(&t));
@@ -119,7 +173,7 @@ pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<
 fn planned(opts: &TokenizeOptions) -> Result<Arc<LoadedTokenizer>> {
     match load(&opts.path, Some(&opts.sha256)) {
         Ok(t) => Ok(t),
-        Err(e) => exec_err!("tokenize: {e}"),
+        Err(e) => exec_err!("tokenize: {}", Chain(&e)),
     }
 }
 
@@ -132,21 +186,21 @@ pub fn is_url(path: &str) -> bool {
 /// from the standard environment variables; plain `http://` is allowed). Runs on
 /// its own thread and runtime, so it works from planning (async) and from a UDF
 /// (sync) alike.
-fn fetch_url(url: &str) -> std::result::Result<Vec<u8>, String> {
+fn fetch_url(url: &str) -> std::result::Result<Vec<u8>, TokenizeError> {
     let owned = url.to_string();
-    let job = std::thread::spawn(move || -> std::result::Result<Vec<u8>, String> {
-        let loc = dsproc_io::Location::parse(&owned, None).map_err(|e| format!("tokenizer URL: {e}"))?;
+    let job = std::thread::spawn(move || -> std::result::Result<Vec<u8>, TokenizeError> {
+        let loc = dsproc_io::Location::parse(&owned, None).map_err(TokenizeError::Url)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("tokenizer URL {owned}: {e}"))?;
+            .map_err(|source| TokenizeError::Runtime { url: owned.clone(), source })?;
         match rt.block_on(loc.get_opt()) {
             Ok(Some(b)) => Ok(b.to_vec()),
-            Ok(None) => Err(format!("fetching tokenizer {owned}: not found")),
-            Err(e) => Err(format!("fetching tokenizer: {e}")),
+            Ok(None) => Err(TokenizeError::NotFound { url: owned }),
+            Err(e) => Err(TokenizeError::Fetch(e)),
         }
     });
-    job.join().map_err(|_| format!("fetching tokenizer {url}: the fetch thread panicked"))?
+    job.join().map_err(|_| TokenizeError::FetchPanicked { url: url.to_string() })?
 }
 
 /// The function's return type.
@@ -192,7 +246,7 @@ impl ScalarUDFImpl for TokenizeFunc {
             let text = if texts.is_null(i) { "" } else { texts.value(i) };
             let t = match tok.encode(text, &opts, &mut buf) {
                 Ok(t) => t,
-                Err(e) => return exec_err!("tokenize: {e}"),
+                Err(e) => return exec_err!("tokenize: {}", Chain(&e)),
             };
             ids.extend_from_slice(&buf);
             let Ok(end) = i32::try_from(ids.len()) else {
@@ -268,7 +322,7 @@ impl ScalarUDFImpl for TokenizeChunksFunc {
         for i in 0..texts.len() {
             let text = if texts.is_null(i) { "" } else { texts.value(i) };
             if let Err(e) = tok.encode(text, &unbounded, &mut content) {
-                return exec_err!("tokenize: {e}");
+                return exec_err!("tokenize: {}", Chain(&e));
             }
             let pieces: Vec<&[u32]> = if content.is_empty() { vec![&[]] } else { content.chunks(room).collect() };
             for (k, piece) in pieces.iter().enumerate() {

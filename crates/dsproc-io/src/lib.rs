@@ -5,6 +5,7 @@
 //!
 //! Everything here runs on executors as well as in the driver.
 
+pub mod error;
 pub mod format;
 pub mod listing;
 pub mod quarantine;
@@ -15,6 +16,7 @@ pub mod store;
 pub mod token_shards;
 pub mod upload;
 
+pub use error::Error;
 pub use format::{Compression, InputFormat, OutputFormat};
 pub use listing::InputFile;
 pub use store::{Location, StorageOptions};

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use dsproc_common::config::{DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS};
 
+use crate::error::Error;
 use crate::format::{Compression, InputFormat};
 use crate::listing::InputFile;
 use crate::quarantine::QuarantineRecord;
@@ -71,7 +72,7 @@ pub struct RangeOutcome {
     pub next_line: u64,
 }
 
-type Emit<'a> = dyn FnMut(RecordBatch) -> Result<(), String> + 'a;
+type Emit<'a> = dyn FnMut(RecordBatch) -> Result<(), Error> + 'a;
 
 /// A reader over one range of one file.
 pub struct RangeReader<'a> {
@@ -87,12 +88,7 @@ impl RangeReader<'_> {
     /// Reads `range` of the file (the whole file for formats that cannot split).
     /// `first_line` is the number of the first line starting in the range when the
     /// caller knows it (it read the previous range); otherwise it is counted.
-    pub fn read(
-        &self,
-        range: Range<u64>,
-        first_line: Option<u64>,
-        emit: &mut Emit<'_>,
-    ) -> Result<RangeOutcome, String> {
+    pub fn read(&self, range: Range<u64>, first_line: Option<u64>, emit: &mut Emit<'_>) -> Result<RangeOutcome, Error> {
         let mut out = RangeOutcome::default();
         match self.spec.format {
             InputFormat::Jsonl => self.read_jsonl(range, first_line, emit, &mut out)?,
@@ -106,14 +102,14 @@ impl RangeReader<'_> {
 
     /// Records a rejected row. With `on_error = "fail"` the caller stops at the next
     /// [`Self::check_fail`], which reports the earliest bad line seen so far.
-    fn quarantine(&self, out: &mut RangeOutcome, line: u64, reason: String, raw: &[u8]) -> Result<(), String> {
+    fn quarantine(&self, out: &mut RangeOutcome, line: u64, reason: String, raw: &[u8]) -> Result<(), Error> {
         out.quarantined.push(QuarantineRecord::new(&self.shown(), line, reason, raw));
         Ok(())
     }
 
-    fn check_fail(&self, out: &RangeOutcome) -> Result<(), String> {
+    fn check_fail(&self, out: &RangeOutcome) -> Result<(), Error> {
         match out.quarantined.iter().min_by_key(|r| r.line) {
-            Some(first) if self.spec.on_error == OnError::Fail => Err(first.as_error()),
+            Some(first) if self.spec.on_error == OnError::Fail => Err(Error::Data(first.as_error())),
             _ => Ok(()),
         }
     }
@@ -127,13 +123,13 @@ impl RangeReader<'_> {
     /// `until` is where the caller expects to stop: an object store is asked for
     /// `pos..until` first (one streamed request), and for the rest only if the
     /// caller reads on.
-    fn open(&self, pos: u64, until: u64) -> Result<Box<dyn Read + Send>, String> {
+    fn open(&self, pos: u64, until: u64) -> Result<Box<dyn Read + Send>, Error> {
         let (_, compression) = Compression::strip(&self.file.path);
         let raw: Box<dyn Read + Send> = if self.spec.store_url == "file://" {
             let p = format!("/{}", self.file.path);
-            let mut f = File::open(&p).map_err(|e| format!("cannot open input {p}: {e}"))?;
+            let mut f = File::open(&p).map_err(|e| Error::io(format!("cannot open input {p}"), e))?;
             if pos > 0 {
-                f.seek(SeekFrom::Start(pos)).map_err(|e| format!("cannot seek in {p}: {e}"))?;
+                f.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(format!("cannot seek in {p}"), e))?;
             }
             Box::new(f)
         } else {
@@ -151,13 +147,13 @@ impl RangeReader<'_> {
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw))),
             Compression::Zstd => Box::new(
                 zstd::stream::read::Decoder::new(raw)
-                    .map_err(|e| format!("{}: cannot start zstd decoding: {e}", self.shown()))?,
+                    .map_err(|e| Error::io(format!("{}: cannot start zstd decoding", self.shown()), e))?,
             ),
         })
     }
 
-    fn io_err(&self, e: std::io::Error) -> String {
-        format!("error reading {}: {e}", self.shown())
+    fn io_err(&self, e: std::io::Error) -> Error {
+        Error::io(format!("error reading {}", self.shown()), e)
     }
 
     fn read_jsonl(
@@ -166,7 +162,7 @@ impl RangeReader<'_> {
         first_line: Option<u64>,
         emit: &mut Emit<'_>,
         out: &mut RangeOutcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let (_, compression) = Compression::strip(&self.file.path);
         let (start, end) = if compression == Compression::None { (range.start, range.end) } else { (0, u64::MAX) };
         let mut line_no: u64 = 1;
@@ -225,7 +221,7 @@ impl RangeReader<'_> {
         self.flush_jsonl(&mut chunk, emit, out)
     }
 
-    fn flush_jsonl(&self, chunk: &mut JsonChunk, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
+    fn flush_jsonl(&self, chunk: &mut JsonChunk, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
         if chunk.lines.is_empty() {
             return Ok(());
         }
@@ -259,7 +255,10 @@ impl RangeReader<'_> {
                     }
                 }
                 good = still_good;
-                self.decode_lines(chunk, &good).map_err(|e| format!("{}: {e}", self.shown()))?
+                self.decode_lines(chunk, &good).map_err(|e| match e {
+                    Error::Batch(a) => Error::arrow(self.shown(), a),
+                    e => Error::data(format!("{}: {e}", self.shown())),
+                })?
             }
         };
         let lines: Vec<u64> = good.iter().map(|&i| chunk.lines[i].0).collect();
@@ -275,26 +274,21 @@ impl RangeReader<'_> {
     }
 
     /// Decodes the given lines of a chunk with the input schema.
-    fn decode_lines(&self, chunk: &JsonChunk, which: &[usize]) -> Result<RecordBatch, String> {
-        let mut decoder = ReaderBuilder::new(Arc::clone(&self.input_schema))
-            .with_batch_size(which.len().max(1))
-            .build_decoder()
-            .map_err(|e| e.to_string())?;
+    fn decode_lines(&self, chunk: &JsonChunk, which: &[usize]) -> Result<RecordBatch, Error> {
+        let mut decoder =
+            ReaderBuilder::new(Arc::clone(&self.input_schema)).with_batch_size(which.len().max(1)).build_decoder()?;
         for &i in which {
             let r = chunk.lines[i].1.clone();
             let bytes = &chunk.buf[r];
-            let n = decoder.decode(bytes).map_err(|e| e.to_string())?;
+            let n = decoder.decode(bytes)?;
             if n != bytes.len() {
-                return Err("line holds more than one JSON value".into());
+                return Err(Error::data("line holds more than one JSON value"));
             }
-            decoder.decode(b"\n").map_err(|e| e.to_string())?;
+            decoder.decode(b"\n")?;
         }
-        let batch = decoder
-            .flush()
-            .map_err(|e| e.to_string())?
-            .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.input_schema)));
+        let batch = decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.input_schema)));
         if batch.num_rows() != which.len() {
-            return Err(format!("{} lines decoded into {} rows", which.len(), batch.num_rows()));
+            return Err(Error::data(format!("{} lines decoded into {} rows", which.len(), batch.num_rows())));
         }
         Ok(batch)
     }
@@ -324,7 +318,7 @@ impl RangeReader<'_> {
         None
     }
 
-    fn read_text(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
+    fn read_text(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
         let mut bytes = Vec::with_capacity(self.file.size as usize);
         self.open(0, u64::MAX)?.read_to_end(&mut bytes).map_err(|e| self.io_err(e))?;
         let text = match String::from_utf8(bytes) {
@@ -337,8 +331,7 @@ impl RangeReader<'_> {
         let batch = RecordBatch::try_new(
             Arc::clone(&self.input_schema),
             vec![Arc::new(StringArray::from(vec![text])) as ArrayRef],
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let assembled = self.assemble(&batch, &[1], &|_| &[], &|_| None, out)?;
         if let Some(b) = assembled {
             out.rows += b.num_rows() as u64;
@@ -347,18 +340,19 @@ impl RangeReader<'_> {
         Ok(())
     }
 
-    fn read_csv(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
+    fn read_csv(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
         let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(self.open(0, u64::MAX)?);
-        let headers = rdr.byte_headers().map_err(|e| format!("{}: cannot read the CSV header: {e}", self.shown()))?;
+        let headers =
+            rdr.byte_headers().map_err(|e| Error::csv(format!("{}: cannot read the CSV header", self.shown()), e))?;
         let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
         let expected: Vec<&str> = self.input_schema.fields().iter().map(|f| f.name().as_str()).collect();
         if names != expected {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "{}: CSV header [{}] differs from the first input file's [{}]",
                 self.shown(),
                 names.join(","),
                 expected.join(",")
-            ));
+            )));
         }
         let ncols = names.len();
         let mut record = csv::ByteRecord::new();
@@ -406,12 +400,12 @@ impl RangeReader<'_> {
         raws: &mut Vec<Vec<u8>>,
         emit: &mut Emit<'_>,
         out: &mut RangeOutcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         if lines.is_empty() {
             return Ok(());
         }
         let arrays: Vec<ArrayRef> = cols.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
-        let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), arrays).map_err(|e| e.to_string())?;
+        let batch = RecordBatch::try_new(Arc::clone(&self.input_schema), arrays)?;
         let assembled = self.assemble(&batch, lines, &|r| raws[r].as_slice(), &|_| None, out)?;
         self.check_fail(out)?;
         if let Some(b) = assembled {
@@ -423,7 +417,7 @@ impl RangeReader<'_> {
         Ok(())
     }
 
-    fn read_parquet(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), String> {
+    fn read_parquet(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
         let path = Path::from(self.file.path.as_str());
         #[allow(deprecated)]
         let reader = ParquetObjectReader::new(Arc::clone(&self.store), path).with_file_size(self.file.size);
@@ -432,10 +426,10 @@ impl RangeReader<'_> {
             .block_on(async {
                 ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(DEFAULT_BATCH_ROWS).build()
             })
-            .map_err(|e| format!("{}: cannot read Parquet: {e}", self.shown()))?;
+            .map_err(|e| Error::parquet(format!("{}: cannot read Parquet", self.shown()), e))?;
         let mut row: u64 = 0;
         while let Some(batch) = self.handle.block_on(stream.next()) {
-            let batch = batch.map_err(|e| format!("{}: cannot read Parquet: {e}", self.shown()))?;
+            let batch = batch.map_err(|e| Error::parquet(format!("{}: cannot read Parquet", self.shown()), e))?;
             let lines: Vec<u64> = (row + 1..=row + batch.num_rows() as u64).collect();
             row += batch.num_rows() as u64;
             let assembled = self.assemble(&batch, &lines, &|_| &[], &|_| None, out)?;
@@ -457,7 +451,7 @@ impl RangeReader<'_> {
         raw: &dyn Fn(usize) -> &'r [u8],
         why_null: &dyn Fn(usize) -> Option<String>,
         out: &mut RangeOutcome,
-    ) -> Result<Option<RecordBatch>, String> {
+    ) -> Result<Option<RecordBatch>, Error> {
         let text_col = column(batch, &self.spec.text, &self.shown())?;
         let text = to_utf8(&text_col, &self.spec.text, &self.shown())?;
         let id = match &self.spec.id {
@@ -489,11 +483,11 @@ impl RangeReader<'_> {
             return Ok(None);
         }
         let all = kept == n;
-        let pick = |a: &ArrayRef| -> Result<ArrayRef, String> {
+        let pick = |a: &ArrayRef| -> Result<ArrayRef, Error> {
             if all {
                 Ok(Arc::clone(a))
             } else {
-                filter(a.as_ref(), &mask).map_err(|e| e.to_string())
+                Ok(filter(a.as_ref(), &mask)?)
             }
         };
         let id_array: ArrayRef = match &id {
@@ -510,8 +504,7 @@ impl RangeReader<'_> {
             }
         };
         let mut arrays = vec![id_array, pick(&text)?];
-        let filtered =
-            if all { batch.clone() } else { filter_record_batch(batch, &mask).map_err(|e| e.to_string())? };
+        let filtered = if all { batch.clone() } else { filter_record_batch(batch, &mask)? };
         for f in self.output_schema.fields().iter().skip(2) {
             let name = f.name();
             let source = if let Some(orig) = name.strip_prefix("input_") {
@@ -530,29 +523,29 @@ impl RangeReader<'_> {
             let a = if a.data_type() == f.data_type() {
                 a
             } else {
-                cast(&a, f.data_type()).map_err(|e| format!("{}: column {name:?}: {e}", self.shown()))?
+                cast(&a, f.data_type()).map_err(|e| Error::arrow(format!("{}: column {name:?}", self.shown()), e))?
             };
             arrays.push(a);
         }
         RecordBatch::try_new(Arc::clone(&self.output_schema), arrays)
             .map(Some)
-            .map_err(|e| format!("{}: {e}", self.shown()))
+            .map_err(|e| Error::arrow(self.shown(), e))
     }
 }
 
-fn column(batch: &RecordBatch, name: &str, file: &str) -> Result<ArrayRef, String> {
+fn column(batch: &RecordBatch, name: &str, file: &str) -> Result<ArrayRef, Error> {
     batch
         .schema()
         .index_of(name)
         .map(|i| Arc::clone(batch.column(i)))
-        .map_err(|_| format!("{file}: column {name:?} is missing"))
+        .map_err(|_| Error::data(format!("{file}: column {name:?} is missing")))
 }
 
-fn to_utf8(a: &ArrayRef, name: &str, file: &str) -> Result<ArrayRef, String> {
+fn to_utf8(a: &ArrayRef, name: &str, file: &str) -> Result<ArrayRef, Error> {
     if a.data_type() == &DataType::Utf8 {
         return Ok(Arc::clone(a));
     }
-    cast(a, &DataType::Utf8).map_err(|e| format!("{file}: column {name:?} cannot be read as a string: {e}"))
+    cast(a, &DataType::Utf8).map_err(|e| Error::arrow(format!("{file}: column {name:?} cannot be read as a string"), e))
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {

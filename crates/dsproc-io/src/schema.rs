@@ -13,6 +13,7 @@ use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecor
 use object_store::path::Path;
 use object_store::ObjectStore;
 
+use crate::error::Error;
 use crate::format::{Compression, InputFormat};
 use crate::listing::InputFile;
 
@@ -32,7 +33,7 @@ pub async fn infer_input_schema(
     format: InputFormat,
     text: &str,
     id: Option<&str>,
-) -> Result<Schema, String> {
+) -> Result<Schema, Error> {
     let first = &files[0];
     let schema = match format {
         InputFormat::Text => Schema::new(vec![Field::new(text, DataType::Utf8, true)]),
@@ -48,13 +49,13 @@ pub async fn infer_input_schema(
                 }
             }
             if values.is_empty() && first.size > 0 {
-                return Err(format!(
+                return Err(Error::data(format!(
                     "{}: no valid JSON object in the first {INFER_LINES} lines; is this JSONL?",
                     first.path
-                ));
+                )));
             }
             let inferred = infer_json_schema_from_iterator(values.iter().map(Ok))
-                .map_err(|e| format!("{}: cannot infer a schema: {e}", first.path))?;
+                .map_err(|e| Error::arrow(format!("{}: cannot infer a schema", first.path), e))?;
             if values.is_empty() {
                 // Empty file: only the text (and id) columns are known.
                 let mut fields = vec![Field::new(text, DataType::Utf8, true)];
@@ -69,7 +70,8 @@ pub async fn infer_input_schema(
         InputFormat::Csv => {
             let head = read_head(store, first).await?;
             let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(head.as_slice());
-            let headers = rdr.headers().map_err(|e| format!("{}: cannot read the CSV header: {e}", first.path))?;
+            let headers =
+                rdr.headers().map_err(|e| Error::csv(format!("{}: cannot read the CSV header", first.path), e))?;
             Schema::new(headers.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>())
         }
         InputFormat::Parquet => {
@@ -78,7 +80,7 @@ pub async fn infer_input_schema(
                 ParquetObjectReader::new(Arc::clone(store), Path::from(first.path.as_str())).with_file_size(first.size);
             let builder = ParquetRecordBatchStreamBuilder::new(reader)
                 .await
-                .map_err(|e| format!("{}: cannot read the Parquet footer: {e}", first.path))?;
+                .map_err(|e| Error::parquet(format!("{}: cannot read the Parquet footer", first.path), e))?;
             builder.schema().as_ref().clone()
         }
     };
@@ -86,31 +88,31 @@ pub async fn infer_input_schema(
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     let Some(pos) = fields.iter().position(|f| f.name() == text) else {
         let keys: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-        return Err(format!(
+        return Err(Error::data(format!(
             "text column {text:?} not found in {} (columns: {}); set input.text to one of them",
             first.path,
             if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
-        ));
+        )));
     };
     match format {
         InputFormat::Jsonl => fields[pos] = Field::new(text, DataType::Utf8, true),
         _ if !is_string(fields[pos].data_type()) => {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "text column {text:?} in {} has type {}, expected a string",
                 first.path,
                 fields[pos].data_type()
-            ))
+            )))
         }
         _ => {}
     }
     if let Some(id) = id {
         if !fields.iter().any(|f| f.name() == id) {
             let keys: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-            return Err(format!(
+            return Err(Error::data(format!(
                 "id column {id:?} not found in {} (columns: {}); remove input.id to use \"<file>:<line>\" ids",
                 first.path,
                 keys.join(", ")
-            ));
+            )));
         }
     }
     Ok(Schema::new(fields))
@@ -137,7 +139,7 @@ async fn get_prefix(store: &Arc<dyn ObjectStore>, path: &Path, n: u64, size: u64
     Ok(out)
 }
 
-async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec<u8>, String> {
+async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec<u8>, Error> {
     let (_, compression) = Compression::strip(&file.path);
     let path = Path::from(file.path.as_str());
     let n = match compression {
@@ -147,8 +149,10 @@ async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec
     if n == 0 {
         return Ok(Vec::new());
     }
-    let bytes =
-        get_prefix(store, &path, n, file.size).await.map_err(|e| format!("cannot read input {}: {e}", file.path))?;
+    // The store's message as text, as everywhere else (see `Error::Store`).
+    let bytes = get_prefix(store, &path, n, file.size)
+        .await
+        .map_err(|e| Error::Store(format!("cannot read input {}: {e}", file.path)))?;
     let mut out = Vec::new();
     let limited = |r: &mut dyn Read, out: &mut Vec<u8>| {
         // A truncated compressed stream ends with an error: keep what decoded.
@@ -159,7 +163,7 @@ async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec
         Compression::Gzip => limited(&mut flate2::read::MultiGzDecoder::new(Cursor::new(bytes)), &mut out),
         Compression::Zstd => {
             let mut d = zstd::stream::read::Decoder::new(Cursor::new(bytes))
-                .map_err(|e| format!("{}: cannot start zstd decoding: {e}", file.path))?;
+                .map_err(|e| Error::io(format!("{}: cannot start zstd decoding", file.path), e))?;
             limited(&mut d, &mut out)
         }
     }
@@ -204,7 +208,7 @@ pub fn schema_to_bytes(schema: &Schema) -> Vec<u8> {
 }
 
 /// Inverse of [`schema_to_bytes`].
-pub fn schema_from_bytes(bytes: &[u8]) -> Result<Schema, String> {
-    let r = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| format!("bad schema bytes: {e}"))?;
+pub fn schema_from_bytes(bytes: &[u8]) -> Result<Schema, Error> {
+    let r = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| Error::arrow("bad schema bytes", e))?;
     Ok(r.schema().as_ref().clone())
 }

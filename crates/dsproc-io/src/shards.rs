@@ -12,9 +12,11 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
+use dsproc_common::error::BoxError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::Error;
 use crate::format::OutputFormat;
 use crate::store::Location;
 use crate::token_shards::{count_tokens, packed_schema, MdsState, MegatronState, Packer, TokenDtype};
@@ -98,8 +100,8 @@ pub struct ShardFileWriter {
     packer: Option<(Packer, u64)>,
 }
 
-fn err(target: &Location, e: impl std::fmt::Display) -> String {
-    format!("writing shard {}: {e}", target.shown())
+fn err(target: &Location, e: impl Into<BoxError>) -> Error {
+    Error::Shard { shown: target.shown(), source: e.into() }
 }
 
 impl ShardFileWriter {
@@ -111,7 +113,7 @@ impl ShardFileWriter {
         schema: &SchemaRef,
         opts: ShardOptions,
         handle: &tokio::runtime::Handle,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let packer = opts.pack.map(|n| (Packer::new(n), 0));
         let file_schema = if packer.is_some() { packed_schema() } else { SchemaRef::clone(schema) };
         let schema = &file_schema;
@@ -156,7 +158,7 @@ impl ShardFileWriter {
         Ok(Self { inner, target: target.clone(), handle: handle.clone(), rows: 0, tokens, packer })
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         self.rows += batch.num_rows() as u64;
         if let Some(t) = &mut self.tokens {
             *t += count_tokens(batch);
@@ -177,7 +179,7 @@ impl ShardFileWriter {
         }
     }
 
-    fn write_inner(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    fn write_inner(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         match &mut self.inner {
             Inner::Parquet(w) => w.write(batch).map_err(|e| err(&self.target, e)),
             Inner::Jsonl(w) => w.write(batch).map_err(|e| err(&self.target, e)),
@@ -209,7 +211,7 @@ impl ShardFileWriter {
     }
 
     /// Flushes and closes the file; returns its size and sha256.
-    pub fn finish(mut self) -> Result<WrittenShard, String> {
+    pub fn finish(mut self) -> Result<WrittenShard, Error> {
         let mut sequences = None;
         if let Some((mut p, mut n)) = self.packer.take() {
             if let Some(b) = p.take(true).map_err(|e| err(&self.target, e))? {

@@ -22,6 +22,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+use crate::error::Error;
+
 /// Width of stored token ids, chosen from the vocabulary size as Megatron does
 /// (`DType.optimal_dtype`: uint16 below 65,500 entries, else int32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -59,14 +61,16 @@ impl TokenDtype {
             Self::Int32 => 4,
         }
     }
-    fn push(self, id: u32, out: &mut Vec<u8>) -> Result<(), String> {
+    fn push(self, id: u32, out: &mut Vec<u8>) -> Result<(), Error> {
         match self {
             Self::Uint16 => {
-                let v = u16::try_from(id).map_err(|_| format!("token id {id} does not fit the uint16 shard dtype"))?;
+                let v = u16::try_from(id)
+                    .map_err(|_| Error::data(format!("token id {id} does not fit the uint16 shard dtype")))?;
                 out.extend_from_slice(&v.to_le_bytes());
             }
             Self::Int32 => {
-                let v = i32::try_from(id).map_err(|_| format!("token id {id} does not fit the int32 shard dtype"))?;
+                let v = i32::try_from(id)
+                    .map_err(|_| Error::data(format!("token id {id} does not fit the int32 shard dtype")))?;
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
@@ -75,13 +79,14 @@ impl TokenDtype {
 }
 
 /// The `tokens` column of a batch (List<UInt32>).
-pub fn tokens_column(batch: &RecordBatch) -> Result<&ListArray, String> {
-    let col = batch
-        .column_by_name("tokens")
-        .ok_or("this output format needs a `tokens` column: add a `tokenize` step before the output")?;
-    let list = col.as_any().downcast_ref::<ListArray>().ok_or("the `tokens` column is not a list")?;
+pub fn tokens_column(batch: &RecordBatch) -> Result<&ListArray, Error> {
+    let col = batch.column_by_name("tokens").ok_or_else(|| {
+        Error::data("this output format needs a `tokens` column: add a `tokenize` step before the output")
+    })?;
+    let list =
+        col.as_any().downcast_ref::<ListArray>().ok_or_else(|| Error::data("the `tokens` column is not a list"))?;
     if list.values().data_type() != &DataType::UInt32 {
-        return Err(format!("the `tokens` column holds {}, not UInt32 ids", list.values().data_type()));
+        return Err(Error::data(format!("the `tokens` column holds {}, not UInt32 ids", list.values().data_type())));
     }
     Ok(list)
 }
@@ -116,7 +121,7 @@ impl MegatronState {
     }
 
     /// Appends the batch's documents (one sequence each) to `bin`.
-    pub fn write(&mut self, batch: &RecordBatch, bin: &mut impl Write) -> Result<(), String> {
+    pub fn write(&mut self, batch: &RecordBatch, bin: &mut impl Write) -> Result<(), Error> {
         let list = tokens_column(batch)?;
         for row in 0..batch.num_rows() {
             let ids = ids(list, row);
@@ -124,8 +129,9 @@ impl MegatronState {
             for id in ids.values() {
                 self.dtype.push(*id, &mut self.buf)?;
             }
-            bin.write_all(&self.buf).map_err(|e| e.to_string())?;
-            self.lengths.push(i32::try_from(ids.len()).map_err(|_| "a document has more than 2^31 tokens")?);
+            bin.write_all(&self.buf)?;
+            self.lengths
+                .push(i32::try_from(ids.len()).map_err(|_| Error::data("a document has more than 2^31 tokens"))?);
         }
         Ok(())
     }
@@ -216,7 +222,7 @@ pub fn mds_index_entry(
 
 /// Appends an MDS `ndarray` with a fixed dtype and a dynamic 1-d shape: the
 /// shape byte (ndim << 2 | shape width code), the shape, the values.
-fn mds_ndarray(values: &[u32], dtype: Option<TokenDtype>, out: &mut Vec<u8>) -> Result<(), String> {
+fn mds_ndarray(values: &[u32], dtype: Option<TokenDtype>, out: &mut Vec<u8>) -> Result<(), Error> {
     let n = values.len();
     if n < 1 << 8 {
         out.push(1 << 2);
@@ -226,7 +232,9 @@ fn mds_ndarray(values: &[u32], dtype: Option<TokenDtype>, out: &mut Vec<u8>) -> 
         out.extend_from_slice(&(n as u16).to_le_bytes());
     } else {
         out.push((1 << 2) | 2);
-        out.extend_from_slice(&u32::try_from(n).map_err(|_| "an MDS array is over 2^32 long")?.to_le_bytes());
+        out.extend_from_slice(
+            &u32::try_from(n).map_err(|_| Error::data("an MDS array is over 2^32 long"))?.to_le_bytes(),
+        );
     }
     for v in values {
         match dtype {
@@ -258,15 +266,20 @@ impl MdsState {
         self.data.len() as u64
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        let strings = |name: &str| -> Result<StringArray, String> {
-            let c = batch.column_by_name(name).ok_or_else(|| format!("MDS output needs a `{name}` column"))?;
-            let c = cast(c, &DataType::Utf8).map_err(|e| e.to_string())?;
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        let strings = |name: &str| -> Result<StringArray, Error> {
+            let c =
+                batch.column_by_name(name).ok_or_else(|| Error::data(format!("MDS output needs a `{name}` column")))?;
+            let c = cast(c, &DataType::Utf8)?;
             Ok(c.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
         };
-        let lists = |name: &str| -> Result<ListArray, String> {
-            let c = batch.column_by_name(name).ok_or_else(|| format!("MDS output needs a `{name}` column"))?;
-            c.as_any().downcast_ref::<ListArray>().cloned().ok_or_else(|| format!("`{name}` is not a list"))
+        let lists = |name: &str| -> Result<ListArray, Error> {
+            let c =
+                batch.column_by_name(name).ok_or_else(|| Error::data(format!("MDS output needs a `{name}` column")))?;
+            c.as_any()
+                .downcast_ref::<ListArray>()
+                .cloned()
+                .ok_or_else(|| Error::data(format!("`{name}` is not a list")))
         };
         let tokens = tokens_column(batch)?;
         let idc = strings("id")?;
@@ -280,11 +293,17 @@ impl MdsState {
             let mut parts: Vec<Cow<[u8]>> = Vec::with_capacity(4);
             if let (Some(ids), Some(starts)) = (&doc_ids, &doc_starts) {
                 let v = ids.value(row);
-                let v = v.as_any().downcast_ref::<StringArray>().ok_or("`doc_ids` is not a list of strings")?;
+                let v = v
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| Error::data("`doc_ids` is not a list of strings"))?;
                 let names: Vec<&str> = v.iter().map(|x| x.unwrap_or("")).collect();
-                parts.push(Cow::Owned(serde_json::to_vec(&names).map_err(|e| e.to_string())?));
+                parts.push(Cow::Owned(serde_json::to_vec(&names)?));
                 let st = starts.value(row);
-                let st = st.as_any().downcast_ref::<UInt32Array>().ok_or("`doc_starts` is not a list of UInt32")?;
+                let st = st
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .ok_or_else(|| Error::data("`doc_starts` is not a list of UInt32"))?;
                 let mut a = Vec::new();
                 mds_ndarray(st.values(), None, &mut a)?;
                 parts.push(Cow::Owned(a));
@@ -299,13 +318,14 @@ impl MdsState {
             parts.push(Cow::Owned(arr));
             let start = self.data.len();
             for part in &parts {
-                let len = u32::try_from(part.len()).map_err(|_| "an MDS sample column is over 4 GiB")?;
+                let len = u32::try_from(part.len()).map_err(|_| Error::data("an MDS sample column is over 4 GiB"))?;
                 self.data.extend_from_slice(&len.to_le_bytes());
             }
             for part in &parts {
                 self.data.extend_from_slice(part);
             }
-            let size = u32::try_from(self.data.len() - start).map_err(|_| "an MDS sample is over 4 GiB")?;
+            let size =
+                u32::try_from(self.data.len() - start).map_err(|_| Error::data("an MDS sample is over 4 GiB"))?;
             self.sizes.push(size);
         }
         Ok(())
@@ -313,7 +333,7 @@ impl MdsState {
 
     /// Writes the shard file (zstd-compressed with a level); returns the
     /// uncompressed size when compressed.
-    pub fn finish(self, out: &mut impl Write) -> Result<Option<u64>, String> {
+    pub fn finish(self, out: &mut impl Write) -> Result<Option<u64>, Error> {
         match self.zstd {
             None => self.write_raw(out).map(|_| None),
             Some(level) => {
@@ -321,15 +341,15 @@ impl MdsState {
                 // (`zstd.decompress`) needs it.
                 let mut raw = Vec::new();
                 let n = self.write_raw(&mut raw)?;
-                let zipped = zstd::bulk::compress(&raw, level).map_err(|e| e.to_string())?;
-                out.write_all(&zipped).map_err(|e| e.to_string())?;
+                let zipped = zstd::bulk::compress(&raw, level)?;
+                out.write_all(&zipped)?;
                 Ok(Some(n))
             }
         }
     }
 
     /// The uncompressed shard; returns its size.
-    fn write_raw(self, out: &mut impl Write) -> Result<u64, String> {
+    fn write_raw(self, out: &mut impl Write) -> Result<u64, Error> {
         let config = mds_config_json(self.dtype, self.size_limit, self.packed, self.zstd);
         let n = self.sizes.len();
         let header = 4 + 4 * (n + 1) + config.len();
@@ -337,10 +357,10 @@ impl MdsState {
         let mut off = header as u64;
         for s in std::iter::once(0).chain(self.sizes.iter().copied()) {
             off += u64::from(s);
-            let o = u32::try_from(off).map_err(|_| "an MDS shard is over 4 GiB: lower shard_size")?;
+            let o = u32::try_from(off).map_err(|_| Error::data("an MDS shard is over 4 GiB: lower shard_size"))?;
             offsets.extend_from_slice(&o.to_le_bytes());
         }
-        let w = |out: &mut dyn Write, b: &[u8]| out.write_all(b).map_err(|e| e.to_string());
+        let w = |out: &mut dyn Write, b: &[u8]| out.write_all(b).map_err(Error::Write);
         w(out, &(n as u32).to_le_bytes())?;
         w(out, &offsets)?;
         w(out, config.as_bytes())?;
@@ -402,10 +422,10 @@ impl Packer {
     }
 
     /// Adds a batch of documents (`id`, `tokens`).
-    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         let list = tokens_column(batch)?;
-        let idc = batch.column_by_name("id").ok_or("packing needs an `id` column")?;
-        let idc = cast(idc, &DataType::Utf8).map_err(|e| e.to_string())?;
+        let idc = batch.column_by_name("id").ok_or_else(|| Error::data("packing needs an `id` column"))?;
+        let idc = cast(idc, &DataType::Utf8)?;
         let idc = idc.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
         for row in 0..batch.num_rows() {
             let ids = ids(list, row);
@@ -430,7 +450,7 @@ impl Packer {
     }
 
     /// The finished sequences as a batch; with `all`, the open (shorter) one too.
-    pub fn take(&mut self, all: bool) -> Result<Option<RecordBatch>, String> {
+    pub fn take(&mut self, all: bool) -> Result<Option<RecordBatch>, Error> {
         if all {
             self.close();
         }
@@ -459,6 +479,6 @@ impl Packer {
             Arc::new(doc_ids.finish()),
             Arc::new(starts.finish()),
         ];
-        RecordBatch::try_new(packed_schema(), cols).map(Some).map_err(|e| e.to_string())
+        Ok(RecordBatch::try_new(packed_schema(), cols).map(Some)?)
     }
 }

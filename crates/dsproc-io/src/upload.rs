@@ -18,6 +18,7 @@ use tokio::runtime::Handle;
 
 use dsproc_common::config::{UPLOAD_CONCURRENCY, UPLOAD_PART_BYTES};
 
+use crate::error::Error;
 use crate::store::Location;
 
 enum Target {
@@ -46,23 +47,24 @@ pub struct ObjectWriter {
 impl ObjectWriter {
     /// Starts writing `loc` (creating parent directories locally). `handle` runs
     /// the uploads; the writer must be used from a blocking thread.
-    pub fn create(loc: &Location, handle: &Handle) -> Result<Self, String> {
+    pub fn create(loc: &Location, handle: &Handle) -> Result<Self, Error> {
         let target = match &loc.local {
             Some(path) if loc.is_local() => {
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
                 }
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-                let file = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+                let file = File::create(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
                 Target::Local { file: BufWriter::with_capacity(1 << 20, file), path: path.clone(), tmp }
             }
             _ => {
                 if loc.read_only() {
-                    return Err(format!("{}: {}:// is read-only", loc.shown(), loc.scheme()));
+                    return Err(Error::Store(format!("{}: {}:// is read-only", loc.shown(), loc.scheme())));
                 }
                 Target::Remote {
-                    store: loc.store()?,
+                    store: loc.store().map_err(Error::Store)?,
                     path: loc.path(),
                     handle: handle.clone(),
                     buf: Vec::new(),
@@ -75,17 +77,17 @@ impl ObjectWriter {
 
     /// Flushes everything and completes the object (fsync locally, the last
     /// part and the completion request on object stores).
-    pub fn finish(mut self) -> Result<(), String> {
+    pub fn finish(mut self) -> Result<(), Error> {
         let loc = self.loc.clone();
         match self.target.take() {
             Some(Target::Local { file, path, tmp }) => {
                 let done = file
                     .into_inner()
-                    .map_err(|e| format!("writing {}: {}", path.display(), e.error()))
-                    .and_then(|f| f.sync_all().map_err(|e| format!("writing {}: {e}", path.display())))
+                    .map_err(|e| Error::io(format!("writing {}", path.display()), e.into_error()))
+                    .and_then(|f| f.sync_all().map_err(|e| Error::io(format!("writing {}", path.display()), e)))
                     .and_then(|_| {
                         std::fs::rename(&tmp, &path)
-                            .map_err(|e| format!("cannot move {} into place: {e}", path.display()))
+                            .map_err(|e| Error::io(format!("cannot move {} into place", path.display()), e))
                     });
                 if done.is_err() {
                     let _ = std::fs::remove_file(&tmp);
@@ -96,11 +98,14 @@ impl ObjectWriter {
                 None => handle
                     .block_on(store.put(&path, PutPayload::from(buf)))
                     .map(|_| ())
-                    .map_err(|e| loc.error("PUT", &e)),
+                    .map_err(|e| Error::Store(loc.error("PUT", &e))),
                 Some(mut up) => {
                     let _rt = handle.enter();
                     up.put(Bytes::from(buf));
-                    handle.block_on(up.finish()).map(|_| ()).map_err(|e| loc.error("multipart upload", &e))
+                    handle
+                        .block_on(up.finish())
+                        .map(|_| ())
+                        .map_err(|e| Error::Store(loc.error("multipart upload", &e)))
                 }
             },
             None => Ok(()),
@@ -166,9 +171,9 @@ impl Drop for ObjectWriter {
 }
 
 /// Writes a whole small object from a blocking thread.
-pub fn put_blocking(loc: &Location, bytes: &[u8], handle: &Handle) -> Result<(), String> {
+pub fn put_blocking(loc: &Location, bytes: &[u8], handle: &Handle) -> Result<(), Error> {
     let mut w = ObjectWriter::create(loc, handle)?;
-    w.write_all(bytes).map_err(|e| format!("writing {}: {e}", loc.shown()))?;
+    w.write_all(bytes).map_err(|e| Error::io(format!("writing {}", loc.shown()), e))?;
     w.finish()
 }
 

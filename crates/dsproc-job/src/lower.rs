@@ -137,6 +137,7 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
     let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, id.as_deref())
         .await
         .map_err(|e| {
+            let e = dsproc_common::error::Chain(&e).to_string();
             if location.is_local() {
                 DsprocError::usage(e)
             } else {
@@ -250,12 +251,13 @@ pub async fn lower_version(
         steps.push(StepPlan { step, op: op.name(), reason, info, adds });
     }
 
-    let (shard_size, shard_tokens) =
-        match dsproc_common::size::parse_shard_size(&spec.output.shard_size).map_err(DsprocError::usage)? {
-            ShardSize::Bytes(b) => (b, None),
-            // Buckets are planned from input bytes: about 4 bytes of text per token.
-            ShardSize::Tokens(t) => (t.saturating_mul(4), Some(t)),
-        };
+    let (shard_size, shard_tokens) = match dsproc_common::size::parse_shard_size(&spec.output.shard_size)
+        .map_err(|e| DsprocError::usage(e.to_string()))?
+    {
+        ShardSize::Bytes(b) => (b, None),
+        // Buckets are planned from input bytes: about 4 bytes of text per token.
+        ShardSize::Tokens(t) => (t.saturating_mul(4), Some(t)),
+    };
     let total: u64 = input.files.iter().map(|f| f.size).sum();
     let buckets = total.div_ceil(shard_size).clamp(1, 100_000) as u32;
     // Token-holding formats store ids at the width the (last) tokenizer's vocabulary needs.

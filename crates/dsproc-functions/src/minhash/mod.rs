@@ -53,19 +53,27 @@ pub struct MinHashParams {
     pub seed: u64,
 }
 
+/// Why [`MinHashParams::check`] rejected a parameter set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    #[error("num_perm must be in 1..=8192, got {0}")]
+    NumPerm(usize),
+    #[error("bands ({bands}) * rows ({rows}) must be at least 1 and at most num_perm ({num_perm})")]
+    Bands { bands: usize, rows: usize, num_perm: usize },
+    #[error("ngram must be at least 1")]
+    Ngram,
+}
+
 impl MinHashParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ParamsError> {
         if self.num_perm == 0 || self.num_perm > 8192 {
-            return Err(format!("num_perm must be in 1..=8192, got {}", self.num_perm));
+            return Err(ParamsError::NumPerm(self.num_perm));
         }
         if self.bands == 0 || self.rows == 0 || self.bands * self.rows > self.num_perm {
-            return Err(format!(
-                "bands ({}) * rows ({}) must be at least 1 and at most num_perm ({})",
-                self.bands, self.rows, self.num_perm
-            ));
+            return Err(ParamsError::Bands { bands: self.bands, rows: self.rows, num_perm: self.num_perm });
         }
         if self.ngram == 0 {
-            return Err("ngram must be at least 1".into());
+            return Err(ParamsError::Ngram);
         }
         Ok(())
     }

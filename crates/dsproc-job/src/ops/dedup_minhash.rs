@@ -183,7 +183,7 @@ impl DedupMinhash {
             }
         };
         let p = MinHashParams { num_perm: self.num_perm, bands, rows, ngram: self.ngram, shingle, seed: self.seed };
-        p.check().map_err(|e| invalid(if self.ngram == 0 { "ngram" } else { "bands" }, e))?;
+        p.check().map_err(|e| invalid(if self.ngram == 0 { "ngram" } else { "bands" }, e.to_string()))?;
         if self.max_iterations == 0 || self.max_iterations > 64 {
             return Err(invalid("max_iterations", format!("must be in 1..=64, got {}", self.max_iterations)));
         }

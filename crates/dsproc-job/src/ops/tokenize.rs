@@ -98,7 +98,7 @@ impl Tokenize {
     /// Loads the tokenizer and resolves the options the function runs with.
     pub fn options(&self, base: &std::path::Path) -> Result<(Arc<LoadedTokenizer>, TokenizeOptions), String> {
         let path = self.path(base);
-        let tok = load(&path, None)?;
+        let tok = load(&path, None).map_err(|e| dsproc_common::error::Chain(&e).to_string())?;
         let bos_id = self.special(&tok, "bos_token", self.add_bos, self.bos_token.as_deref(), BOS_NAMES)?;
         let eos_id = self.special(&tok, "eos_token", self.append_eos, self.eos_token.as_deref(), EOS_NAMES)?;
         if let Some(m) = self.max_tokens {
