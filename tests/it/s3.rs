@@ -546,3 +546,50 @@ fn a_tokenizer_on_s3_and_megatron_shards_on_s3_equal_the_local_files() {
     }
     assert_only_dataset(&s, "out", &m);
 }
+
+/// A dataset root on the test server, for the shared kill test.
+struct S3Root<'a> {
+    s: &'a S3,
+    out: String,
+}
+
+impl crate::versions::Root for S3Root<'_> {
+    fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        self.s.get(&format!("{}/{rel}", self.out))
+    }
+    fn keys(&self, rel: &str) -> Vec<String> {
+        self.s.keys(&format!("{}/{rel}", self.out))
+    }
+    fn assert_only_versions(&self) {
+        let m: serde_json::Value = serde_json::from_slice(&self.get("manifest.json").unwrap()).unwrap();
+        assert_only_dataset(self.s, &self.out, &m);
+    }
+}
+
+#[test]
+fn jobs_killed_at_any_instant_on_s3_leave_the_previous_version_current_and_intact() {
+    let Some(s) = s3("kill_versions") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..4 {
+        crate::common::synthetic_jsonl(&input.join(format!("p{i}.jsonl")), 6000);
+    }
+    let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n";
+    let spec = crate::common::job("in/*.jsonl", steps, Path::new("OUT"), "parquet")
+        .replace("\"OUT\"", &format!("\"{}\"", s.uri("out")));
+    std::fs::write(dir.path().join("j.toml"), spec).unwrap();
+    let run = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_dsproc"))
+            .current_dir(dir.path())
+            .args(["run", "j.toml", "-q", "--partitions", "2"])
+            .envs(s.env())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let root = S3Root { s: &s, out: "out".into() };
+    crate::versions::kill_at_many_instants(&root, &s.uri("out"), &run, &|args| s.dsproc(dir.path(), args, &[]));
+}
