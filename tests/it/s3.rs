@@ -155,6 +155,7 @@ fn assert_only_dataset(s: &S3, out: &str, m: &serde_json::Value) {
         let v: serde_json::Value = serde_json::from_slice(&s.get(&format!("{out}/{k}")).unwrap()).unwrap();
         listed.extend(shards(&v).into_iter().map(|(p, _)| p));
         listed.extend(v["quarantine"].as_array().unwrap().iter().map(|q| q.as_str().unwrap().to_string()));
+        listed.extend(v["side_files"].as_array().into_iter().flatten().map(|f| f.as_str().unwrap().to_string()));
     }
     for (p, _) in shards(m) {
         assert!(keys.contains(&p), "{out}/{p} is missing");
@@ -592,4 +593,105 @@ fn jobs_killed_at_any_instant_on_s3_leave_the_previous_version_current_and_intac
     };
     let root = S3Root { s: &s, out: "out".into() };
     crate::versions::kill_at_many_instants(&root, &s.uri("out"), &run, &|args| s.dsproc(dir.path(), args, &[]));
+}
+
+/// `n` documents of 100 random words each, ids `{tag}{i:04}`; with `near`, every
+/// other one is a copy of `near`'s document with one word changed.
+fn near_dup_docs(tag: &str, n: usize, seed: u64, near: Option<&[String]>) -> (Vec<String>, Vec<u8>) {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut texts = Vec::new();
+    let mut body = Vec::new();
+    for i in 0..n {
+        let text = match near {
+            Some(src) if i % 2 == 0 => {
+                let mut words: Vec<&str> = src[i % src.len()].split(' ').collect();
+                words[50] = "changed";
+                words.join(" ")
+            }
+            _ => (0..100)
+                .map(|_| (0..3 + next() % 6).map(|_| (b'a' + (next() % 26) as u8) as char).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        body.extend_from_slice(serde_json::json!({"id": format!("{tag}{i:04}"), "text": text}).to_string().as_bytes());
+        body.push(b'\n');
+        texts.push(text);
+    }
+    (texts, body)
+}
+
+#[test]
+fn save_index_then_against_on_a_cluster_whose_executors_cannot_see_the_driver_matches_local() {
+    let Some(s) = s3("index_cluster") else { return };
+    let jobs = tempfile::tempdir().unwrap(); // the driver's: job files, index pointers
+    let cluster_dir = tempfile::tempdir().unwrap();
+    let (a_texts, a) = near_dup_docs("a", 300, 3, None);
+    let (_, b) = near_dup_docs("b", 200, 5, Some(&a_texts));
+    s.put("in/a.jsonl", a);
+    s.put("in/b.jsonl", b);
+    let spec = |input: &str, step: &str, out: &str| {
+        format!(
+            "name = \"idx\"\n[input]\nuri = \"{}\"\nid = \"id\"\n[[steps]]\nop = \"dedup_minhash\"\n{step}\n[output]\nuri = \"{}\"\nformat = \"jsonl\"\n",
+            s.uri(input),
+            s.uri(out)
+        )
+    };
+    let run = |engine: &[&str], tag: &str| -> (serde_json::Value, serde_json::Value) {
+        let index = jobs.path().join(format!("index-{tag}"));
+        std::fs::write(
+            jobs.path().join(format!("a-{tag}.toml")),
+            spec("in/a.jsonl", &format!("save_index = \"{}\"", index.display()), &format!("a-{tag}")),
+        )
+        .unwrap();
+        std::fs::write(
+            jobs.path().join(format!("b-{tag}.toml")),
+            spec("in/b.jsonl", &format!("against = [\"{}\"]", index.display()), &format!("b-{tag}")),
+        )
+        .unwrap();
+        let a_job = format!("a-{tag}.toml");
+        let ma = json_manifest(&s.dsproc(
+            jobs.path(),
+            &[&[engine[0], a_job.as_str(), "--json", "-q"], &engine[1..]].concat(),
+            &[],
+        ));
+        let b_job = format!("b-{tag}.toml");
+        let mb = json_manifest(&s.dsproc(
+            jobs.path(),
+            &[&[engine[0], b_job.as_str(), "--json", "-q"], &engine[1..]].concat(),
+            &[],
+        ));
+        (ma, mb)
+    };
+    let (la, lb) = run(&["run"], "local");
+    let removed = lb["rows"]["dropped"]["1:dedup_minhash:near_duplicate"].as_u64().unwrap_or(0);
+    assert!(removed >= 90, "against removed only {removed} of B's 100 near copies locally");
+
+    // The executors run in their own mount namespace: the driver's directory (job
+    // files, the save_index directory) is an empty tmpfs there, their cwd is their own.
+    let Some(cluster) = Cluster::start_isolated(cluster_dir.path(), 2, &s.env(), jobs.path()) else { return };
+    let (ca, cb) = run(&["submit", "--cluster", &cluster.url], "cluster");
+    assert_eq!(cb["engine"], "ballista");
+    for w in worker_pids(&cb) {
+        assert!(cluster.executor_pids().contains(&w), "input read by pid {w}, not by an executor");
+    }
+    assert_eq!(ca["rows"], la["rows"]);
+    assert_eq!(cb["rows"], lb["rows"], "against on the cluster removed other documents than locally");
+    assert_eq!(
+        shards(&cb).iter().map(|(_, h)| h).collect::<Vec<_>>(),
+        shards(&lb).iter().map(|(_, h)| h).collect::<Vec<_>>()
+    );
+    // The saved index lives in its version on the store, and is listed by it.
+    let side: Vec<String> =
+        ca["side_files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    assert!(side.iter().any(|f| f.starts_with("v00001/_index/step-001/keys-")), "{side:?}");
+    for f in &side {
+        assert!(s.get(&format!("a-cluster/{f}")).is_some(), "{f} is listed but not on the store");
+    }
+    assert_only_dataset(&s, "a-cluster", &ca);
 }
