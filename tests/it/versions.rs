@@ -271,18 +271,16 @@ fn wait_for(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// Starts the job with extra environment variables.
+pub(crate) type SpawnRun<'a> = dyn Fn(&[(&str, &str)]) -> Child + 'a;
+
 /// Runs the job (`run(env)` starts it, `dsproc(args)` runs a command to the end)
 /// and SIGKILLs it at 22 instants spread over the whole run and at the three commit
 /// steps (before the lock, between the version record and the pointer, after the
 /// pointer). After every kill one complete version is current with every shard
 /// intact, `gc` removes what the killed run left, and every few kills a rerun
 /// commits the next version. `target` names the dataset root for `gc`.
-pub(crate) fn kill_at_many_instants(
-    root: &dyn Root,
-    target: &str,
-    run: &dyn Fn(&[(&str, &str)]) -> Child,
-    dsproc: &dyn Fn(&[&str]) -> Output,
-) {
+pub(crate) fn kill_at_many_instants(root: &dyn Root, target: &str, run: &SpawnRun, dsproc: &dyn Fn(&[&str]) -> Output) {
     let finish = |c: Child| {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
