@@ -577,9 +577,6 @@ fn jobs_killed_at_any_instant_on_s3_leave_the_previous_version_current_and_intac
         crate::common::synthetic_jsonl(&input.join(format!("p{i}.jsonl")), 6000);
     }
     let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n";
-    let spec = crate::common::job("in/*.jsonl", steps, Path::new("OUT"), "parquet")
-        .replace("\"OUT\"", &format!("\"{}\"", s.uri("out")));
-    std::fs::write(dir.path().join("j.toml"), spec).unwrap();
     let run = |env: &[(&str, &str)]| {
         Command::new(env!("CARGO_BIN_EXE_dsproc"))
             .current_dir(dir.path())
@@ -591,8 +588,20 @@ fn jobs_killed_at_any_instant_on_s3_leave_the_previous_version_current_and_intac
             .spawn()
             .unwrap()
     };
-    let root = S3Root { s: &s, out: "out".into() };
-    crate::versions::kill_at_many_instants(&root, &s.uri("out"), &run, &|args| s.dsproc(dir.path(), args, &[]));
+    for signal in ["KILL", "TERM"] {
+        let out = format!("out-{signal}");
+        let spec = crate::common::job("in/*.jsonl", steps, Path::new("OUT"), "parquet")
+            .replace("\"OUT\"", &format!("\"{}\"", s.uri(&out)));
+        std::fs::write(dir.path().join("j.toml"), spec).unwrap();
+        let root = S3Root { s: &s, out: out.clone() };
+        crate::versions::kill_at_many_instants(
+            &root,
+            &s.uri(&out),
+            &run,
+            &|args| s.dsproc(dir.path(), args, &[]),
+            signal,
+        );
+    }
 }
 
 /// `n` documents of 100 random words each, ids `{tag}{i:04}`; with `near`, every

@@ -275,12 +275,18 @@ fn wait_for(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
 pub(crate) type SpawnRun<'a> = dyn Fn(&[(&str, &str)]) -> Child + 'a;
 
 /// Runs the job (`run(env)` starts it, `dsproc(args)` runs a command to the end)
-/// and SIGKILLs it at 22 instants spread over the whole run and at the three commit
+/// and sends it `signal` (`KILL`, or `TERM`: then it must exit 143 within 5 s) at 22 instants spread over the whole run and at the three commit
 /// steps (before the lock, between the version record and the pointer, after the
 /// pointer). After every kill one complete version is current with every shard
 /// intact, `gc` removes what the killed run left, and every few kills a rerun
 /// commits the next version. `target` names the dataset root for `gc`.
-pub(crate) fn kill_at_many_instants(root: &dyn Root, target: &str, run: &SpawnRun, dsproc: &dyn Fn(&[&str]) -> Output) {
+pub(crate) fn kill_at_many_instants(
+    root: &dyn Root,
+    target: &str,
+    run: &SpawnRun,
+    dsproc: &dyn Fn(&[&str]) -> Output,
+    signal: &str,
+) {
     let finish = |c: Child| {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -323,10 +329,25 @@ pub(crate) fn kill_at_many_instants(root: &dyn Root, target: &str, run: &SpawnRu
             }
         }
         let finished = child.try_wait().unwrap();
-        child.kill().unwrap();
+        let sent = Instant::now();
+        if signal == "KILL" {
+            child.kill().unwrap();
+        } else {
+            let st = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+            assert!(st.success());
+            while child.try_wait().unwrap().is_none() {
+                assert!(sent.elapsed() < Duration::from_secs(5), "SIG{signal} {i}: still running after 5 s");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let o = child.wait_with_output().unwrap();
         match finished {
-            None => kills += 1,
+            None => {
+                kills += 1;
+                if signal == "TERM" {
+                    assert_eq!(o.status.code(), Some(143), "SIGTERM {i}: {}", String::from_utf8_lossy(&o.stderr));
+                }
+            }
             Some(st) => assert!(st.success(), "run {i} failed by itself: {}", String::from_utf8_lossy(&o.stderr)),
         }
         // After every kill: one complete version is current, every shard intact.
@@ -359,11 +380,18 @@ pub(crate) fn kill_at_many_instants(root: &dyn Root, target: &str, run: &SpawnRu
 fn runs_killed_at_any_instant_leave_the_previous_version_current_and_intact() {
     let dir = tempfile::tempdir().unwrap();
     let input = sample_input(dir.path(), 4, 10_000);
-    let out = dir.path().join("out");
-    write_job(dir.path(), &input, &out, "");
-    kill_at_many_instants(&LocalRoot(out.clone()), out.to_str().unwrap(), &|env| spawn_run(dir.path(), env), &|args| {
-        dsproc(dir.path(), args)
-    });
+    for signal in ["KILL", "TERM"] {
+        let spawn = |env: &[(&str, &str)]| spawn_run(dir.path(), env);
+        let out_dir = dir.path().join(format!("out-{signal}"));
+        write_job(dir.path(), &input, &out_dir, "");
+        kill_at_many_instants(
+            &LocalRoot(out_dir.clone()),
+            out_dir.to_str().unwrap(),
+            &spawn,
+            &|args| dsproc(dir.path(), args),
+            signal,
+        );
+    }
 }
 
 #[test]
