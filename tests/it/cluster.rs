@@ -40,6 +40,32 @@ impl Cluster {
         executor_timeout: u64,
         env: &[(String, String)],
     ) -> Self {
+        Self::start_hiding(dir, executors, executor_timeout, env, None)
+    }
+
+    /// Like [`Self::start_with_env`], with executors that cannot see `hide`: each
+    /// runs in its own mount namespace with an empty tmpfs over that directory and
+    /// its work directory as its cwd (a worker that does not share the driver's
+    /// filesystem). None (with a printed SKIP) where namespaces are not allowed.
+    pub(crate) fn start_isolated(dir: &Path, executors: usize, env: &[(String, String)], hide: &Path) -> Option<Self> {
+        let probe = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(format!("mount -t tmpfs tmpfs '{}'", hide.display()))
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            eprintln!("SKIP: cannot give executors their own mount namespace here (needs root and unshare)");
+            return None;
+        }
+        Some(Self::start_hiding(dir, executors, 30, env, Some(hide)))
+    }
+
+    fn start_hiding(
+        dir: &Path,
+        executors: usize,
+        executor_timeout: u64,
+        env: &[(String, String)],
+        hide: Option<&Path>,
+    ) -> Self {
         let bin = env!("CARGO_BIN_EXE_dsproc");
         let port = free_port();
         let log = |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).unwrap());
@@ -56,7 +82,18 @@ impl Cluster {
             let (fp, gp) = (free_port(), free_port());
             let work = dir.join(format!("work-{i}"));
             std::fs::create_dir_all(&work).unwrap();
-            let mut e = Command::new(bin)
+            let mut cmd = match hide {
+                None => Command::new(bin),
+                Some(h) => {
+                    let mut c = Command::new("unshare");
+                    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                        .arg(format!("mount -t tmpfs tmpfs '{}' && exec \"$0\" \"$@\"", h.display()))
+                        .arg(bin)
+                        .current_dir(&work);
+                    c
+                }
+            };
+            let mut e = cmd
                 .args(["executor", "--scheduler", &cluster.url, "--bind", "127.0.0.1"])
                 .args(["--port", &fp.to_string(), "--grpc-port", &gp.to_string(), "--task-slots", "2"])
                 .args(["--heartbeat", "1", "--work-dir", work.to_str().unwrap()])

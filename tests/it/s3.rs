@@ -155,6 +155,7 @@ fn assert_only_dataset(s: &S3, out: &str, m: &serde_json::Value) {
         let v: serde_json::Value = serde_json::from_slice(&s.get(&format!("{out}/{k}")).unwrap()).unwrap();
         listed.extend(shards(&v).into_iter().map(|(p, _)| p));
         listed.extend(v["quarantine"].as_array().unwrap().iter().map(|q| q.as_str().unwrap().to_string()));
+        listed.extend(v["side_files"].as_array().into_iter().flatten().map(|f| f.as_str().unwrap().to_string()));
     }
     for (p, _) in shards(m) {
         assert!(keys.contains(&p), "{out}/{p} is missing");
@@ -545,4 +546,161 @@ fn a_tokenizer_on_s3_and_megatron_shards_on_s3_equal_the_local_files() {
         assert_eq!(s.get(&format!("out/{path}")).unwrap(), std::fs::read(reference.join(&path)).unwrap(), "{path}");
     }
     assert_only_dataset(&s, "out", &m);
+}
+
+/// A dataset root on the test server, for the shared kill test.
+struct S3Root<'a> {
+    s: &'a S3,
+    out: String,
+}
+
+impl crate::versions::Root for S3Root<'_> {
+    fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        self.s.get(&format!("{}/{rel}", self.out))
+    }
+    fn keys(&self, rel: &str) -> Vec<String> {
+        self.s.keys(&format!("{}/{rel}", self.out))
+    }
+    fn assert_only_versions(&self) {
+        let m: serde_json::Value = serde_json::from_slice(&self.get("manifest.json").unwrap()).unwrap();
+        assert_only_dataset(self.s, &self.out, &m);
+    }
+}
+
+#[test]
+fn jobs_killed_at_any_instant_on_s3_leave_the_previous_version_current_and_intact() {
+    let Some(s) = s3("kill_versions") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..4 {
+        crate::common::synthetic_jsonl(&input.join(format!("p{i}.jsonl")), 6000);
+    }
+    let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n";
+    let run = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_dsproc"))
+            .current_dir(dir.path())
+            .args(["run", "j.toml", "-q", "--partitions", "2"])
+            .envs(s.env())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for signal in ["KILL", "TERM"] {
+        let out = format!("out-{signal}");
+        let spec = crate::common::job("in/*.jsonl", steps, Path::new("OUT"), "parquet")
+            .replace("\"OUT\"", &format!("\"{}\"", s.uri(&out)));
+        std::fs::write(dir.path().join("j.toml"), spec).unwrap();
+        let root = S3Root { s: &s, out: out.clone() };
+        crate::versions::kill_at_many_instants(
+            &root,
+            &s.uri(&out),
+            &run,
+            &|args| s.dsproc(dir.path(), args, &[]),
+            signal,
+        );
+    }
+}
+
+/// `n` documents of 100 random words each, ids `{tag}{i:04}`; with `near`, every
+/// other one is a copy of `near`'s document with one word changed.
+fn near_dup_docs(tag: &str, n: usize, seed: u64, near: Option<&[String]>) -> (Vec<String>, Vec<u8>) {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut texts = Vec::new();
+    let mut body = Vec::new();
+    for i in 0..n {
+        let text = match near {
+            Some(src) if i % 2 == 0 => {
+                let mut words: Vec<&str> = src[i % src.len()].split(' ').collect();
+                words[50] = "changed";
+                words.join(" ")
+            }
+            _ => (0..100)
+                .map(|_| (0..3 + next() % 6).map(|_| (b'a' + (next() % 26) as u8) as char).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        body.extend_from_slice(serde_json::json!({"id": format!("{tag}{i:04}"), "text": text}).to_string().as_bytes());
+        body.push(b'\n');
+        texts.push(text);
+    }
+    (texts, body)
+}
+
+#[test]
+fn save_index_then_against_on_a_cluster_whose_executors_cannot_see_the_driver_matches_local() {
+    let Some(s) = s3("index_cluster") else { return };
+    let jobs = tempfile::tempdir().unwrap(); // the driver's: job files, index pointers
+    let cluster_dir = tempfile::tempdir().unwrap();
+    let (a_texts, a) = near_dup_docs("a", 300, 3, None);
+    let (_, b) = near_dup_docs("b", 200, 5, Some(&a_texts));
+    s.put("in/a.jsonl", a);
+    s.put("in/b.jsonl", b);
+    let spec = |input: &str, step: &str, out: &str| {
+        format!(
+            "name = \"idx\"\n[input]\nuri = \"{}\"\nid = \"id\"\n[[steps]]\nop = \"dedup_minhash\"\n{step}\n[output]\nuri = \"{}\"\nformat = \"jsonl\"\n",
+            s.uri(input),
+            s.uri(out)
+        )
+    };
+    let run = |engine: &[&str], tag: &str| -> (serde_json::Value, serde_json::Value) {
+        let index = jobs.path().join(format!("index-{tag}"));
+        std::fs::write(
+            jobs.path().join(format!("a-{tag}.toml")),
+            spec("in/a.jsonl", &format!("save_index = \"{}\"", index.display()), &format!("a-{tag}")),
+        )
+        .unwrap();
+        std::fs::write(
+            jobs.path().join(format!("b-{tag}.toml")),
+            spec("in/b.jsonl", &format!("against = [\"{}\"]", index.display()), &format!("b-{tag}")),
+        )
+        .unwrap();
+        let a_job = format!("a-{tag}.toml");
+        let ma = json_manifest(&s.dsproc(
+            jobs.path(),
+            &[&[engine[0], a_job.as_str(), "--json", "-q"], &engine[1..]].concat(),
+            &[],
+        ));
+        let b_job = format!("b-{tag}.toml");
+        let mb = json_manifest(&s.dsproc(
+            jobs.path(),
+            &[&[engine[0], b_job.as_str(), "--json", "-q"], &engine[1..]].concat(),
+            &[],
+        ));
+        (ma, mb)
+    };
+    let (la, lb) = run(&["run"], "local");
+    let removed = lb["rows"]["dropped"]["1:dedup_minhash:near_duplicate"].as_u64().unwrap_or(0);
+    assert!(removed >= 90, "against removed only {removed} of B's 100 near copies locally");
+
+    // The executors run in their own mount namespace: the driver's directory (job
+    // files, the save_index directory) is an empty tmpfs there, their cwd is their own.
+    let Some(cluster) = Cluster::start_isolated(cluster_dir.path(), 2, &s.env(), jobs.path()) else { return };
+    let (ca, cb) = run(&["submit", "--cluster", &cluster.url], "cluster");
+    assert_eq!(cb["engine"], "ballista");
+    for w in worker_pids(&cb) {
+        assert!(cluster.executor_pids().contains(&w), "input read by pid {w}, not by an executor");
+    }
+    assert_eq!(ca["rows"], la["rows"]);
+    assert_eq!(cb["rows"], lb["rows"], "against on the cluster removed other documents than locally");
+    assert_eq!(
+        shards(&cb).iter().map(|(_, h)| h).collect::<Vec<_>>(),
+        shards(&lb).iter().map(|(_, h)| h).collect::<Vec<_>>()
+    );
+    // The saved index lives in its version on the store, and is listed by it.
+    let side: Vec<String> =
+        ca["side_files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    assert!(side.iter().any(|f| f.starts_with("v00001/_index/step-001/keys-")), "{side:?}");
+    for f in &side {
+        assert!(s.get(&format!("a-cluster/{f}")).is_some(), "{f} is listed but not on the store");
+    }
+    assert_only_dataset(&s, "a-cluster", &ca);
 }

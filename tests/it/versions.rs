@@ -212,16 +212,42 @@ fn racing_overwrite_jobs_both_commit_with_distinct_versions() {
     assert_only_versions(&out);
 }
 
-/// The current version as a reader sees it: one complete version, every shard intact.
-fn assert_one_complete_version(out: &Path) -> Option<u64> {
-    let p = out.join("manifest.json");
-    if !p.exists() {
-        return None;
+/// A dataset root as the kill tests see it: a local directory or an S3 prefix.
+pub(crate) trait Root {
+    /// The object at `rel`.
+    fn get(&self, rel: &str) -> Option<Vec<u8>>;
+    /// Keys below `rel`, relative to it, sorted (empty when there are none).
+    fn keys(&self, rel: &str) -> Vec<String>;
+    /// Nothing but committed versions is there.
+    fn assert_only_versions(&self);
+}
+
+struct LocalRoot(PathBuf);
+
+impl Root for LocalRoot {
+    fn get(&self, rel: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.0.join(rel)).ok()
     }
-    let m = read_json(&p);
+    fn keys(&self, rel: &str) -> Vec<String> {
+        walk(&self.0.join(rel))
+    }
+    fn assert_only_versions(&self) {
+        assert_only_versions(&self.0)
+    }
+}
+
+/// The current version as a reader sees it: one complete version (its record
+/// names the same run), every shard there with its sha256.
+fn assert_one_complete_version(root: &dyn Root) -> Option<u64> {
+    let m: serde_json::Value = serde_json::from_slice(&root.get("manifest.json")?).unwrap();
     let v = m["version"].as_u64().unwrap();
-    assert_eq!(read_json(&out.join(format!("_versions/{v}.json")))["run_id"], m["run_id"]);
-    assert_intact(out, &m);
+    let rec: serde_json::Value = serde_json::from_slice(&root.get(&format!("_versions/{v}.json")).unwrap()).unwrap();
+    assert_eq!(rec["run_id"], m["run_id"]);
+    for s in m["shards"].as_array().unwrap() {
+        let path = s["path"].as_str().unwrap();
+        let body = root.get(path).unwrap_or_else(|| panic!("{path} is listed but missing"));
+        assert_eq!(hex::encode(sha2::Sha256::digest(&body)), s["sha256"].as_str().unwrap(), "{path}");
+    }
     Some(v)
 }
 
@@ -245,25 +271,34 @@ fn wait_for(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn runs_killed_at_any_instant_leave_the_previous_version_current_and_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = sample_input(dir.path(), 4, 10_000);
-    let out = dir.path().join("out");
-    write_job(dir.path(), &input, &out, "");
-    let o = dsproc(dir.path(), &["run", "j.toml", "-q", "--partitions", "2"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+/// Starts the job with extra environment variables.
+pub(crate) type SpawnRun<'a> = dyn Fn(&[(&str, &str)]) -> Child + 'a;
+
+/// Runs the job (`run(env)` starts it, `dsproc(args)` runs a command to the end)
+/// and sends it `signal` (`KILL`, or `TERM`: then it must exit 143 within 5 s) at 22 instants spread over the whole run and at the three commit
+/// steps (before the lock, between the version record and the pointer, after the
+/// pointer). After every kill one complete version is current with every shard
+/// intact, `gc` removes what the killed run left, and every few kills a rerun
+/// commits the next version. `target` names the dataset root for `gc`.
+pub(crate) fn kill_at_many_instants(
+    root: &dyn Root,
+    target: &str,
+    run: &SpawnRun,
+    dsproc: &dyn Fn(&[&str]) -> Output,
+    signal: &str,
+) {
+    let finish = |c: Child| {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    finish(run(&[]));
     // How long a whole run takes here: the kills are spread over it.
     let t0 = Instant::now();
-    let o = dsproc(dir.path(), &["run", "j.toml", "-q", "--partitions", "2"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    finish(run(&[]));
     let whole = t0.elapsed();
-    let mut current = assert_one_complete_version(&out).unwrap();
+    let mut current = assert_one_complete_version(root).unwrap();
     assert_eq!(current, 2);
     let mut kills = 0;
-    // 22 instants spread over the whole run (start to commit), then the exact
-    // commit steps: before the lock, between the version record and the pointer,
-    // after the pointer.
     // (the last at 85% of the measured run: runs on a busy machine vary in speed)
     let mut plan: Vec<(Option<&str>, Duration)> =
         (0..22).map(|i| (None, whole.mul_f64(0.85 * i as f64 / 21.0))).collect();
@@ -273,7 +308,7 @@ fn runs_killed_at_any_instant_leave_the_previous_version_current_and_intact() {
     for (i, (point, delay)) in plan.into_iter().enumerate() {
         let env: Vec<(&str, &str)> =
             point.map(|p| vec![("DSPROC_PAUSE_AT", p), ("DSPROC_PAUSE_MS", "5000")]).unwrap_or_default();
-        let mut child = spawn_run(dir.path(), &env);
+        let mut child = run(&env);
         match point {
             None => {
                 let start = Instant::now();
@@ -281,57 +316,82 @@ fn runs_killed_at_any_instant_leave_the_previous_version_current_and_intact() {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
-            Some("before-lock") => wait_for(&mut child, "the commit", || {
-                walk(&out).iter().any(|p| p.contains("_stats/write-"))
-                    && !walk(&out).iter().any(|p| p.ends_with(&format!("_versions/{}.json", current + 1)))
-                    && std::fs::read_dir(out.join("_staging")).is_ok()
-            }),
+            Some("before-lock") => {
+                wait_for(&mut child, "the commit", || root.keys("_staging").iter().any(|p| p.contains("_stats/write-")))
+            }
             Some("after-record") => {
-                let before: Vec<String> = walk(&out.join("_versions"));
-                wait_for(&mut child, "the version record", || walk(&out.join("_versions")).len() > before.len())
+                let before = root.keys("_versions").len();
+                wait_for(&mut child, "the version record", || root.keys("_versions").len() > before)
             }
             Some(_) => {
-                let before = walk(&out.join("_history")).len();
-                wait_for(&mut child, "the pointer swap", || walk(&out.join("_history")).len() > before)
+                let before = root.keys("_history").len();
+                wait_for(&mut child, "the pointer swap", || root.keys("_history").len() > before)
             }
         }
         let finished = child.try_wait().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        match finished {
-            None => kills += 1,
-            Some(st) => {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                assert!(st.success(), "run {i} failed by itself: {err}");
+        let sent = Instant::now();
+        if signal == "KILL" {
+            child.kill().unwrap();
+        } else {
+            let st = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+            assert!(st.success());
+            while child.try_wait().unwrap().is_none() {
+                assert!(sent.elapsed() < Duration::from_secs(5), "SIG{signal} {i}: still running after 5 s");
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
+        let o = child.wait_with_output().unwrap();
+        match finished {
+            None => {
+                kills += 1;
+                if signal == "TERM" {
+                    assert_eq!(o.status.code(), Some(143), "SIGTERM {i}: {}", String::from_utf8_lossy(&o.stderr));
+                }
+            }
+            Some(st) => assert!(st.success(), "run {i} failed by itself: {}", String::from_utf8_lossy(&o.stderr)),
+        }
         // After every kill: one complete version is current, every shard intact.
-        let now = assert_one_complete_version(&out).unwrap();
-        assert!(now == current || now > current, "kill {i}: the current version went from {current} to {now}");
+        let now = assert_one_complete_version(root).unwrap();
+        assert!(now >= current, "kill {i}: the current version went from {current} to {now}");
         current = now;
         // gc removes what the killed run left (its staging, its uncommitted version).
-        let o = dsproc(dir.path(), &["gc", out.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert!(!out.join("_staging").exists(), "kill {i}: gc left staging");
-        assert_only_versions(&out);
+        let o = dsproc(&["gc", target]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(root.keys("_staging"), Vec::<String>::new(), "kill {i}: gc left staging");
+        root.assert_only_versions();
         if i % 6 == 5 {
             // The rerun commits the next version.
-            let before = walk(&out.join("_versions")).len() as u64;
-            let o = dsproc(dir.path(), &["run", "j.toml", "-q", "--partitions", "2"]);
-            assert!(o.status.success(), "{}", stderr(&o));
-            current = assert_one_complete_version(&out).unwrap();
+            let before = root.keys("_versions").len();
+            finish(run(&[]));
+            current = assert_one_complete_version(root).unwrap();
             let records: Vec<u64> =
-                walk(&out.join("_versions")).iter().map(|n| n.trim_end_matches(".json").parse().unwrap()).collect();
-            assert_eq!(records.len() as u64, before + 1);
+                root.keys("_versions").iter().map(|n| n.trim_end_matches(".json").parse().unwrap()).collect();
+            assert_eq!(records.len(), before + 1);
             assert_eq!(current, *records.iter().max().unwrap(), "the rerun is the newest version");
         }
     }
     assert!(kills >= 20, "only {kills} runs were killed mid-run (the run takes {whole:?})");
-    let o = dsproc(dir.path(), &["run", "j.toml", "-q", "--partitions", "2"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(assert_one_complete_version(&out).unwrap() > current);
-    assert_only_versions(&out);
+    finish(run(&[]));
+    assert!(assert_one_complete_version(root).unwrap() > current);
+    root.assert_only_versions();
+}
+
+#[test]
+fn runs_killed_at_any_instant_leave_the_previous_version_current_and_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_input(dir.path(), 4, 10_000);
+    for signal in ["KILL", "TERM"] {
+        let spawn = |env: &[(&str, &str)]| spawn_run(dir.path(), env);
+        let out_dir = dir.path().join(format!("out-{signal}"));
+        write_job(dir.path(), &input, &out_dir, "");
+        kill_at_many_instants(
+            &LocalRoot(out_dir.clone()),
+            out_dir.to_str().unwrap(),
+            &spawn,
+            &|args| dsproc(dir.path(), args),
+            signal,
+        );
+    }
 }
 
 #[test]
@@ -377,6 +437,7 @@ fn sigterm_and_sigint_stop_cleanly_with_143_and_130() {
         assert!(err.contains(&format!("interrupted by SIG{signal}")), "{err}");
         let now = read_json(&out.join("manifest.json"));
         assert_eq!(now["run_id"], before["run_id"], "SIG{signal} at {point:?} changed the current version");
+        assert_one_complete_version(&LocalRoot(out.clone()));
         assert_intact(&out, &now);
         // The interrupted run's staging is gone; its version prefix too unless its
         // record was created (a complete version, never current).

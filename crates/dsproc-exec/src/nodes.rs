@@ -122,8 +122,10 @@ pub struct StepStatsNode {
 pub struct KeysOf {
     /// The `List<UInt64>` column.
     pub column: String,
-    /// The directory (local path) the key files are staged in.
-    pub dir: String,
+    /// Where the key files go (the version's `_index/step-NNN/`, on the output's
+    /// store): each process that computes keys uploads its files there through
+    /// object_store, so the driver finds them whatever filesystem it sees.
+    pub dir: Location,
 }
 
 impl StepStatsNode {
@@ -139,7 +141,7 @@ impl StepStatsNode {
     /// A node that writes the values of the `List<UInt64>` column `keys_of.column`.
     pub fn with_keys(input: LogicalPlan, step: usize, op: &str, staging: Location, keys_of: KeysOf) -> Self {
         let mut n = Self::with_sums(input, step, op, staging, None);
-        n.key = format!("{}|keys={}|{}", n.key, keys_of.column, keys_of.dir);
+        n.key = format!("{}|keys={}|{}", n.key, keys_of.column, keys_of.dir.canonical());
         n.keys_of = Some(keys_of);
         n
     }

@@ -106,7 +106,7 @@ impl ExecutionPlan for StepStatsExec {
             sums: std::collections::BTreeMap::new(),
             keys_of: self.keys_of.as_ref().map(|k| k.column.clone()),
             keys: None,
-            index_dir: PathBuf::from(self.keys_of.as_ref().map(|k| k.dir.as_str()).unwrap_or_default()),
+            index_dir: self.keys_of.as_ref().map(|k| k.dir.clone()),
             dir: self.staging.join("_stats"),
             finishing: None,
             done: false,
@@ -124,9 +124,10 @@ struct CountingStream {
     sums_of: Option<String>,
     sums: std::collections::BTreeMap<String, u64>,
     keys_of: Option<String>,
-    /// The open key file (temporary name) and its writer.
+    /// The open key file (a temporary file on this process's disk) and its writer.
     keys: Option<(PathBuf, KeyWriter)>,
-    index_dir: PathBuf,
+    /// Where the finished key file is uploaded.
+    index_dir: Option<Location>,
     dir: Location,
     /// Writing the statistics file after the last batch.
     finishing: Option<BoxFuture<'static, Result<()>>>,
@@ -179,7 +180,7 @@ impl CountingStream {
         let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
         let values = values.slice(start, end - start);
         if self.keys.is_none() {
-            let tmp = self.index_dir.join(format!("keys-tmp-{}.parquet", crate::unique_suffix()));
+            let tmp = std::env::temp_dir().join(format!("dsproc-keys-{}.parquet", crate::unique_suffix()));
             let w = KeyWriter::create(&tmp)?;
             self.keys = Some((tmp, w));
         }
@@ -201,10 +202,18 @@ impl CountingStream {
             } else {
                 format!("keys-{:03}-p{:05}.parquet", self.step, self.partition)
             };
-            let to = self.index_dir.join(name);
-            return std::fs::rename(&tmp, &to)
-                .map(|_| None)
-                .map_err(|e| DataFusionError::Execution(format!("writing {}: {e}", to.display())));
+            let Some(dir) = self.index_dir.clone() else {
+                return internal_err!("StepStatsExec: keys without a directory");
+            };
+            let to = dir.join(&name);
+            return Ok(Some(
+                async move {
+                    let r = to.put_file(&tmp).await;
+                    let _ = std::fs::remove_file(&tmp);
+                    r.map_err(DataFusionError::Execution)
+                }
+                .boxed(),
+            ));
         }
         let stats = StepStats { step: self.step, rows: self.rows, sums: self.sums.clone() };
         let prefix = match &self.sums_of {

@@ -337,6 +337,32 @@ impl Location {
         }
     }
 
+    /// Uploads a local file to this location, streamed (one PUT up to one part,
+    /// else a multipart upload of `UPLOAD_PART_BYTES` parts, a few in flight).
+    pub async fn put_file(&self, file: &FsPath) -> Result<(), String> {
+        use dsproc_common::config::{UPLOAD_CONCURRENCY, UPLOAD_PART_BYTES};
+        use tokio::io::AsyncReadExt;
+        let read_err = |e: std::io::Error| format!("reading {}: {e}", file.display());
+        let size = std::fs::metadata(file).map_err(read_err)?.len();
+        if size as usize <= UPLOAD_PART_BYTES {
+            return self.put(std::fs::read(file).map_err(read_err)?).await;
+        }
+        let store = self.store()?;
+        let up = store.put_multipart(&self.path()).await.map_err(|e| self.error("starting a multipart upload", &e))?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(up, UPLOAD_PART_BYTES);
+        let mut f = tokio::fs::File::open(file).await.map_err(read_err)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).await.map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            w.wait_for_capacity(UPLOAD_CONCURRENCY).await.map_err(|e| self.error("multipart upload", &e))?;
+            w.write(&buf[..n]);
+        }
+        w.finish().await.map(|_| ()).map_err(|e| self.error("multipart upload", &e))
+    }
+
     /// The object's bytes and ETag, or None when it does not exist.
     pub async fn get_with_etag(&self) -> Result<Option<(Bytes, Option<String>)>, String> {
         let store = self.store()?;
@@ -458,6 +484,38 @@ impl Location {
             return Err(self.error("DELETE", e));
         }
         Ok(n)
+    }
+}
+
+/// DataFusion's object-store registry for dsproc processes (driver, scheduler,
+/// executors): a URL's store is opened on first use the way [`Location::store`]
+/// opens it (the standard environment variables of this process), so plans that
+/// scan files by URL (`dedup_minhash`'s saved indexes) read them through
+/// object_store wherever they run, never from a path only the driver can see.
+#[derive(Debug, Default)]
+pub struct StoreRegistry {
+    inner: datafusion::execution::object_store::DefaultObjectStoreRegistry,
+}
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for StoreRegistry {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.inner.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if let Ok(s) = self.inner.get_store(url) {
+            return Ok(s);
+        }
+        let base = format!("{}://{}", url.scheme(), url.authority());
+        let store = Location::root(&base, &StorageOptions::default())
+            .and_then(|l| l.store())
+            .map_err(datafusion::error::DataFusionError::Execution)?;
+        self.inner.register_store(url, Arc::clone(&store));
+        Ok(store)
     }
 }
 

@@ -242,7 +242,7 @@ pub async fn lower_version(
     let mut steps = Vec::new();
     for (i, op) in spec.steps.iter().enumerate() {
         let step = i + 1;
-        let pc = PlanContext { ctx, step, staging: &staging, run_id, base: &loaded.base };
+        let pc = PlanContext { ctx, step, staging: &staging, run_id, base: &loaded.base, version_dir: &version_dir };
         plan = op.plan(&pc, plan).await?;
         plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging.clone())),

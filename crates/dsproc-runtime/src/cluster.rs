@@ -63,7 +63,9 @@ pub fn parse_cluster_url(url: &str) -> Result<(String, u16), DsprocError> {
 fn session_builder() -> ballista_scheduler::scheduler_server::SessionBuilder {
     Arc::new(|config: SessionConfig| {
         let config = dsproc_config(config, true);
-        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(dsproc_io::store::StoreRegistry::default()))
+            .build_arc()?;
         state_with(config, runtime).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
     })
 }
@@ -100,6 +102,17 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), DsprocError> {
     let engine = EngineOptions { target_partitions: 1, memory_limit: None };
     let state = crate::session::dsproc_state(&engine, true)?;
     let registry = BallistaFunctionRegistry::from(&state);
+    // Ballista's default runtime plus dsproc's object-store registry (files that
+    // plans scan by URL are read through object_store on the executor too).
+    let work_dir = opts.work_dir.clone();
+    let runtime_producer: ballista_core::RuntimeProducer = Arc::new(move |_| {
+        let mut rt =
+            RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(dsproc_io::store::StoreRegistry::default()));
+        if let Some(wd) = &work_dir {
+            rt = rt.with_temp_file_path(wd.clone());
+        }
+        Ok(Arc::new(rt.build()?))
+    });
     let config = ExecutorProcessConfig {
         bind_host: opts.bind.clone(),
         external_host: Some(opts.bind.clone()),
@@ -113,6 +126,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), DsprocError> {
         executor_heartbeat_interval_seconds: opts.heartbeat_secs,
         override_function_registry: Some(Arc::new(registry)),
         override_config_producer: Some(config_producer()),
+        override_runtime_producer: Some(runtime_producer),
         override_logical_codec: Some(Arc::new(DsprocLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(DsprocPhysicalCodec::default())),
         ..ExecutorProcessConfig::default()

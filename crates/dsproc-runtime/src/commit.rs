@@ -284,64 +284,79 @@ pub async fn staged_runs(out: &Location) -> Result<Vec<String>, DsprocError> {
     Ok(out.join(STAGING_DIR).list_dir().await.map_err(DsprocError::job)?.0)
 }
 
-/// Moves a `dedup_minhash` step's saved band keys (`keys_dir/keys-STEP-*`, a
-/// local directory) into `dir` and writes `dir/index.json` naming them; key
-/// files of an earlier index there are removed after the new `index.json` is in place.
-pub fn commit_index(
-    keys_dir: &Path,
+/// Records a `dedup_minhash` step's saved index in its version: lists the key
+/// files the workers uploaded to `vNNNNN/_index/step-NNN/` (through object_store:
+/// the driver never looks for them on its own disk) and writes `index.json` there.
+/// Returns the index's files relative to the dataset root (the version's side files).
+pub async fn commit_index(
+    version_dir: &Location,
+    version_rel: &str,
+    step: usize,
+    info: Option<&serde_json::Value>,
+    manifest: &Manifest,
+) -> Result<Vec<String>, DsprocError> {
+    use dsproc_job::ops::dedup_minhash::{index_dir, INDEX_FILE};
+    let dir = index_dir(version_dir, step);
+    let prefix = format!("keys-{step:03}-");
+    let mut files: Vec<String> = dir
+        .list()
+        .await
+        .map_err(DsprocError::job)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !n.contains('/') && n.starts_with(&prefix) && n.ends_with(".parquet"))
+        .collect();
+    files.sort();
+    let index = saved_index(info, files.clone(), manifest)?;
+    let body = serde_json::to_vec_pretty(&index).map_err(|e| DsprocError::job(format!("index: {e}")))?;
+    dir.join(INDEX_FILE).put(body).await.map_err(DsprocError::job)?;
+    let rel = format!("{version_rel}/_index/step-{step:03}");
+    Ok(files.iter().chain([&INDEX_FILE.to_string()]).map(|f| format!("{rel}/{f}")).collect())
+}
+
+/// Writes `save_index = DIR`'s `DIR/index.json` after the version is committed:
+/// the same index, naming the key files by their URIs inside the version.
+pub fn write_index_pointer(
+    version_dir: &Location,
     step: usize,
     dir: &Path,
     info: Option<&serde_json::Value>,
     manifest: &Manifest,
+    side_files: &[String],
 ) -> Result<(), DsprocError> {
-    use dsproc_job::ops::dedup_minhash::{SavedIndex, INDEX_FILE};
-    use std::fs;
+    use dsproc_job::ops::dedup_minhash::{index_dir, INDEX_FILE};
+    let idx = index_dir(version_dir, step);
+    let files: Vec<String> = side_files
+        .iter()
+        .filter_map(|f| f.rsplit('/').next())
+        .filter(|n| n.starts_with(&format!("keys-{step:03}-")))
+        .map(|n| idx.join(n).canonical())
+        .collect();
+    let index = saved_index(info, files, manifest)?;
+    let body = serde_json::to_vec_pretty(&index).map_err(|e| DsprocError::job(format!("index: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| job_err("cannot create", dir, e))?;
+    let path = dir.join(INDEX_FILE);
+    let tmp = dir.join(format!(".{INDEX_FILE}.{}", manifest.run_id));
+    std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| job_err("cannot write", &path, e))
+}
+
+fn saved_index(
+    info: Option<&serde_json::Value>,
+    files: Vec<String>,
+    manifest: &Manifest,
+) -> Result<dsproc_job::ops::dedup_minhash::SavedIndex, DsprocError> {
     let info = info.ok_or_else(|| DsprocError::job("internal: save_index without step info"))?;
     let params: dsproc_functions::minhash::MinHashParams = serde_json::from_value(serde_json::json!({
         "num_perm": info["num_perm"], "bands": info["bands"], "rows": info["rows"],
         "ngram": info["ngram"], "shingle": info["shingle"], "seed": info["seed"],
     }))
     .map_err(|e| DsprocError::job(format!("internal: index parameters: {e}")))?;
-    fs::create_dir_all(dir).map_err(|e| job_err("cannot create", dir, e))?;
-    let prefix = format!("keys-{step:03}-");
-    let mut files = Vec::new();
-    if let Ok(entries) = fs::read_dir(keys_dir) {
-        let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        for n in names.into_iter().filter(|n| n.starts_with(&prefix) && n.ends_with(".parquet")) {
-            let to = dir.join(&n);
-            fs::rename(keys_dir.join(&n), &to).map_err(|e| job_err("cannot move index file", &to, e))?;
-            files.push(n);
-        }
-    }
-    let index = SavedIndex {
+    Ok(dsproc_job::ops::dedup_minhash::SavedIndex {
         signature_version: dsproc_functions::minhash::SIGNATURE_VERSION.to_string(),
         params,
-        files: files.clone(),
+        files,
         job: manifest.job_name.clone(),
         run_id: manifest.run_id.clone(),
         created_at: manifest.created_at.clone(),
-    };
-    let body = serde_json::to_vec_pretty(&index).map_err(|e| DsprocError::job(format!("index: {e}")))?;
-    let path = dir.join(INDEX_FILE);
-    let tmp = dir.join(format!(".{INDEX_FILE}.{}", manifest.run_id));
-    fs::write(&tmp, body).and_then(|_| fs::rename(&tmp, &path)).map_err(|e| job_err("cannot write", &path, e))?;
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("keys-") && n.ends_with(".parquet") && !files.contains(&n) {
-                fs::remove_file(e.path()).map_err(|err| job_err("cannot remove", &e.path(), err))?;
-            }
-        }
-    }
-    remove_index_staging(keys_dir);
-    Ok(())
-}
-
-/// Removes a run's key staging directory, and the staging root when empty.
-pub fn remove_index_staging(keys_dir: &Path) {
-    let _ = std::fs::remove_dir_all(keys_dir);
-    if let Some(root) = keys_dir.parent() {
-        let _ = std::fs::remove_dir(root);
-    }
+    })
 }

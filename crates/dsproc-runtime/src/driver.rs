@@ -204,27 +204,17 @@ async fn run_claimed(
         Err(e) => Err(e),
     };
     heartbeat.abort();
-    if result.is_err() {
-        for (_, _, keys) in saved_indexes(loaded, &job) {
-            crate::commit::remove_index_staging(&keys);
+    if result.is_ok() {
+        if let Err(e) = job.staging.delete_all().await {
+            tracing::warn!(error = %e, "could not remove the run's staging files");
         }
-    } else if let Err(e) = job.staging.delete_all().await {
-        tracing::warn!(error = %e, "could not remove the run's staging files");
     }
     result
 }
 
-/// The run's `save_index` steps: the step, its index directory, and the local
-/// directory it stages key files in.
-fn saved_indexes<'a>(
-    loaded: &LoadedSpec,
-    job: &'a LoweredJob,
-) -> Vec<(&'a dsproc_job::lower::StepPlan, &'a str, std::path::PathBuf)> {
-    job.steps
-        .iter()
-        .filter_map(|s| Some((s, s.info.as_ref()?["save_index"].as_str()?)))
-        .map(|(s, dir)| (s, dir, dsproc_job::ops::dedup_minhash::index_staging(&loaded.base, dir, &job.run_id)))
-        .collect()
+/// The run's `save_index` steps and their `save_index` directories.
+fn saved_indexes(job: &LoweredJob) -> Vec<(&dsproc_job::lower::StepPlan, &str)> {
+    job.steps.iter().filter_map(|s| Some((s, s.info.as_ref()?["save_index"].as_str()?))).collect()
 }
 
 async fn execute(
@@ -470,12 +460,25 @@ async fn finish(
         elapsed_s: started.elapsed().as_secs_f64(),
         workers: stats.workers.iter().cloned().collect(),
     };
-    for (s, dir, keys) in saved_indexes(loaded, job) {
-        crate::commit::commit_index(&keys, s.step, std::path::Path::new(dir), s.info.as_ref(), &manifest)?;
+    let mut manifest = manifest;
+    for (s, _) in saved_indexes(job) {
+        let files =
+            crate::commit::commit_index(&job.version_dir, &job.version_rel, s.step, s.info.as_ref(), &manifest).await?;
+        manifest.side_files.extend(files);
     }
     committing.store(true, Ordering::SeqCst);
     let refuse_existing = loaded.spec.output.mode == WriteMode::Error;
     let manifest = crate::versions::commit_version(&job.output, version, &manifest, refuse_existing).await?;
+    for (s, dir) in saved_indexes(job) {
+        crate::commit::write_index_pointer(
+            &job.version_dir,
+            s.step,
+            std::path::Path::new(dir),
+            s.info.as_ref(),
+            &manifest,
+            &manifest.side_files,
+        )?;
+    }
     Ok(RunSummary { output: job.output.shown(), manifest })
 }
 

@@ -75,7 +75,8 @@ pub fn dsproc_config(base: SessionConfig, ballista: bool) -> SessionConfig {
 pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState, DsprocError> {
     let base = if ballista { SessionConfig::new_with_ballista() } else { SessionConfig::new() };
     let config = dsproc_config(base, ballista).with_target_partitions(opts.target_partitions.max(1));
-    let mut rt = RuntimeEnvBuilder::new();
+    let mut rt =
+        RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(dsproc_io::store::StoreRegistry::default()));
     if let Some(limit) = opts.memory_limit {
         rt = rt.with_memory_pool(Arc::new(dsproc_exec::ActiveFairPool::new(limit as usize)));
     }

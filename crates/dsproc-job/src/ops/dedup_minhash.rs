@@ -469,10 +469,10 @@ impl Op for DedupMinhash {
         if self.save_index.is_none() {
             return Ok(out);
         }
-        // 5. the survivors' band keys are staged beside the index (DIR/_staging/<run>);
-        // the driver moves them into DIR at commit
-        let dir = index_staging(pc.base, self.save_index.as_deref().unwrap_or_default(), pc.run_id);
-        let keys = dsproc_exec::KeysOf { column: "__dsproc_mh_keys".into(), dir: dir.display().to_string() };
+        // 5. the survivors' band keys go into the version (`vNNNNN/_index/step-NNN/`,
+        // on the output's store), uploaded by whichever process computes them; the
+        // driver lists them there at commit
+        let keys = dsproc_exec::KeysOf { column: "__dsproc_mh_keys".into(), dir: index_dir(pc.version_dir, step) };
         let plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::with_keys(out, step, "dedup_minhash", pc.staging.clone(), keys)),
         });
@@ -487,9 +487,9 @@ impl Op for DedupMinhash {
     }
 }
 
-/// Where a run stages the key files of `save_index = dir` (a local path).
-pub fn index_staging(base: &std::path::Path, dir: &str, run_id: &str) -> std::path::PathBuf {
-    base.join(dir.strip_prefix("file://").unwrap_or(dir)).join(dsproc_common::config::STAGING_DIR).join(run_id)
+/// Where step `step`'s saved index lives inside its version.
+pub fn index_dir(version_dir: &dsproc_io::Location, step: usize) -> dsproc_io::Location {
+    version_dir.join(&format!("_index/step-{step:03}"))
 }
 
 impl DedupMinhash {
@@ -514,7 +514,15 @@ impl DedupMinhash {
                     serde_json::to_string(&index.params).unwrap_or_default()
                 )));
             }
-            files.extend(index.files.iter().map(|f| dir.join(f).display().to_string()));
+            // Key files are URIs of the version that saved them (any store), or
+            // names relative to the index directory (indexes saved before versions).
+            files.extend(index.files.iter().map(|f| {
+                if f.contains("://") {
+                    f.clone()
+                } else {
+                    dir.join(f).display().to_string()
+                }
+            }));
         }
         if files.is_empty() {
             return Ok(None);

@@ -29,6 +29,9 @@ pub struct PlanContext<'a> {
     pub run_id: &'a str,
     /// The spec file's directory (relative paths in op options resolve against it).
     pub base: &'a Path,
+    /// The prefix of the version this run writes (`OUTPUT/vNNNNN`, on the output's
+    /// store): state the version needs (saved indexes) goes below it.
+    pub version_dir: &'a dsproc_io::Location,
 }
 
 /// A job step: its options (the struct itself, deserialized from its
