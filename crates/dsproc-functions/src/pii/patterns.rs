@@ -8,6 +8,10 @@ use aho_corasick::AhoCorasick;
 use regex_automata::meta::Regex;
 use regex_automata::{Anchored, Input};
 
+pub use super::cards::valid_card;
+use super::cards::{card_shape_overlaps, find_cards};
+pub use super::iban::valid_iban;
+use super::iban::{iban_shape_at, iban_shape_overlaps};
 use super::{Detector, Kind, Span};
 
 /// One pattern: the kind, the regex, the capture group holding the PII (0: all).
@@ -118,24 +122,30 @@ impl std::fmt::Debug for Pattern {
 fn patterns_for(kind: Kind) -> Vec<(&'static str, usize)> {
     match kind {
         Kind::Email => {
-            vec![(r"(?i)\b[a-z0-9][a-z0-9._%+\-]{0,63}@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b", 0)]
+            vec![(
+                r"(?i)\b[a-z0-9][a-z0-9._%+\-]{0,63}@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+(?:xn--[a-z0-9\-]{1,59}|[a-z]{2,24})\b",
+                0,
+            )]
         }
         // A permissive candidate (digits with spaces, dots, dashes, slashes, parentheses,
         // an optional +/00 prefix and extension); `valid_phone` decides by shape.
         Kind::Phone => vec![(
-            // (a literal "\n" or "\t" escape before it, or "-Fax" after it, also delimit)
-            r"(?:^|[^\w+.\-/(]|\\[nt,])((?:\+|\()?\d[\d \t.\-/()]{4,24}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?)(?:$|[^\w\-/]|-[A-Za-z])",
+            // (a literal "\n" or "\t" escape before it, or "-Fax" or "- " after it, also delimit)
+            r"(?:^|[^\w+.\-/]|\\[nt,])((?:\+|\()?\d[\d \t.\-/()]{4,24}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?)(?:$|[^\w\-/]|-[A-Za-z\s]|-$)",
             1,
         )],
         Kind::Ip => vec![
             (r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b", 0),
             (
-                r"(?i)(?:^|[^\w:])((?:[0-9a-f]{1,4}:){1,7}(?::|(?::[0-9a-f]{1,4}){1,7}|[0-9a-f]{1,4})|::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{1,4})(?:$|[^\w:])",
+                r"(?i)(?:^|[^\w:])((?:[0-9a-f]{1,4}:){1,7}(?::|(?::[0-9a-f]{1,4}){1,7}|[0-9a-f]{1,4})|::(?:[0-9a-f]{1,4}:){0,6}[0-9a-f]{1,4})(?:$|[^\w:]|:(?:$|[^\w:]))",
                 1,
             ),
         ],
-        Kind::CreditCard => vec![(r"(?:^|[^\w])(\d(?:[ \-]?\d){12,18})\b", 1)],
-        Kind::Iban => vec![(r"\b([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30})\b", 1)],
+        // Runs of at least 12 digits in groups (one separator between groups); the
+        // card shapes inside are read by `cards::find_card`.
+        Kind::CreditCard => vec![(r"(?:^|[^\w+/])(\d(?:[ \-.]?\d){11,})", 1)],
+        // A country code and check digits; `iban::iban_shape_at` reads the rest.
+        Kind::Iban => vec![(r"\b[A-Z]{2}\d{2}", 0)],
         Kind::Ssn => vec![(r"(?:^|[^\w\-])(\d{3}[\- ]\d{2}[\- ]\d{4})(?:$|[^\w\-])", 1)],
         Kind::Secret => vec![
             (r"\b((?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16})\b", 1),
@@ -196,7 +206,7 @@ impl PatternDetector {
     /// The leftmost-longest run of whole tokens (split at spaces, tabs and dashes)
     /// of `candidate` that validates.
     fn sub_match(&self, kind: Kind, candidate: &str) -> Option<std::ops::Range<usize>> {
-        if !matches!(kind, Kind::Phone | Kind::CreditCard | Kind::Iban | Kind::Ssn) {
+        if !matches!(kind, Kind::Phone | Kind::Ssn) {
             return None;
         }
         let mut tokens: Vec<(usize, usize)> = Vec::new();
@@ -368,26 +378,49 @@ impl PatternDetector {
             let Some(g) = caps.get_group(p.group) else { return };
             (g.start, g.end)
         };
-        if p.kind == Kind::Ip && looks_like_version(text, start, end) {
-            return;
+        let b = text.as_bytes();
+        match p.kind {
+            Kind::CreditCard => {
+                // Luhn-valid card shapes in the run, unless part of an IBAN-shaped
+                // string (valid or not).
+                for (s, e) in find_cards(b, start, end) {
+                    if !iban_shape_overlaps(b, s, e) {
+                        out.push(Span { kind: p.kind, start: s, end: e });
+                    }
+                }
+                return;
+            }
+            Kind::Iban => {
+                if let Some((e, true)) = iban_shape_at(b, start) {
+                    out.push(Span { kind: p.kind, start, end: e });
+                }
+                return;
+            }
+            Kind::Ip if looks_like_version(text, start, end) => return,
+            _ => {}
         }
+        // An opening parenthesis that no area code closes is punctuation: "(020 7946 0958)".
+        let unclosed = text[start..end].starts_with('(') && !text[start..end].contains(')');
+        let start = if p.kind == Kind::Phone && unclosed { start + 1 } else { start };
         let value = &text[start..end];
         let ok = match p.kind {
             Kind::Phone => {
                 !street_address_follows(text, end)
-                    && (phone_in_context(text, start, end)
+                    && ((phone_in_context(text, start, end) && !date_or_dotted(without_extension(value)))
                         || (self.valid(p.kind, value)
                             && (value.starts_with('+') || !other_number_in_context(text, start))))
             }
             _ => self.valid(p.kind, value),
         };
-        if ok {
-            out.push(Span { kind: p.kind, start, end });
-        } else if let Some(r) = self.sub_match(p.kind, value) {
-            // The pattern ran into a neighbouring number ("4111… 2004"): keep the
-            // longest valid run of whole tokens inside the candidate.
-            out.push(Span { kind: p.kind, start: start + r.start, end: start + r.end });
+        // The pattern ran into a neighbouring number ("4111… 2004"): keep the
+        // longest valid run of whole tokens inside the candidate.
+        let found =
+            if ok { Some(start..end) } else { self.sub_match(p.kind, value).map(|r| start + r.start..start + r.end) };
+        let Some(r) = found else { return };
+        if p.kind == Kind::Phone && other_number_shape(b, r.start, r.end) {
+            return;
         }
+        out.push(Span { kind: p.kind, start: r.start, end: r.end });
     }
 }
 
@@ -395,157 +428,70 @@ fn digits(s: &str) -> Vec<u8> {
     s.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect()
 }
 
-/// Luhn checksum, a known issuer prefix, 13-19 digits, and when separated, one
-/// separator character and a printed grouping (4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3,
-/// 4-4-4-3, 4-4-4-1), so digit runs inside other numbers are not taken for cards.
-pub fn valid_card(s: &str) -> bool {
-    let d = digits(s);
-    if !(13..=19).contains(&d.len()) {
-        return false;
-    }
-    let seps: Vec<char> = s.chars().filter(|c| !c.is_ascii_digit()).collect();
-    if let Some(&first) = seps.first() {
-        if seps.iter().any(|c| *c != first) {
-            return false;
-        }
-        let groups: Vec<usize> = s.split(first).map(str::len).collect();
-        let printed: &[&[usize]] =
-            &[&[4, 4, 4, 4], &[4, 6, 5], &[4, 6, 4], &[4, 4, 4, 4, 3], &[4, 4, 4, 3], &[4, 4, 4, 1]];
-        if !printed.contains(&groups.as_slice()) {
-            return false;
-        }
-    }
-    let prefix = |n: usize| d.iter().take(n).fold(0u32, |a, x| a * 10 + u32::from(*x));
-    let issuer = match d[0] {
-        4 => true,                                                    // Visa
-        5 => (50..=58).contains(&prefix(2)),                          // Mastercard 51-55, Maestro 50, 56-58
-        2 => (2221..=2720).contains(&prefix(4)) || prefix(4) == 2131, // Mastercard 2-series, JCB 2131
-        3 => matches!(prefix(2), 34 | 37 | 35 | 36 | 38 | 30),        // Amex, JCB, Diners
-        // Discover, UnionPay, Maestro
-        6 => prefix(4) == 6011 || matches!(prefix(2), 62 | 63 | 65 | 67) || (644..=649).contains(&prefix(3)),
-        1 => prefix(4) == 1800, // JCB 15-digit
-        _ => false,
-    };
-    if !issuer {
-        return false;
-    }
-    let sum: u32 = d
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &x)| {
-            let x = u32::from(x);
-            if i % 2 == 1 {
-                let y = x * 2;
-                if y > 9 {
-                    y - 9
-                } else {
-                    y
-                }
-            } else {
-                x
+/// Whether `start..end` overlaps a number of another kind's shape, whether its
+/// check passes or not: a card (issuer range, length and printed grouping), an IBAN
+/// (registry country, length and BBAN structure) or a hyphenated ISBN with a valid
+/// check digit. None of them is a phone number.
+fn other_number_shape(text: &[u8], start: usize, end: usize) -> bool {
+    card_shape_overlaps(text, start, end) || iban_shape_overlaps(text, start, end) || isbn_overlaps(text, start, end)
+}
+
+/// Whether an ISBN printed in its groups overlaps `start..end`: ISBN-13 (978/979,
+/// five groups) or ISBN-10 (four groups, the check character may be `X`), hyphens
+/// or spaces between the groups (one kind), and a valid check character.
+fn isbn_overlaps(text: &[u8], start: usize, end: usize) -> bool {
+    // Tokens of digits (and a final X) around the span, with the separator before each.
+    let lo = start.saturating_sub(17);
+    let hi = (end + 17).min(text.len());
+    let mut toks: Vec<(usize, usize, u8)> = Vec::new();
+    let mut i = lo;
+    while i < hi {
+        if text[i].is_ascii_digit() && (i == 0 || !text[i - 1].is_ascii_alphanumeric()) {
+            let s = i;
+            while i < hi && text[i].is_ascii_digit() {
+                i += 1;
             }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+            if i < hi && matches!(text[i], b'X' | b'x') && text.get(i + 1).is_none_or(|b| !b.is_ascii_alphanumeric()) {
+                i += 1;
+            }
+            let sep = if s > 0 { text[s - 1] } else { 0 };
+            toks.push((s, i, sep));
+        } else {
+            i += 1;
+        }
+    }
+    for n in [4usize, 5] {
+        for w in toks.windows(n) {
+            let (s, e) = (w[0].0, w[n - 1].1);
+            let sep = w[1].2;
+            let joined = w.windows(2).all(|p| p[1].0 == p[0].1 + 1 && p[1].2 == sep);
+            // The check character is a group of its own; an ISBN-13 starts with a 978/979 group.
+            let last_one = w[n - 1].1 - w[n - 1].0 == 1;
+            let prefix_group = n == 4 || w[0].1 - w[0].0 == 3;
+            if !joined || !last_one || !prefix_group || !matches!(sep, b'-' | b' ') || e <= start || s >= end {
+                continue;
+            }
+            let chars: Vec<u8> = w.iter().flat_map(|t| text[t.0..t.1].iter().copied()).collect();
+            if isbn_check(&chars, n) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
-/// IBAN lengths by country (ISO 13616 registry, common countries).
-fn iban_length(cc: &str) -> Option<usize> {
-    Some(match cc {
-        "AD" => 24,
-        "AE" => 23,
-        "AT" => 20,
-        "AZ" => 28,
-        "BA" => 20,
-        "BE" => 16,
-        "BG" => 22,
-        "BH" => 22,
-        "BR" => 29,
-        "CH" => 21,
-        "CR" => 22,
-        "CY" => 28,
-        "CZ" => 24,
-        "DE" => 22,
-        "DK" => 18,
-        "DO" => 28,
-        "EE" => 20,
-        "EG" => 29,
-        "ES" => 24,
-        "FI" => 18,
-        "FO" => 18,
-        "FR" => 27,
-        "GB" => 22,
-        "GE" => 22,
-        "GI" => 23,
-        "GL" => 18,
-        "GR" => 27,
-        "GT" => 28,
-        "HR" => 21,
-        "HU" => 28,
-        "IE" => 22,
-        "IL" => 23,
-        "IS" => 26,
-        "IT" => 27,
-        "JO" => 30,
-        "KW" => 30,
-        "KZ" => 20,
-        "LB" => 28,
-        "LI" => 21,
-        "LT" => 20,
-        "LU" => 20,
-        "LV" => 21,
-        "MC" => 27,
-        "MD" => 24,
-        "ME" => 22,
-        "MK" => 19,
-        "MR" => 27,
-        "MT" => 31,
-        "MU" => 30,
-        "NL" => 18,
-        "NO" => 15,
-        "PK" => 24,
-        "PL" => 28,
-        "PS" => 29,
-        "PT" => 25,
-        "QA" => 29,
-        "RO" => 24,
-        "RS" => 22,
-        "SA" => 24,
-        "SE" => 24,
-        "SI" => 19,
-        "SK" => 24,
-        "SM" => 27,
-        "TN" => 24,
-        "TR" => 26,
-        "UA" => 29,
-        "VG" => 24,
-        "XK" => 20,
-        _ => return None,
-    })
-}
-
-/// Country length and the ISO 7064 mod-97 check.
-pub fn valid_iban(s: &str) -> bool {
-    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if compact.len() < 15 || !compact.is_ascii() {
-        return false;
+/// The ISBN check: ten characters (mod 11, weights 10..1, `X` = 10) in four groups,
+/// or thirteen digits starting 978/979 (weights 1, 3) in five.
+fn isbn_check(c: &[u8], groups: usize) -> bool {
+    let v = |b: u8| if matches!(b, b'X' | b'x') { 10 } else { u32::from(b - b'0') };
+    let x_only_last = c.iter().rev().skip(1).all(u8::is_ascii_digit);
+    match (c.len(), groups) {
+        (10, 4) if x_only_last => c.iter().enumerate().map(|(i, &b)| (10 - i as u32) * v(b)).sum::<u32>() % 11 == 0,
+        (13, 5) if c.iter().all(u8::is_ascii_digit) && (c.starts_with(b"978") || c.starts_with(b"979")) => {
+            c.iter().enumerate().map(|(i, &b)| if i % 2 == 0 { v(b) } else { 3 * v(b) }).sum::<u32>() % 10 == 0
+        }
+        _ => false,
     }
-    match iban_length(&compact[..2]) {
-        Some(n) if n == compact.len() => {}
-        _ => return false,
-    }
-    let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
-    let mut rem: u32 = 0;
-    for c in rearranged.chars() {
-        let v = match c {
-            '0'..='9' => c as u32 - '0' as u32,
-            'A'..='Z' => c as u32 - 'A' as u32 + 10,
-            _ => return false,
-        };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
-    }
-    rem == 1
 }
 
 /// US SSN: area not 000, 666 or 900-999; group not 00; serial not 0000.
@@ -581,10 +527,8 @@ const PHONE_WORDS: &[&str] = &[
 ];
 
 /// Words that announce some other number ("license number 2676749544").
-const OTHER_NUMBER_WORDS: &[&str] = &[
-    "license", "licence", "account", "acct", "order", "invoice", "serial", "passport", "card", "routing", "tracking",
-    "isbn", "zip", "postcode", "postal", "ticket", "id:", "id#",
-];
+const OTHER_NUMBER_WORDS: &str =
+    "license|licence|account|acct|order|invoice|serial|passport|card|routing|tracking|isbn|zip|postcode|postal|ticket|id";
 
 /// True when the number is followed by a street name ("46833 1700 Buck Drive").
 fn street_address_follows(text: &str, end: usize) -> bool {
@@ -602,14 +546,22 @@ fn street_address_follows(text: &str, end: usize) -> bool {
     re.is_match(&text[end..hi])
 }
 
-/// True when the 24 characters before `start` name another kind of number.
+/// True when the words right before `start` name another kind of number: the last
+/// word, or the last words "<word> number/no./#/id [is/:]" ("driver's license
+/// number is 2676749544", "order #2025550143"), not a word further back.
 fn other_number_in_context(text: &str, start: usize) -> bool {
-    let mut lo = start.saturating_sub(24);
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(&format!(
+            r"(?i)\b(?:{OTHER_NUMBER_WORDS})s?\b(?:[ \t]*(?:number|num|no|nr|#|id)\b)?\.?(?:[ \t]*(?:is|was|=|:|#))?[ \t]*[:#=]?[ \t]*[(\[\x22']?$"
+        ))
+        .expect("valid context pattern")
+    });
+    let mut lo = start.saturating_sub(32);
     while !text.is_char_boundary(lo) {
         lo -= 1;
     }
-    let before = text[lo..start].to_ascii_lowercase();
-    OTHER_NUMBER_WORDS.iter().any(|w| before.contains(w))
+    re.is_match(&text[lo..start])
 }
 
 /// A number of 6 to 15 digits with separators, or 7 to 15 without, next to a word
@@ -635,8 +587,8 @@ fn phone_in_context(text: &str, start: usize, end: usize) -> bool {
 
 /// A dotted quad that is part of a longer dotted number, or a package version
 /// rather than an address: followed by a
-/// version suffix (`2.10.1.0-2`, `1.2.3.4~rc1`, `1.2.3.4+dfsg`), or in parentheses
-/// with a first number below 10 (`(2.10.1.0)`), or `x.y.z.0` with x below 10 (a
+/// version suffix (`2.10.1.0-2`, `1.2.3.4~rc1`, `1.2.3.4+dfsg`), or alone in
+/// parentheses with a first number below 10 (`(2.10.1.3)`), or `x.y.z.0` with x below 10 (a
 /// network address at best, a version number far more often).
 fn looks_like_version(text: &str, start: usize, end: usize) -> bool {
     let value = &text[start..end];
@@ -645,8 +597,13 @@ fn looks_like_version(text: &str, start: usize, end: usize) -> bool {
     }
     let next = text[end..].chars().next();
     let prev = text[..start].chars().next_back();
-    if matches!(next, Some('-' | '~' | '+')) {
-        return true;
+    // A version suffix: `-`, `~` or `+` and a letter or digit (not an address range
+    // `a.b.c.d-e.f.g.h`).
+    let rest = &text[end..];
+    if matches!(next, Some('-' | '~' | '+')) && rest[1..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        static RANGE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let range = RANGE.get_or_init(|| regex::Regex::new(r"^-(?:\d{1,3}\.){3}\d{1,3}").expect("valid range pattern"));
+        return !range.is_match(rest);
     }
     // Part of a longer dotted number (03.91.12.17.13, 1.2.840.113549.1).
     let after_dot_digit = text[end..].strip_prefix('.').is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
@@ -655,7 +612,7 @@ fn looks_like_version(text: &str, start: usize, end: usize) -> bool {
         return true;
     }
     let first: u32 = value.split('.').next().and_then(|o| o.parse().ok()).unwrap_or(255);
-    first < 10 && (prev == Some('(') || value.ends_with(".0"))
+    first < 10 && ((prev == Some('(') && next == Some(')')) || value.ends_with(".0"))
 }
 
 /// A parseable address; private, loopback and link-local ones are skipped when
@@ -690,28 +647,43 @@ pub fn valid_ip(s: &str, keep_private: bool) -> bool {
     true
 }
 
+fn without_extension(s: &str) -> &str {
+    match s.find(['x', 'e']) {
+        Some(i) => s[..i].trim_end(),
+        None => s,
+    }
+}
+
+/// Dates and year ranges (2004-11-23, 23/11/2004, 1999-2004), and dotted numbers
+/// (versions, OIDs, addresses) unless shaped like 3.3.4 or 2.2.2.2.2: no phone, even
+/// next to a phone word.
+fn date_or_dotted(main: &str) -> bool {
+    let groups: Vec<&str> = main.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).collect();
+    let is_year = |g: &str| g.len() == 4 && (g.starts_with("19") || g.starts_with("20"));
+    if groups.len() <= 3 && groups.iter().any(|g| is_year(g)) && groups.iter().all(|g| g.len() <= 2 || is_year(g)) {
+        return true;
+    }
+    // An international prefix ("+33 4.57…", "0033 4.57…") marks a phone.
+    let intl = main.starts_with('+')
+        || (main.starts_with("00")
+            && main.split_once(' ').is_some_and(|(cc, _)| cc.bytes().all(|b| b.is_ascii_digit())));
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    let mut seps = main.chars().filter(|c| !c.is_ascii_digit() && *c != ' ').peekable();
+    !intl && seps.peek().is_some() && seps.all(|c| c == '.') && lens != [3, 3, 4] && lens != [2, 2, 2, 2, 2]
+}
+
 /// Phone shapes: international (`+CC…` or `00CC…`, 8-15 digits), national with a
 /// trunk `0` or an area code in parentheses (9-12 digits), or NANP `3-3-4` with one
 /// separator style. Dates, version numbers and dotted identifiers are rejected.
 pub fn valid_phone(s: &str) -> bool {
-    // Drop an extension.
-    let main = match s.find(['x', 'e']) {
-        Some(i) => s[..i].trim_end(),
-        None => s,
-    };
+    let main = without_extension(s);
+    if date_or_dotted(main) {
+        return false;
+    }
     let n = main.bytes().filter(u8::is_ascii_digit).count();
     let groups: Vec<&str> = main.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).collect();
     let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
     let seps: Vec<char> = main.chars().filter(|c| !c.is_ascii_digit() && *c != ' ').collect();
-    // Dates and year ranges: 2004-11-23, 23/11/2004, 1999-2004.
-    let is_year = |g: &str| g.len() == 4 && (g.starts_with("19") || g.starts_with("20"));
-    if groups.len() <= 3 && groups.iter().any(|g| is_year(g)) && lens.iter().all(|l| *l <= 4) {
-        return false;
-    }
-    // Dotted numbers are versions or OIDs unless shaped like 3.3.4 or 2.2.2.2.2.
-    if !seps.is_empty() && seps.iter().all(|c| *c == '.') && lens != [3, 3, 4] && lens != [2, 2, 2, 2, 2] {
-        return false;
-    }
     if let Some(rest) = main.strip_prefix('+') {
         return (8..=15).contains(&n) && !rest.starts_with('0');
     }
@@ -910,6 +882,44 @@ mod tests {
     fn clause_numbers_and_versions_are_not_phones() {
         let f = found("Clause 252.227-7013 (c) (1) of DFARs; version 2.6.32-5-amd64; 1999-2004", &[Kind::Phone]);
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// The issue-22 shapes: 14-digit Diners Club cards printed 4-6-4 and 4-4-4-2,
+    /// 27-character FR/IT IBANs in groups of four after "account"/"IBAN", and grouped
+    /// digits of invalid cards/IBANs, ISBNs and dates that are not phones.
+    #[test]
+    fn issuer_groupings_ibans_in_context_and_non_phones() {
+        let all = Kind::ALL;
+        for card in ["3056 930902 5904", "3056 9309 0259 04", "3852-000002-3237", "3622.7206.2716.67", "30569309025904"]
+        {
+            let f = found(&format!("pay with {card}, thanks"), &all);
+            assert_eq!(f, [(Kind::CreditCard, card.to_string())], "{card}");
+        }
+        for (lead, iban) in [
+            ("account ", "FR76 3000 6000 0112 3456 7890 189"),
+            ("IBAN ", "IT60 X054 2811 1010 0000 0123 456"),
+            ("account no.", "FR7630006000011234567890189"),
+            ("IBAN:", "IT60X0542811101000000123456"),
+        ] {
+            let f = found(&format!("Transfer to {lead}{iban} 2004 by Friday."), &all);
+            assert_eq!(f, [(Kind::Iban, iban.to_string())], "{lead}{iban}");
+        }
+        // Mod-97 and Luhn failures are no kind at all (their digit groups are no phones).
+        for bad in [
+            "FR77 3000 6000 0112 3456 7890 189",
+            "IT60 X054 2811 1010 0000 0123 457",
+            "5500 0000 0000 0005",
+            "3056 930902 5905",
+            "0-306-40615-2",
+            "978-3-16-148410-0",
+            "2004-11-23",
+        ] {
+            let f = found(&format!("call {bad} today"), &all);
+            assert!(f.is_empty(), "{bad}: {f:?}");
+        }
+        // A real phone next to them still is one.
+        let f = found("IBAN FR77 3000 6000 0112 3456 7890 189, phone 020 7946 0958", &all);
+        assert_eq!(f, [(Kind::Phone, "020 7946 0958".to_string())]);
     }
 
     #[test]
