@@ -249,12 +249,26 @@ pub fn apply_overrides(file: &str, src: &str, overrides: &[String]) -> Result<St
         if parts.iter().any(|p| p.is_empty()) {
             return Err(DsprocError::usage(format!("--set {key}: empty path component")));
         }
-        set_table(doc.as_table_mut(), &parts, value).map_err(|m| DsprocError::usage(format!("--set {key}: {m}")))?;
+        set_table(doc.as_table_mut(), &parts, value)
+            .map_err(|e| DsprocError::usage_source(format!("--set {key}"), e))?;
     }
     Ok(doc.to_string())
 }
 
-fn set_table(t: &mut toml_edit::Table, parts: &[&str], value: toml_edit::Value) -> Result<(), String> {
+/// Why `--set` could not place a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    #[error("{0} is a list: index it with a number")]
+    NotAnIndex(String),
+    #[error("{key} has only {len} entries")]
+    OutOfRange { key: String, len: usize },
+    #[error("cannot replace a whole table")]
+    WholeTable,
+    #[error("{0} is not a table")]
+    NotATable(String),
+}
+
+fn set_table(t: &mut toml_edit::Table, parts: &[&str], value: toml_edit::Value) -> Result<(), SetError> {
     if parts.len() == 1 {
         t[parts[0]] = toml_edit::Item::Value(value);
         return Ok(());
@@ -263,15 +277,15 @@ fn set_table(t: &mut toml_edit::Table, parts: &[&str], value: toml_edit::Value) 
     match child {
         toml_edit::Item::Table(c) => set_table(c, &parts[1..], value),
         toml_edit::Item::ArrayOfTables(a) => {
-            let idx: usize = parts[1].parse().map_err(|_| format!("{} is a list: index it with a number", parts[0]))?;
+            let idx: usize = parts[1].parse().map_err(|_| SetError::NotAnIndex(parts[0].to_string()))?;
             let len = a.len();
-            let t = a.get_mut(idx).ok_or_else(|| format!("{} has only {len} entries", parts[0]))?;
+            let t = a.get_mut(idx).ok_or_else(|| SetError::OutOfRange { key: parts[0].to_string(), len })?;
             if parts.len() < 3 {
-                return Err("cannot replace a whole table".into());
+                return Err(SetError::WholeTable);
             }
             set_table(t, &parts[2..], value)
         }
-        _ => Err(format!("{} is not a table", parts[0])),
+        _ => Err(SetError::NotATable(parts[0].to_string())),
     }
 }
 

@@ -285,7 +285,7 @@ impl Op for DedupMinhash {
         counters: &mut BTreeMap<String, u64>,
     ) -> Result<(), OpError> {
         match info {
-            Some(info) => finish_stats(counters, info).map_err(OpError),
+            Some(info) => finish_stats(counters, info),
             None => Ok(()),
         }
     }
@@ -553,7 +553,7 @@ pub struct SavedIndex {
 
 /// Turns the per-round change counters into `iterations`; an error when the
 /// components had not converged within `max_iterations` rounds.
-pub fn finish_stats(counters: &mut BTreeMap<String, u64>, info: &serde_json::Value) -> Result<(), String> {
+pub fn finish_stats(counters: &mut BTreeMap<String, u64>, info: &serde_json::Value) -> Result<(), OpError> {
     let max = info["max_iterations"].as_u64().unwrap_or(0) as usize;
     let mut iterations = None;
     for round in 1..=max {
@@ -562,10 +562,10 @@ pub fn finish_stats(counters: &mut BTreeMap<String, u64>, info: &serde_json::Val
             iterations = Some(round as u64);
         }
         if round == max && changed > 0 {
-            return Err(format!(
+            return Err(OpError(format!(
                 "connected components did not converge in max_iterations = {max} rounds ({changed} edges still \
                  changed in the last); raise max_iterations"
-            ));
+            )));
         }
     }
     counters.insert("iterations".into(), iterations.unwrap_or(max as u64));

@@ -11,8 +11,11 @@ use datafusion::functions::string::expr_fn::concat;
 use datafusion::logical_expr::{cast, col, lit, when, Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF};
 use serde::{Deserialize, Serialize};
 
+use dsproc_common::error::Chain;
 use dsproc_common::DsprocError;
-use dsproc_functions::tokenize::{load, LoadedTokenizer, TokenizeChunksFunc, TokenizeFunc, TokenizeOptions};
+use dsproc_functions::tokenize::{
+    load, LoadedTokenizer, TokenizeChunksFunc, TokenizeError, TokenizeFunc, TokenizeOptions,
+};
 
 use super::{summed, Op, OpError, OpParseError, PlanContext};
 
@@ -67,6 +70,20 @@ pub enum Overflow {
 const BOS_NAMES: &[&str] = &["<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>", "<SOS>", "[CLS]"];
 const EOS_NAMES: &[&str] = &["<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<EOT>", "[SEP]"];
 
+/// Why the tokenizer options could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeOptionsError {
+    /// The tokenizer file could not be loaded.
+    #[error(transparent)]
+    Load(#[from] TokenizeError),
+    #[error("{key}: {name:?} is not in the vocabulary")]
+    NotInVocabulary { key: String, name: String },
+    #[error("{key}: the tokenizer has none of {known}; name one with `{key} = \"...\"`")]
+    NoKnownToken { key: String, known: String },
+    #[error("max_tokens = {0} leaves no room for text besides BOS/EOS")]
+    NoRoom(u32),
+}
+
 impl Tokenize {
     fn path(&self, base: &std::path::Path) -> String {
         if dsproc_functions::tokenize::is_url(&self.tokenizer) {
@@ -83,28 +100,34 @@ impl Tokenize {
         wanted: bool,
         name: Option<&str>,
         known: &[&str],
-    ) -> Result<Option<u32>, String> {
+    ) -> Result<Option<u32>, TokenizeOptionsError> {
         if !wanted {
             return Ok(None);
         }
         match name {
-            Some(n) => tok.token_id(n).map(Some).ok_or_else(|| format!("{key}: {n:?} is not in the vocabulary")),
+            Some(n) => tok.token_id(n).map(Some).ok_or_else(|| TokenizeOptionsError::NotInVocabulary {
+                key: key.to_string(),
+                name: n.to_string(),
+            }),
             None => known.iter().find_map(|n| tok.token_id(n)).map(Some).ok_or_else(|| {
-                format!("{key}: the tokenizer has none of {}; name one with `{key} = \"...\"`", known.join(", "))
+                TokenizeOptionsError::NoKnownToken { key: key.to_string(), known: known.join(", ") }
             }),
         }
     }
 
     /// Loads the tokenizer and resolves the options the function runs with.
-    pub fn options(&self, base: &std::path::Path) -> Result<(Arc<LoadedTokenizer>, TokenizeOptions), String> {
+    pub fn options(
+        &self,
+        base: &std::path::Path,
+    ) -> Result<(Arc<LoadedTokenizer>, TokenizeOptions), TokenizeOptionsError> {
         let path = self.path(base);
-        let tok = load(&path, None).map_err(|e| dsproc_common::error::Chain(&e).to_string())?;
+        let tok = load(&path, None)?;
         let bos_id = self.special(&tok, "bos_token", self.add_bos, self.bos_token.as_deref(), BOS_NAMES)?;
         let eos_id = self.special(&tok, "eos_token", self.append_eos, self.eos_token.as_deref(), EOS_NAMES)?;
         if let Some(m) = self.max_tokens {
             let fixed = u32::from(bos_id.is_some()) + u32::from(eos_id.is_some());
             if m <= fixed {
-                return Err(format!("max_tokens = {m} leaves no room for text besides BOS/EOS"));
+                return Err(TokenizeOptionsError::NoRoom(m));
             }
         }
         let opts = TokenizeOptions {
@@ -131,7 +154,7 @@ impl Tokenize {
                 "max_tokens": o.max_tokens,
                 "overflow": self.overflow,
             }),
-            Err(e) => serde_json::json!({ "error": e }),
+            Err(e) => serde_json::json!({ "error": Chain(&e).to_string() }),
         }
     }
 }
@@ -172,8 +195,11 @@ impl Op for Tokenize {
         Ok(())
     }
     async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
-        let (_, opts) =
-            self.options(pc.base).map_err(|e| DsprocError::usage(format!("step {} (tokenize): {e}", pc.step)))?;
+        // The whole chain in the message: `run_job`'s callers (tests, embedders) print it
+        // with `to_string()`, not only the CLI.
+        let (_, opts) = self
+            .options(pc.base)
+            .map_err(|e| DsprocError::usage(format!("step {} (tokenize): {}", pc.step, Chain(&e))))?;
         let err =
             |e: datafusion::error::DataFusionError| DsprocError::usage(format!("step {} (tokenize): {e}", pc.step));
         let json = serde_json::to_string(&opts).map_err(|e| DsprocError::usage(e.to_string()))?;
