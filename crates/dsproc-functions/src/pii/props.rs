@@ -63,11 +63,11 @@ fn embed(rng: &mut Rng, texts: &[String], lead: &str, value: &str) -> (String, u
     let mut s = String::from(&t[lo..at]);
     s.push(' ');
     s.push_str(lead);
-    s.push_str(*rng.pick(BEFORE));
+    s.push_str(rng.pick::<&str>(BEFORE));
     let start = s.len();
     s.push_str(value);
     let end = s.len();
-    s.push_str(*rng.pick(AFTER));
+    s.push_str(rng.pick::<&str>(AFTER));
     s.push_str(&t[at..hi]);
     (s, start, end)
 }
@@ -450,7 +450,7 @@ fn emails_are_found() {
             domain.push(alnum(rng));
             domain.push('.');
         }
-        domain.push_str(*rng.pick(TLDS));
+        domain.push_str(rng.pick::<&str>(TLDS));
         (String::new(), format!("{local}@{domain}"))
     });
 }
