@@ -137,7 +137,10 @@ async fn token_formats_read_back_and_shuffle() {
     assert_eq!(meg.rows.out, 760);
     assert!(meg.shards.iter().any(|s| s.path.ends_with(".idx")));
     // index.json lies beside the shards, in the version's prefix (the versions layout)
-    assert!(mds.shards.iter().any(|s| s.path == format!("{}/index.json", dsproc_common::config::version_dir(mds.version))));
+    assert!(mds
+        .shards
+        .iter()
+        .any(|s| s.path == format!("{}/index.json", dsproc_common::config::version_dir(mds.version))));
     let tokens = |m: &dsproc_job::manifest::Manifest| m.shards.iter().filter_map(|s| s.tokens).sum::<u64>();
     assert_eq!(tokens(&meg), tokens(&reference));
     assert_eq!(tokens(&mds), tokens(&reference));
