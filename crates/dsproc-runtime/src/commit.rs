@@ -230,6 +230,32 @@ pub struct GcReport {
     pub live_runs: Vec<String>,
     /// A stale commit lock was removed.
     pub removed_lock: bool,
+    /// Half-written local files (`NAME#N`) of a killed committer, relative to the output.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_partial_files: Vec<String>,
+}
+
+/// object_store's local puts write `NAME#N` and then rename it to `NAME`; a process
+/// killed in between leaves `NAME#N` behind (object_store never lists it). The
+/// metadata files (manifest, version records, history) are written only under the
+/// commit lock, so with no lock held such leftovers in those directories are garbage.
+fn local_partial_files(out: &Location) -> Vec<std::path::PathBuf> {
+    let Some(root) = out.local.as_ref().filter(|_| out.is_local()) else { return Vec::new() };
+    let mut found = Vec::new();
+    for dir in
+        [root.clone(), root.join(dsproc_common::config::VERSIONS_DIR), root.join(dsproc_common::config::HISTORY_DIR)]
+    {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let partial = name
+                .rsplit_once('#')
+                .is_some_and(|(stem, n)| !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if partial && entry.file_type().is_ok_and(|t| t.is_file()) {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
 }
 
 /// Removes the staging prefixes of runs that are dead (same host, pid gone) or
@@ -274,6 +300,16 @@ pub async fn gc(out: &Location, grace_secs: u64, dry_run: bool) -> Result<GcRepo
                 lock.delete().await.map_err(DsprocError::job)?;
             }
             report.removed_lock = true;
+        }
+    }
+    if report.removed_lock || lock.get_opt().await.map_err(DsprocError::job)?.is_none() {
+        for path in local_partial_files(out) {
+            if !dry_run {
+                std::fs::remove_file(&path)
+                    .map_err(|e| DsprocError::job(format!("cannot remove {}: {e}", path.display())))?;
+            }
+            let root = out.local.as_deref().unwrap_or(std::path::Path::new(""));
+            report.removed_partial_files.push(path.strip_prefix(root).unwrap_or(&path).display().to_string());
         }
     }
     Ok(report)
