@@ -175,8 +175,9 @@ fn cards_of_every_issuer_are_found() {
 }
 
 #[test]
-fn every_issuer_range_is_generated() {
-    // The generator reaches every issuer and every length it issues.
+fn every_issuer_length_and_grouping_is_found() {
+    // Each issuer range, at its lowest prefix, in every length it issues and every
+    // grouping of that length.
     let mut rng = Rng(7);
     let d = PatternDetector::new(&[Kind::CreditCard], false);
     for iss in ISSUERS {
