@@ -258,6 +258,24 @@ fn local_partial_files(out: &Location) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// Whether the prefix a run left (its staging, or the version it claimed) belongs
+/// to a dead run: by its marker when it has one, else by the age of its newest
+/// object (an empty prefix is dead).
+pub async fn left_by_dead_run(
+    prefix: &Location,
+    marker: Option<&RunMarker>,
+    grace_secs: u64,
+) -> Result<bool, DsprocError> {
+    Ok(match marker {
+        Some(m) => m.stale(grace_secs),
+        None => {
+            let objects = prefix.list().await.map_err(DsprocError::job)?;
+            let newest = objects.iter().map(|(_, m)| m.last_modified).max();
+            newest.is_none_or(|t| (chrono::Utc::now() - t).num_seconds() > grace_secs as i64)
+        }
+    })
+}
+
 /// Removes the staging prefixes of runs that are dead (same host, pid gone) or
 /// silent for more than `grace_secs`, and a commit lock such a run left.
 pub async fn gc(out: &Location, grace_secs: u64, dry_run: bool) -> Result<GcReport, DsprocError> {
@@ -272,16 +290,7 @@ pub async fn gc(out: &Location, grace_secs: u64, dry_run: bool) -> Result<GcRepo
             .await
             .map_err(DsprocError::job)?
             .and_then(|b| serde_json::from_slice::<RunMarker>(&b).ok());
-        let stale = match &marker {
-            Some(m) => m.stale(grace_secs),
-            // No marker: judge by the newest object's age.
-            None => {
-                let objects = staging.list().await.map_err(DsprocError::job)?;
-                let newest = objects.iter().map(|(_, m)| m.last_modified).max();
-                newest.is_none_or(|t| (chrono::Utc::now() - t).num_seconds() > grace_secs as i64)
-            }
-        };
-        if !stale {
+        if !left_by_dead_run(&staging, marker.as_ref(), grace_secs).await? {
             report.live_runs.push(run);
             continue;
         }

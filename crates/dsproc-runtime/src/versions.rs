@@ -27,7 +27,7 @@ use dsproc_common::DsprocError;
 use dsproc_io::Location;
 use dsproc_job::manifest::Manifest;
 
-use crate::commit::{acquire_lock, for_each_io, release_lock, RunMarker};
+use crate::commit::{acquire_lock, for_each_io, left_by_dead_run, release_lock, RunMarker};
 
 /// Test hook: `DSPROC_PAUSE_AT=<point>` with `DSPROC_PAUSE_MS=<ms>` sleeps at that
 /// point of the commit (`before-lock`, `after-record`, `after-pointer`), so tests can
@@ -440,15 +440,7 @@ pub async fn gc_versions(
             }
             continue;
         }
-        let stale = match &claim {
-            Some(m) => m.stale(grace_secs),
-            None => {
-                let objects = prefix.list().await.map_err(DsprocError::job)?;
-                let newest = objects.iter().map(|(_, m)| m.last_modified).max();
-                newest.is_none_or(|t| (chrono::Utc::now() - t).num_seconds() > grace_secs as i64)
-            }
-        };
-        if !stale {
+        if !left_by_dead_run(&prefix, claim.as_ref(), grace_secs).await? {
             report.live_claims.push(n);
             continue;
         }
