@@ -144,7 +144,7 @@ impl ExecutionPlan for ReadInputExec {
             let store = match Location::root(&spec.store_url, &spec.storage).and_then(|l| l.store()) {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = tx.send(Err(DataFusionError::Execution(e))).await;
+                    let _ = tx.send(Err(DataFusionError::External(Box::new(e)))).await;
                     return;
                 }
             };

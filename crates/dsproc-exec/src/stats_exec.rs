@@ -210,7 +210,7 @@ impl CountingStream {
                 async move {
                     let r = to.put_file(&tmp).await;
                     let _ = std::fs::remove_file(&tmp);
-                    r.map_err(DataFusionError::Execution)
+                    r.map_err(|e| DataFusionError::External(Box::new(e)))
                 }
                 .boxed(),
             ));
@@ -227,7 +227,7 @@ impl CountingStream {
         };
         let p = self.dir.join(&name);
         let body = serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(async move { p.put(body).await.map_err(DataFusionError::Execution) }.boxed()))
+        Ok(Some(async move { p.put(body).await.map_err(|e| DataFusionError::External(Box::new(e))) }.boxed()))
     }
 }
 

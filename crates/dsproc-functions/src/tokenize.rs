@@ -109,9 +109,9 @@ pub enum TokenizeError {
         #[source]
         source: tokenizers::Error,
     },
-    /// The URL is not one the object stores serve (the store's message).
-    #[error("tokenizer URL: {0}")]
-    Url(String),
+    /// The URL is not one the object stores serve.
+    #[error("tokenizer URL")]
+    Url(#[source] dsproc_io::store::StoreError),
     #[error("tokenizer URL {url}")]
     Runtime {
         url: String,
@@ -120,9 +120,9 @@ pub enum TokenizeError {
     },
     #[error("fetching tokenizer {url}: not found")]
     NotFound { url: String },
-    /// The store's GET failed (the store's message).
-    #[error("fetching tokenizer: {0}")]
-    Fetch(String),
+    /// The store's GET failed.
+    #[error("fetching tokenizer")]
+    Fetch(#[source] dsproc_io::store::StoreError),
     #[error("fetching tokenizer {url}: the fetch thread panicked")]
     FetchPanicked { url: String },
     #[error(transparent)]

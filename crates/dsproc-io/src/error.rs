@@ -60,9 +60,10 @@ pub enum Error {
     /// column and what was expected.
     #[error("{0}")]
     Data(String),
-    /// An object-store operation failed (the store's message: operation, URL, status).
-    #[error("{0}")]
-    Store(String),
+    /// An object-store operation failed (the store's redacted message:
+    /// operation, URL, status).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Error {

@@ -6,7 +6,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
-use crate::store::Location;
+use crate::store::{Location, StoreError};
 
 /// One input file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,20 +22,18 @@ pub struct InputFile {
 }
 
 /// Why inputs could not be listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ListError {
     /// The spec names nothing readable (bad glob, no match): a usage error.
+    #[error("{0}")]
     Usage(String),
     /// The store failed or refused (credentials, network): the job failed.
-    Store(String),
-}
-
-impl std::fmt::Display for ListError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Usage(m) | Self::Store(m) => f.write_str(m),
-        }
-    }
+    #[error("{context}")]
+    Store {
+        context: &'static str,
+        #[source]
+        source: StoreError,
+    },
 }
 
 fn has_glob(s: &str) -> bool {
@@ -46,7 +44,7 @@ fn has_glob(s: &str) -> bool {
 /// paths below its longest glob-free directory (the glob root); a directory lists
 /// every file below it; a file lists itself.
 pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, ListError> {
-    let store = loc.store().map_err(ListError::Store)?;
+    let store = loc.store().map_err(|source| ListError::Store { context: "cannot open input store", source })?;
     let full = loc.raw.clone();
     let (root, matcher): (String, Option<GlobMatcher>) = if has_glob(&full) {
         let parts: Vec<&str> = full.split('/').collect();
@@ -81,7 +79,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, ListError> {
                 }]);
             }
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(ListError::Store(format!("cannot read input: {}", loc.error("HEAD", &e)))),
+            Err(e) => return Err(ListError::Store { context: "cannot read input", source: loc.error("HEAD", &e) }),
         }
     }
 
@@ -91,7 +89,7 @@ pub async fn list_inputs(loc: &Location) -> Result<Vec<InputFile>, ListError> {
     }
     let metas: Vec<_> = match store.list(Some(&prefix)).try_collect().await {
         Ok(m) => m,
-        Err(e) => return Err(ListError::Store(format!("cannot list input: {}", loc.error("LIST", &e)))),
+        Err(e) => return Err(ListError::Store { context: "cannot list input", source: loc.error("LIST", &e) }),
     };
     let mut files = Vec::new();
     for meta in metas {

@@ -149,10 +149,12 @@ async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec
     if n == 0 {
         return Ok(Vec::new());
     }
-    // The store's message as text, as everywhere else (see `Error::Store`).
-    let bytes = get_prefix(store, &path, n, file.size)
-        .await
-        .map_err(|e| Error::Store(format!("cannot read input {}: {e}", file.path)))?;
+    let bytes = get_prefix(store, &path, n, file.size).await.map_err(|e| {
+        Error::Store(crate::store::StoreError::Request {
+            op: "GET".into(),
+            message: crate::store::redact(&format!("cannot read input {}: {e}", file.path)),
+        })
+    })?;
     let mut out = Vec::new();
     let limited = |r: &mut dyn Read, out: &mut Vec<u8>| {
         // A truncated compressed stream ends with an error: keep what decoded.

@@ -47,6 +47,51 @@ pub fn is_secret_key(key: &str) -> bool {
         || k == "key"
 }
 
+/// A store failure. Every message names the location (and for object stores the
+/// bucket and operation) and has every registered credential value redacted; the
+/// object_store error is **not** kept as a source, because its text (request URLs,
+/// response bodies) may carry what [`redact`] removed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A URI that names no usable location (bad scheme, no bucket, not UTF-8).
+    #[error("{0}")]
+    Uri(String),
+    /// Store settings that cannot be applied: an unknown key, an environment
+    /// variable that is not set, a builder that refuses the configuration.
+    #[error("{0}")]
+    Config(String),
+    /// A store operation failed (redacted message: location, bucket, operation, status).
+    #[error("{message}")]
+    Request {
+        /// The operation, e.g. `PUT`, `LIST`, `conditional PUT`.
+        op: String,
+        message: String,
+    },
+    /// A local file could not be read or removed.
+    #[error("{context}")]
+    Local {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The location cannot take this operation (e.g. writes to `http(s)://`).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl StoreError {
+    fn local(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Local { context: context.into(), source }
+    }
+}
+
+/// For callers whose errors are text (the job-level [`dsproc_common::error::DsprocError`]).
+impl From<StoreError> for String {
+    fn from(e: StoreError) -> String {
+        dsproc_common::error::Chain(&e).to_string()
+    }
+}
+
 /// A resolved location.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Location {
@@ -68,23 +113,23 @@ const REMOTE_SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "adl", "azure", "abfs
 impl Location {
     /// Resolves a URI. Relative local paths are made absolute against the
     /// current directory (or `base` when given).
-    pub fn parse(uri: &str, base: Option<&FsPath>) -> Result<Self, String> {
+    pub fn parse(uri: &str, base: Option<&FsPath>) -> Result<Self, StoreError> {
         if let Some((scheme, rest)) = uri.split_once("://") {
             let scheme = scheme.to_ascii_lowercase();
             if scheme == "file" {
-                let url = Url::parse(uri).map_err(|e| format!("invalid URL {uri:?}: {e}"))?;
+                let url = Url::parse(uri).map_err(|e| StoreError::Uri(format!("invalid URL {uri:?}: {e}")))?;
                 // Keep glob characters: Url percent-encodes some of them.
                 let p = if rest.starts_with('/') { PathBuf::from(rest) } else { url.path().into() };
                 return Self::local(uri, &p);
             }
             if !REMOTE_SCHEMES.contains(&scheme.as_str()) {
-                return Err(format!(
+                return Err(StoreError::Uri(format!(
                     "unsupported URI scheme {scheme:?} in {uri:?}: use a local path, file://, s3://, gs://, az:// or http(s)://"
-                ));
+                )));
             }
             let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
             if authority.is_empty() {
-                return Err(format!("{uri:?} names no bucket (expected {scheme}://BUCKET/PATH)"));
+                return Err(StoreError::Uri(format!("{uri:?} names no bucket (expected {scheme}://BUCKET/PATH)")));
             }
             // The path keeps glob characters; percent-escapes the user wrote are decoded.
             let raw = decode_str(path).trim_end_matches('/').to_string();
@@ -102,16 +147,16 @@ impl Location {
         } else {
             let base = match base {
                 Some(b) => b.to_path_buf(),
-                None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
+                None => std::env::current_dir().map_err(|e| StoreError::local("current directory", e))?,
             };
             base.join(p)
         };
         Self::local(uri, &abs)
     }
 
-    fn local(uri: &str, abs: &FsPath) -> Result<Self, String> {
+    fn local(uri: &str, abs: &FsPath) -> Result<Self, StoreError> {
         let abs = normalize_dots(abs);
-        let s = abs.to_str().ok_or_else(|| format!("path is not UTF-8: {}", abs.display()))?;
+        let s = abs.to_str().ok_or_else(|| StoreError::Uri(format!("path is not UTF-8: {}", abs.display())))?;
         Ok(Self {
             uri: uri.to_string(),
             store_url: "file://".into(),
@@ -128,7 +173,7 @@ impl Location {
     }
 
     /// The location of a store URL's root (`s3://bucket`), for stores named in plans.
-    pub fn root(store_url: &str, storage: &StorageOptions) -> Result<Self, String> {
+    pub fn root(store_url: &str, storage: &StorageOptions) -> Result<Self, StoreError> {
         Ok(Self::parse(&format!("{store_url}/"), None)?.with_storage(storage.clone()))
     }
 
@@ -153,7 +198,7 @@ impl Location {
 
     /// The object store serving this location (one client per store and
     /// settings per process).
-    pub fn store(&self) -> Result<Arc<dyn ObjectStore>, String> {
+    pub fn store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         type Cache = Mutex<BTreeMap<String, Arc<dyn ObjectStore>>>;
         static CACHE: OnceLock<Cache> = OnceLock::new();
         let key = format!("{}|{}", self.store_url, serde_json::to_string(&self.storage).unwrap_or_default());
@@ -166,7 +211,7 @@ impl Location {
         Ok(store)
     }
 
-    fn build_store(&self) -> Result<Arc<dyn ObjectStore>, String> {
+    fn build_store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         if self.is_local() {
             // No automatic cleanup: it removes every emptied parent up to `/`, user
             // directories included. Our own directories are removed by `delete_all`.
@@ -176,7 +221,10 @@ impl Location {
             self.storage.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (key, var) in &self.storage.env {
             let value = std::env::var(var).map_err(|_| {
-                format!("{}: storage.env.{key} names the environment variable {var}, which is not set here", self.uri)
+                StoreError::Config(format!(
+                    "{}: storage.env.{key} names the environment variable {var}, which is not set here",
+                    self.uri
+                ))
             })?;
             if is_secret_key(key) {
                 register_secret(&value);
@@ -184,16 +232,19 @@ impl Location {
             settings.push((key.clone(), value));
         }
         let bad = |e: object_store::Error| {
-            redact(&format!("{}: cannot configure the {} store: {e}", self.uri, self.scheme()))
+            StoreError::Config(redact(&format!("{}: cannot configure the {} store: {e}", self.uri, self.scheme())))
         };
         macro_rules! configure {
             ($builder:expr, $key:ty) => {{
                 let mut b = $builder;
                 for (k, v) in settings {
-                    let key: $key = k
-                        .to_ascii_lowercase()
-                        .parse()
-                        .map_err(|_| format!("{}: unknown storage setting {k:?} for {}://", self.uri, self.scheme()))?;
+                    let key: $key = k.to_ascii_lowercase().parse().map_err(|_| {
+                        StoreError::Config(format!(
+                            "{}: unknown storage setting {k:?} for {}://",
+                            self.uri,
+                            self.scheme()
+                        ))
+                    })?;
                     b = b.with_config(key, v);
                 }
                 b
@@ -225,7 +276,7 @@ impl Location {
                 }
                 Arc::new(b.build().map_err(bad)?)
             }
-            other => return Err(format!("no object store for {other}://")),
+            other => return Err(StoreError::Unsupported(format!("no object store for {other}://"))),
         };
         Ok(store)
     }
@@ -280,14 +331,14 @@ impl Location {
     }
 
     /// A store error as a message naming the location, the bucket and the operation.
-    pub fn error(&self, op: &str, e: &object_store::Error) -> String {
-        store_error(self, op, e)
+    pub fn error(&self, op: &str, e: &object_store::Error) -> StoreError {
+        StoreError::Request { op: op.to_string(), message: store_error(self, op, e) }
     }
 
     // ---- operations -------------------------------------------------------
 
     /// Writes `bytes` (replacing any object there; atomic on every store).
-    pub async fn put(&self, bytes: impl Into<Bytes>) -> Result<(), String> {
+    pub async fn put(&self, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
         let store = self.store()?;
         store.put(&self.path(), PutPayload::from(bytes.into())).await.map(|_| ()).map_err(|e| self.error("PUT", &e))
     }
@@ -295,7 +346,7 @@ impl Location {
     /// Creates the object only if it does not exist (`If-None-Match: *` on S3).
     /// Returns false when it existed. On stores without conditional puts it
     /// checks first and puts (not atomic), with a warning.
-    pub async fn put_if_absent(&self, bytes: impl Into<Bytes>) -> Result<bool, String> {
+    pub async fn put_if_absent(&self, bytes: impl Into<Bytes>) -> Result<bool, StoreError> {
         let store = self.store()?;
         let bytes = bytes.into();
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
@@ -318,7 +369,7 @@ impl Location {
     /// without conditional updates (the local filesystem, whose put is an atomic
     /// rename, and S3 servers that refuse `If-Match`) are written unconditionally;
     /// callers serialise writers with the commit lock.
-    pub async fn put_if_match(&self, bytes: impl Into<Bytes>, e_tag: Option<String>) -> Result<bool, String> {
+    pub async fn put_if_match(&self, bytes: impl Into<Bytes>, e_tag: Option<String>) -> Result<bool, StoreError> {
         let Some(e_tag) = e_tag.filter(|_| !self.is_local()) else {
             return self.put(bytes).await.map(|_| true);
         };
@@ -339,10 +390,10 @@ impl Location {
 
     /// Uploads a local file to this location, streamed (one PUT up to one part,
     /// else a multipart upload of `UPLOAD_PART_BYTES` parts, a few in flight).
-    pub async fn put_file(&self, file: &FsPath) -> Result<(), String> {
+    pub async fn put_file(&self, file: &FsPath) -> Result<(), StoreError> {
         use dsproc_common::config::{UPLOAD_CONCURRENCY, UPLOAD_PART_BYTES};
         use tokio::io::AsyncReadExt;
-        let read_err = |e: std::io::Error| format!("reading {}: {e}", file.display());
+        let read_err = |e: std::io::Error| StoreError::local(format!("reading {}", file.display()), e);
         let size = std::fs::metadata(file).map_err(read_err)?.len();
         if size as usize <= UPLOAD_PART_BYTES {
             return self.put(std::fs::read(file).map_err(read_err)?).await;
@@ -364,7 +415,7 @@ impl Location {
     }
 
     /// The object's bytes and ETag, or None when it does not exist.
-    pub async fn get_with_etag(&self) -> Result<Option<(Bytes, Option<String>)>, String> {
+    pub async fn get_with_etag(&self) -> Result<Option<(Bytes, Option<String>)>, StoreError> {
         let store = self.store()?;
         match store.get(&self.path()).await {
             Ok(r) => {
@@ -377,7 +428,7 @@ impl Location {
     }
 
     /// The object's size, or None when it does not exist.
-    pub async fn size(&self) -> Result<Option<u64>, String> {
+    pub async fn size(&self) -> Result<Option<u64>, StoreError> {
         let store = self.store()?;
         match store.head(&self.path()).await {
             Ok(m) => Ok(Some(m.size)),
@@ -387,7 +438,7 @@ impl Location {
     }
 
     /// The object's bytes, or None when it does not exist.
-    pub async fn get_opt(&self) -> Result<Option<Bytes>, String> {
+    pub async fn get_opt(&self) -> Result<Option<Bytes>, StoreError> {
         let store = self.store()?;
         match store.get(&self.path()).await {
             Ok(r) => r.bytes().await.map(Some).map_err(|e| self.error("GET", &e)),
@@ -397,7 +448,7 @@ impl Location {
     }
 
     /// True when an object exists here.
-    pub async fn exists(&self) -> Result<bool, String> {
+    pub async fn exists(&self) -> Result<bool, StoreError> {
         let store = self.store()?;
         match store.head(&self.path()).await {
             Ok(_) => Ok(true),
@@ -407,7 +458,7 @@ impl Location {
     }
 
     /// Every object below this location (recursively), with paths relative to it.
-    pub async fn list(&self) -> Result<Vec<(String, ObjectMeta)>, String> {
+    pub async fn list(&self) -> Result<Vec<(String, ObjectMeta)>, StoreError> {
         let store = self.store()?;
         let prefix = self.path();
         let metas: Vec<ObjectMeta> = match store.list(Some(&prefix)).try_collect().await {
@@ -427,7 +478,7 @@ impl Location {
     }
 
     /// The objects and "directories" directly below this location.
-    pub async fn list_dir(&self) -> Result<(Vec<String>, Vec<ObjectMeta>), String> {
+    pub async fn list_dir(&self) -> Result<(Vec<String>, Vec<ObjectMeta>), StoreError> {
         let store = self.store()?;
         let prefix = self.path();
         let r = match store.list_with_delimiter(Some(&prefix)).await {
@@ -441,13 +492,13 @@ impl Location {
     }
 
     /// Moves the object to `to` (a rename locally, copy + delete on object stores).
-    pub async fn rename_to(&self, to: &Location) -> Result<(), String> {
+    pub async fn rename_to(&self, to: &Location) -> Result<(), StoreError> {
         let store = self.store()?;
         store.rename(&self.path(), &to.path()).await.map_err(|e| to.error(&format!("move of {} to", self.shown()), &e))
     }
 
     /// Deletes the object (absent is fine).
-    pub async fn delete(&self) -> Result<(), String> {
+    pub async fn delete(&self) -> Result<(), StoreError> {
         let store = self.store()?;
         match store.delete(&self.path()).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -457,12 +508,13 @@ impl Location {
 
     /// Deletes every object below this location; returns how many. Locally the
     /// directory goes too (and `_staging` when this was its last run).
-    pub async fn delete_all(&self) -> Result<usize, String> {
+    pub async fn delete_all(&self) -> Result<usize, StoreError> {
         let store = self.store()?;
         let objects = self.list().await?;
         let n = objects.len();
         if let Some(dir) = self.local.as_ref().filter(|d| d.is_dir()) {
-            std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| StoreError::local(format!("cannot remove {}", dir.display()), e))?;
             // The staging root goes when its last run does.
             if let Some(parent) = dir.parent().filter(|p| p.ends_with(dsproc_common::config::STAGING_DIR)) {
                 let _ = std::fs::remove_dir(parent);
@@ -513,7 +565,7 @@ impl datafusion::execution::object_store::ObjectStoreRegistry for StoreRegistry 
         let base = format!("{}://{}", url.scheme(), url.authority());
         let store = Location::root(&base, &StorageOptions::default())
             .and_then(|l| l.store())
-            .map_err(datafusion::error::DataFusionError::Execution)?;
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         self.inner.register_store(url, Arc::clone(&store));
         Ok(store)
     }

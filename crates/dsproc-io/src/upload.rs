@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 use dsproc_common::config::{UPLOAD_CONCURRENCY, UPLOAD_PART_BYTES};
 
 use crate::error::Error;
-use crate::store::Location;
+use crate::store::{Location, StoreError};
 
 enum Target {
     /// Written under a temporary name beside `path`, renamed into place by `finish`:
@@ -61,10 +61,14 @@ impl ObjectWriter {
             }
             _ => {
                 if loc.read_only() {
-                    return Err(Error::Store(format!("{}: {}:// is read-only", loc.shown(), loc.scheme())));
+                    return Err(Error::Store(StoreError::Unsupported(format!(
+                        "{}: {}:// is read-only",
+                        loc.shown(),
+                        loc.scheme()
+                    ))));
                 }
                 Target::Remote {
-                    store: loc.store().map_err(Error::Store)?,
+                    store: loc.store()?,
                     path: loc.path(),
                     handle: handle.clone(),
                     buf: Vec::new(),

@@ -117,7 +117,7 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
         None => {
             let files = list_inputs(&location).await.map_err(|e| match e {
                 ListError::Usage(m) => DsprocError::usage(m),
-                ListError::Store(m) => DsprocError::job(m),
+                e @ ListError::Store { .. } => DsprocError::job(dsproc_common::error::Chain(&e).to_string()),
             })?;
             (files, None)
         }

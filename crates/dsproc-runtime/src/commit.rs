@@ -200,14 +200,15 @@ pub async fn release_lock(lock: &Location) {
 }
 
 /// Runs `f` over `items` with bounded concurrency; the first error wins.
-pub(crate) async fn for_each_io<T, F, Fut>(items: Vec<T>, f: F) -> Result<(), DsprocError>
+pub(crate) async fn for_each_io<T, F, Fut, E>(items: Vec<T>, f: F) -> Result<(), DsprocError>
 where
     F: Fn(T) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: Into<String>,
 {
-    let results: Vec<Result<(), String>> =
+    let results: Vec<Result<(), E>> =
         futures::stream::iter(items.into_iter().map(f)).buffer_unordered(DRIVER_IO_CONCURRENCY).collect().await;
-    results.into_iter().collect::<Result<(), String>>().map_err(DsprocError::job)
+    results.into_iter().collect::<Result<(), E>>().map_err(DsprocError::job)
 }
 
 /// Reads the manifest of a committed dataset.

@@ -28,6 +28,7 @@ use dsproc_io::Location;
 use dsproc_job::manifest::Manifest;
 
 use crate::commit::{acquire_lock, for_each_io, left_by_dead_run, release_lock, RunMarker};
+use dsproc_io::store::StoreError;
 
 /// Test hook: `DSPROC_PAUSE_AT=<point>` with `DSPROC_PAUSE_MS=<ms>` sleeps at that
 /// point of the commit (`before-lock`, `after-record`, `after-pointer`), so tests can
@@ -125,7 +126,7 @@ pub async fn claim(out: &Location, marker: &RunMarker) -> Result<u64, DsprocErro
 }
 
 /// Refreshes a run's claim (its heartbeat), so `gc` keeps a live run's prefix.
-pub async fn refresh_claim(out: &Location, n: u64, marker: &RunMarker) -> Result<(), String> {
+pub async fn refresh_claim(out: &Location, n: u64, marker: &RunMarker) -> Result<(), StoreError> {
     out.join(&format!("{}/{CLAIM_FILE}", version_dir(n))).put(marker.body()).await
 }
 
@@ -630,19 +631,28 @@ pub fn diff_manifests(a: &Manifest, b: &Manifest) -> serde_json::Value {
     })
 }
 
+/// A duration that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?}: use e.g. 30d, 12h, 90m, 45s")]
+    Number(String),
+    #[error("invalid duration {0:?}: the unit is one of s, m, h, d, w")]
+    Unit(String),
+}
+
 /// Parses a duration such as `30d`, `12h`, `90m`, `45s` or `2w`.
-pub fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<chrono::Duration, DurationError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().map_err(|_| format!("invalid duration {s:?}: use e.g. 30d, 12h, 90m, 45s"))?;
+    let n: i64 = num.parse().map_err(|_| DurationError::Number(s.to_string()))?;
     let secs = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" | "" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("invalid duration {s:?}: the unit is one of s, m, h, d, w")),
+        _ => return Err(DurationError::Unit(s.to_string())),
     };
     Ok(chrono::Duration::seconds(n.saturating_mul(secs)))
 }

@@ -86,8 +86,6 @@ pub struct Span {
 /// A PII detector. Implementations append the spans they find; the caller
 /// resolves overlaps between detectors.
 pub trait Detector: Send + Sync + std::fmt::Debug {
-    /// The kinds this detector can report.
-    fn kinds(&self) -> &[Kind];
     /// Appends the spans found in `text` (byte offsets).
     fn find(&self, text: &str, out: &mut Vec<Span>);
 }

@@ -250,10 +250,6 @@ impl PatternDetector {
 }
 
 impl Detector for PatternDetector {
-    fn kinds(&self) -> &[Kind] {
-        &self.kinds
-    }
-
     fn find(&self, text: &str, out: &mut Vec<Span>) {
         if text.is_empty() {
             return;
