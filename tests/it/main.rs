@@ -10,5 +10,6 @@ mod minhash;
 mod ops;
 mod registry;
 mod s3;
+mod schemas;
 mod tokenize;
 mod versions;

@@ -6,6 +6,8 @@
 pub const DEFAULT_BATCH_ROWS: usize = 256;
 /// Bytes per batch produced by the readers (a batch is cut at whichever comes first).
 pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
+/// Default `input.max_document_bytes`: larger rows are quarantined as `too_large`.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 256 << 20;
 /// Rows per write call in the shard writers; fixed so that bytes do not depend on
 /// how upstream operators happened to batch rows.
 pub const WRITE_SLICE_ROWS: usize = 1024;

@@ -38,6 +38,9 @@ pub struct ReadStats {
     pub start: u64,
     pub rows: u64,
     pub quarantined: u64,
+    /// Values of keys outside a declared schema dropped, per key (`extra_columns = "drop"`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra_dropped: std::collections::BTreeMap<String, u64>,
     /// The process that read the range (`pid N@host`): shows where work ran.
     pub worker: String,
 }

@@ -174,8 +174,21 @@ impl ExecutionPlan for ReadInputExec {
                         (Arc::clone(&store), Arc::clone(&input_schema), Arc::clone(&output_schema));
                     let tx2 = tx.clone();
                     let handle = tokio::runtime::Handle::current();
+                    let qdir = spec.quarantine_dir.clone().unwrap_or_else(|| staging.join("_quarantine"));
                     let result = tokio::task::spawn_blocking(move || {
                         let file = &spec2.files[file_idx as usize];
+                        // Quarantined rows leave as they accumulate, in parts whose
+                        // names depend only on the range (a retried task replaces them).
+                        let sink_handle = handle.clone();
+                        let sink = move |part: u32, rows: &[dsproc_io::quarantine::QuarantineRecord]| {
+                            let mut body = Vec::new();
+                            for rec in rows {
+                                serde_json::to_writer(&mut body, rec)?;
+                                body.push(b'\n');
+                            }
+                            let name = format!("part-{file_idx:05}-{start:013}-{part:04}.jsonl");
+                            sink_handle.block_on(qdir.join(&name).put(body)).map_err(dsproc_io::Error::Store)
+                        };
                         let reader = RangeReader {
                             spec: &spec2,
                             store: store2,
@@ -183,6 +196,7 @@ impl ExecutionPlan for ReadInputExec {
                             input_schema: in_s,
                             output_schema: out_s,
                             file,
+                            sink: &sink,
                         };
                         reader.read(start..end, first_line, &mut |b| {
                             tx2.blocking_send(Ok(b)).map_err(|_| dsproc_io::Error::Data("output closed".into()))
@@ -226,8 +240,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Writes the range's quarantined rows and its counts. Names depend only on the
-/// range, so a retried task replaces its earlier files.
+/// Writes the range's counts (its quarantined rows went out through the sink).
+/// The name depends only on the range, so a retried task replaces it.
 async fn write_side_outputs(
     staging: &Location,
     spec: &ReadSpec,
@@ -236,23 +250,12 @@ async fn write_side_outputs(
     outcome: &dsproc_io::read::RangeOutcome,
 ) -> Result<(), dsproc_io::Error> {
     let name = format!("{file_idx:05}-{start:013}");
-    if !outcome.quarantined.is_empty() {
-        let mut body = Vec::new();
-        // in line order (a chunk's UTF-8 failures are found before its JSON ones)
-        let mut records: Vec<_> = outcome.quarantined.iter().collect();
-        records.sort_by_key(|r| r.line);
-        for rec in records {
-            serde_json::to_writer(&mut body, rec)?;
-            body.push(b'\n');
-        }
-        let dir = spec.quarantine_dir.clone().unwrap_or_else(|| staging.join("_quarantine"));
-        dir.join(&format!("part-{name}.jsonl")).put(body).await.map_err(dsproc_io::Error::Store)?;
-    }
     let stats = ReadStats {
         file: spec.files[file_idx as usize].path.clone(),
         start,
         rows: outcome.rows,
-        quarantined: outcome.quarantined.len() as u64,
+        quarantined: outcome.quarantined,
+        extra_dropped: outcome.extra_dropped.clone(),
         worker: crate::worker_name(),
     };
     staging

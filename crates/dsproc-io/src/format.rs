@@ -87,3 +87,70 @@ impl OutputFormat {
         matches!(self, Self::Megatron | Self::Mds)
     }
 }
+
+/// Decides the input format of a listing, per file: by extension (after a
+/// compression suffix), else, for plain files, by their first bytes (`PAR1` is
+/// Parquet, `{` is JSONL). Every file must have the same format: a listing that
+/// mixes formats is refused naming two files that differ, and with `given`
+/// (`input.format`) a file whose extension says otherwise is refused.
+pub async fn decide_input_format(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    store_url: &str,
+    files: &[crate::InputFile],
+    given: Option<InputFormat>,
+) -> Result<InputFormat, String> {
+    use object_store::ObjectStoreExt;
+    let shown = |f: &crate::InputFile| crate::store::shown(store_url, &f.path);
+    let mut first: Option<(InputFormat, &crate::InputFile)> = None;
+    for f in files {
+        let by_name = InputFormat::from_path(&f.path);
+        let format = match (by_name, given) {
+            (Some(n), Some(g)) if n != g => {
+                return Err(format!(
+                    "input.format is \"{}\" but {} is {} by its name; narrow input.uri (e.g. *.{}) or move the file",
+                    g.name(),
+                    shown(f),
+                    n.name(),
+                    g.name()
+                ))
+            }
+            (Some(n), _) => n,
+            (None, Some(g)) => g,
+            (None, None) => {
+                let (_, compression) = Compression::strip(&f.path);
+                let head = if compression == Compression::None && f.size > 0 {
+                    let path = object_store::path::Path::from(f.path.as_str());
+                    store.get_range(&path, 0..f.size.min(512)).await.map(|b| b.to_vec()).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let body = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+                if body.starts_with(b"PAR1") {
+                    InputFormat::Parquet
+                } else if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+                    InputFormat::Jsonl
+                } else {
+                    return Err(format!(
+                        "cannot tell the format of {} from its name or first bytes; set input.format (jsonl, parquet, csv or text)",
+                        shown(f)
+                    ));
+                }
+            }
+        };
+        match first {
+            None => first = Some((format, f)),
+            Some((g, other)) if g != format => {
+                return Err(format!(
+                    "the input mixes formats: {} is {} but {} is {}; narrow input.uri to one format (e.g. *.{})",
+                    shown(other),
+                    g.name(),
+                    shown(f),
+                    format.name(),
+                    g.name()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map(|(f, _)| f).or(given).unwrap_or(InputFormat::Jsonl))
+}

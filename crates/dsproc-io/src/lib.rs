@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod format;
+pub mod jsonscan;
 pub mod listing;
 pub mod quarantine;
 pub mod read;

@@ -26,6 +26,7 @@ use dsproc_common::config::{DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS};
 
 use crate::error::Error;
 use crate::format::{Compression, InputFormat};
+use crate::jsonscan::{scan, Class, ColumnSpec, ColumnType, ExtraColumns};
 use crate::listing::InputFile;
 use crate::quarantine::QuarantineRecord;
 use crate::schema::renamed_input_column;
@@ -58,6 +59,20 @@ pub struct ReadSpec {
     /// store); None: the run's staging prefix.
     #[serde(default)]
     pub quarantine_dir: Option<crate::store::Location>,
+    /// JSONL: every column with its type, checked per row before decoding.
+    #[serde(default)]
+    pub columns: Vec<ColumnSpec>,
+    /// JSONL: keys not in a declared schema.
+    #[serde(default)]
+    pub extra_columns: ExtraColumns,
+    /// Rows (lines, text files, text values) larger than this are quarantined
+    /// as `too_large`, their bytes not copied.
+    #[serde(default = "default_max_document_bytes")]
+    pub max_document_bytes: u64,
+}
+
+fn default_max_document_bytes() -> u64 {
+    dsproc_common::config::DEFAULT_MAX_DOCUMENT_BYTES
 }
 
 /// Counts for one range.
@@ -65,14 +80,28 @@ pub struct ReadSpec {
 pub struct RangeOutcome {
     /// Rows emitted.
     pub rows: u64,
-    /// Rows rejected.
-    pub quarantined: Vec<QuarantineRecord>,
+    /// Rows rejected (all of them, spilled or not).
+    pub quarantined: u64,
+    /// Rejected rows not yet handed to the quarantine sink.
+    pub pending: Vec<QuarantineRecord>,
+    pending_bytes: usize,
+    /// Quarantine parts handed to the sink so far.
+    pub parts: u32,
+    /// Values of keys outside a declared schema dropped (`extra_columns = "drop"`), per key.
+    pub extra_dropped: std::collections::BTreeMap<String, u64>,
     /// Line number of the first line after the range (JSONL), so the next range of
     /// the same file can start numbering without re-counting the file's prefix.
     pub next_line: u64,
 }
 
 type Emit<'a> = dyn FnMut(RecordBatch) -> Result<(), Error> + 'a;
+
+/// Receives quarantined rows as they accumulate: part number, rows in line order.
+pub type QuarantineSink<'a> = dyn Fn(u32, &[QuarantineRecord]) -> Result<(), Error> + Sync + 'a;
+
+/// Quarantined rows are handed to the sink in parts of about this many bytes, so a
+/// range with many bad rows never holds them all.
+const QUARANTINE_PART_BYTES: usize = 4 << 20;
 
 /// A reader over one range of one file.
 pub struct RangeReader<'a> {
@@ -82,6 +111,7 @@ pub struct RangeReader<'a> {
     pub input_schema: SchemaRef,
     pub output_schema: SchemaRef,
     pub file: &'a InputFile,
+    pub sink: &'a QuarantineSink<'a>,
 }
 
 impl RangeReader<'_> {
@@ -97,21 +127,58 @@ impl RangeReader<'_> {
             InputFormat::Parquet => self.read_parquet(emit, &mut out)?,
         }
         self.check_fail(&out)?;
+        self.spill(&mut out, true)?;
         Ok(out)
     }
 
     /// Records a rejected row. With `on_error = "fail"` the caller stops at the next
     /// [`Self::check_fail`], which reports the earliest bad line seen so far.
     fn quarantine(&self, out: &mut RangeOutcome, line: u64, reason: String, raw: &[u8]) -> Result<(), Error> {
-        out.quarantined.push(QuarantineRecord::new(&self.shown(), line, reason, raw));
+        out.pending_bytes += raw.len() + reason.len() + 64;
+        out.pending.push(QuarantineRecord::new(&self.shown(), line, reason, raw));
+        out.quarantined += 1;
+        Ok(())
+    }
+
+    /// Hands the pending quarantined rows to the sink once there are enough of
+    /// them (or at the end of the range), in line order.
+    fn spill(&self, out: &mut RangeOutcome, last: bool) -> Result<(), Error> {
+        if out.pending.is_empty() || (!last && out.pending_bytes < QUARANTINE_PART_BYTES) {
+            return Ok(());
+        }
+        // in line order (a chunk's UTF-8 failures are found before its JSON ones)
+        out.pending.sort_by_key(|r| r.line);
+        (self.sink)(out.parts, &out.pending)?;
+        out.parts += 1;
+        out.pending.clear();
+        out.pending_bytes = 0;
         Ok(())
     }
 
     fn check_fail(&self, out: &RangeOutcome) -> Result<(), Error> {
-        match out.quarantined.iter().min_by_key(|r| r.line) {
+        match out.pending.iter().min_by_key(|r| r.line) {
             Some(first) if self.spec.on_error == OnError::Fail => Err(Error::Data(first.as_error())),
             _ => Ok(()),
         }
+    }
+
+    /// Quarantines a row larger than `max_document_bytes` (its bytes not copied).
+    fn too_large(&self, out: &mut RangeOutcome, line: u64, size: u64) -> Result<(), Error> {
+        let reason =
+            format!("too_large: {size} bytes, more than input.max_document_bytes ({})", self.spec.max_document_bytes);
+        self.quarantine(out, line, reason, &[])
+    }
+
+    /// Refuses a file whose first bytes say it is another format.
+    fn check_magic(&self, head: &[u8]) -> Result<(), Error> {
+        if let Some(actual) = sniff(head) {
+            return Err(Error::data(format!(
+                "{}: the file is {actual}, not {}; set input.format or rename the file",
+                self.shown(),
+                self.spec.format.name()
+            )));
+        }
+        Ok(())
     }
 
     /// The file as users know it: an absolute path for local files, else a URL.
@@ -124,32 +191,7 @@ impl RangeReader<'_> {
     /// `pos..until` first (one streamed request), and for the rest only if the
     /// caller reads on.
     fn open(&self, pos: u64, until: u64) -> Result<Box<dyn Read + Send>, Error> {
-        let (_, compression) = Compression::strip(&self.file.path);
-        let raw: Box<dyn Read + Send> = if self.spec.store_url == "file://" {
-            let p = format!("/{}", self.file.path);
-            let mut f = File::open(&p).map_err(|e| Error::io(format!("cannot open input {p}"), e))?;
-            if pos > 0 {
-                f.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(format!("cannot seek in {p}"), e))?;
-            }
-            Box::new(f)
-        } else {
-            Box::new(ObjectReader::new(
-                Arc::clone(&self.store),
-                Path::from(self.file.path.as_str()),
-                pos..until.min(self.file.size),
-                self.file.size,
-                self.handle.clone(),
-                self.shown(),
-            ))
-        };
-        Ok(match compression {
-            Compression::None => raw,
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw))),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(raw)
-                    .map_err(|e| Error::io(format!("{}: cannot start zstd decoding", self.shown()), e))?,
-            ),
-        })
+        open_input(&self.spec.store_url, &self.store, self.file, pos, until, &self.handle, &self.shown())
     }
 
     fn io_err(&self, e: std::io::Error) -> Error {
@@ -165,21 +207,28 @@ impl RangeReader<'_> {
     ) -> Result<(), Error> {
         let (_, compression) = Compression::strip(&self.file.path);
         let (start, end) = if compression == Compression::None { (range.start, range.end) } else { (0, u64::MAX) };
+        let cap = usize::try_from(self.spec.max_document_bytes).unwrap_or(usize::MAX);
         let mut line_no: u64 = 1;
         let mut offset: u64 = 0;
         let mut line = Vec::new();
         let mut reader;
         if start == 0 {
             reader = BufReader::with_capacity(8 << 20, self.open(0, end.saturating_add(LINE_SLACK))?);
+            let head = reader.fill_buf().map_err(|e| self.io_err(e))?;
+            self.check_magic(head)?;
+            if head.starts_with(BOM) {
+                reader.consume(BOM.len());
+                offset = BOM.len() as u64;
+            }
         } else {
             // Skip the line that began before the range (or just the '\n' at start-1):
             // it belongs to the previous range. The first line of this range then
             // has number (newlines before start-1) + 2.
             offset = start - 1;
             reader = BufReader::with_capacity(8 << 20, self.open(offset, end.saturating_add(LINE_SLACK))?);
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_err(e))?;
-            offset += n as u64;
-            if line.last() != Some(&b'\n') {
+            let skipped = read_line_capped(&mut reader, &mut line, 0).map_err(|e| self.io_err(e))?;
+            offset += skipped.consumed;
+            if !skipped.newline {
                 out.next_line = first_line.unwrap_or(0);
                 return Ok(());
             }
@@ -200,70 +249,100 @@ impl RangeReader<'_> {
                 }
             };
         }
+        let checker = LineChecker::new(self.spec);
         let mut chunk = JsonChunk::default();
         while offset < end {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| self.io_err(e))?;
-            if n == 0 {
+            let got = read_line_capped(&mut reader, &mut line, cap).map_err(|e| self.io_err(e))?;
+            if got.consumed == 0 {
                 break;
             }
-            offset += n as u64;
-            let body = trim_eol(&line);
-            if !body.iter().all(|b| b.is_ascii_whitespace()) {
-                chunk.push(line_no, body);
+            offset += got.consumed;
+            if got.too_large {
+                self.too_large(out, line_no, got.consumed - u64::from(got.newline))?;
+            } else {
+                let body = trim_eol(&line);
+                if !body.iter().all(|b| b.is_ascii_whitespace()) {
+                    chunk.push(line_no, body);
+                }
             }
             line_no += 1;
             if chunk.lines.len() >= DEFAULT_BATCH_ROWS || chunk.buf.len() >= DEFAULT_BATCH_BYTES {
-                self.flush_jsonl(&mut chunk, emit, out)?;
+                self.flush_jsonl(&checker, &mut chunk, emit, out)?;
+                self.spill(out, false)?;
             }
         }
         out.next_line = line_no;
-        self.flush_jsonl(&mut chunk, emit, out)
+        self.flush_jsonl(&checker, &mut chunk, emit, out)
     }
 
-    fn flush_jsonl(&self, chunk: &mut JsonChunk, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
+    fn flush_jsonl(
+        &self,
+        checker: &LineChecker<'_>,
+        chunk: &mut JsonChunk,
+        emit: &mut Emit<'_>,
+        out: &mut RangeOutcome,
+    ) -> Result<(), Error> {
         if chunk.lines.is_empty() {
             return Ok(());
         }
-        // UTF-8 first: a bad line is quarantined with the offset of its first bad byte.
-        let mut good: Vec<usize> = Vec::with_capacity(chunk.lines.len());
-        for (i, (line_no, r)) in chunk.lines.iter().enumerate() {
-            match std::str::from_utf8(&chunk.buf[r.clone()]) {
-                Ok(_) => good.push(i),
-                Err(e) => self.quarantine(
-                    out,
-                    *line_no,
-                    format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
-                    &chunk.buf[r.clone()],
-                )?,
+        // Each line is checked before Arrow sees it: UTF-8 (a bad line is
+        // quarantined with the offset of its first bad byte), one JSON object,
+        // the text and id keys, and every value against its column's type.
+        let mut ok = JsonChunk::default();
+        let mut all_ok = true;
+        for (line_no, r) in &chunk.lines {
+            let raw = &chunk.buf[r.clone()];
+            if let Err(e) = std::str::from_utf8(raw) {
+                let reason = format!("invalid UTF-8 at byte {} of the line", e.valid_up_to());
+                self.quarantine(out, *line_no, reason, raw)?;
+                all_ok = false;
+                continue;
+            }
+            match checker.check(raw, &mut out.extra_dropped) {
+                Ok(Verdict::Ok) => ok.push(*line_no, raw),
+                Ok(Verdict::Rewrite(bytes)) => {
+                    ok.push(*line_no, &bytes);
+                    all_ok = false;
+                }
+                Ok(Verdict::Bad(reason)) => {
+                    self.quarantine(out, *line_no, reason, raw)?;
+                    all_ok = false;
+                }
+                Err(key) => {
+                    return Err(Error::data(format!(
+                        "{}:{line_no}: key {key:?} is not in input.schema (input.extra_columns = \"error\"); declare it or set extra_columns to \"keep\" or \"drop\"",
+                        self.shown()
+                    )))
+                }
             }
         }
-        let batch = match self.decode_lines(chunk, &good) {
-            Ok(b) => b,
+        let src: &JsonChunk = if all_ok { chunk } else { &ok };
+        let all: Vec<usize> = (0..src.lines.len()).collect();
+        let (batch, good) = match self.decode_lines(src, &all) {
+            Ok(b) => (b, all),
             Err(_) => {
-                // Slow path: find the bad lines one by one.
-                let mut still_good = Vec::with_capacity(good.len());
-                for &i in &good {
-                    let (line_no, r) = &chunk.lines[i];
-                    let raw = &chunk.buf[r.clone()];
-                    if let Some(reason) = self.classify_json(raw) {
-                        self.quarantine(out, *line_no, reason, raw)?;
-                    } else if let Err(e) = self.decode_lines(chunk, &[i]) {
+                // Slow path (a line the checks passed but Arrow refused): find it.
+                let mut still_good = Vec::with_capacity(all.len());
+                for &i in &all {
+                    let (line_no, r) = &src.lines[i];
+                    if let Err(e) = self.decode_lines(src, &[i]) {
+                        let raw = &src.buf[r.clone()];
                         self.quarantine(out, *line_no, format!("does not fit the input schema: {e}"), raw)?;
                     } else {
                         still_good.push(i);
                     }
                 }
-                good = still_good;
-                self.decode_lines(chunk, &good).map_err(|e| match e {
+                let b = self.decode_lines(src, &still_good).map_err(|e| match e {
                     Error::Batch(a) => Error::arrow(self.shown(), a),
                     e => Error::data(format!("{}: {e}", self.shown())),
-                })?
+                })?;
+                (b, still_good)
             }
         };
-        let lines: Vec<u64> = good.iter().map(|&i| chunk.lines[i].0).collect();
-        let raws: Vec<&[u8]> = good.iter().map(|&i| &chunk.buf[chunk.lines[i].1.clone()]).collect();
-        let assembled = self.assemble(&batch, &lines, &|row| raws[row], &|row| self.classify_json(raws[row]), out)?;
+        let lines: Vec<u64> = good.iter().map(|&i| src.lines[i].0).collect();
+        let raws: Vec<&[u8]> = good.iter().map(|&i| &src.buf[src.lines[i].1.clone()]).collect();
+        let assembled = self.assemble(&batch, &lines, &|row| raws[row], &|_| None, out)?;
         self.check_fail(out)?;
         if let Some(b) = assembled {
             out.rows += b.num_rows() as u64;
@@ -275,8 +354,10 @@ impl RangeReader<'_> {
 
     /// Decodes the given lines of a chunk with the input schema.
     fn decode_lines(&self, chunk: &JsonChunk, which: &[usize]) -> Result<RecordBatch, Error> {
-        let mut decoder =
-            ReaderBuilder::new(Arc::clone(&self.input_schema)).with_batch_size(which.len().max(1)).build_decoder()?;
+        let mut decoder = ReaderBuilder::new(Arc::clone(&self.input_schema))
+            .with_batch_size(which.len().max(1))
+            .with_coerce_primitive(true)
+            .build_decoder()?;
         for &i in which {
             let r = chunk.lines[i].1.clone();
             let bytes = &chunk.buf[r];
@@ -293,34 +374,23 @@ impl RangeReader<'_> {
         Ok(batch)
     }
 
-    /// Why a JSON line cannot become a row, or `None` when it can.
-    fn classify_json(&self, raw: &[u8]) -> Option<String> {
-        let v: serde_json::Value = match serde_json::from_slice(raw) {
-            Ok(v) => v,
-            Err(e) => return Some(format!("malformed JSON: {e}")),
-        };
-        let serde_json::Value::Object(map) = v else {
-            return Some("not a JSON object".into());
-        };
-        let text = &self.spec.text;
-        match map.get(text) {
-            None => return Some(format!("missing text key {text:?}")),
-            Some(serde_json::Value::Null) => return Some(format!("text key {text:?} is null")),
-            Some(serde_json::Value::String(_)) => {}
-            Some(other) => return Some(format!("text key {text:?} is not a string (found {})", json_type(other))),
-        }
-        if let Some(id) = &self.spec.id {
-            match map.get(id) {
-                None | Some(serde_json::Value::Null) => return Some(format!("id key {id:?} is missing or null")),
-                _ => {}
-            }
-        }
-        None
-    }
-
     fn read_text(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
-        let mut bytes = Vec::with_capacity(self.file.size as usize);
-        self.open(0, u64::MAX)?.read_to_end(&mut bytes).map_err(|e| self.io_err(e))?;
+        let max = self.spec.max_document_bytes;
+        let mut bytes = Vec::with_capacity(self.file.size.min(max) as usize);
+        self.open(0, u64::MAX)?.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| self.io_err(e))?;
+        self.check_magic(&bytes)?;
+        if bytes.len() as u64 > max {
+            let (_, compression) = Compression::strip(&self.file.path);
+            let size = if compression == Compression::None { self.file.size } else { bytes.len() as u64 };
+            return self.too_large(out, 1, size);
+        }
+        if bytes.starts_with(BOM) {
+            bytes.drain(..BOM.len());
+        }
+        // A blank-only file is an empty input.
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(());
+        }
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -341,7 +411,13 @@ impl RangeReader<'_> {
     }
 
     fn read_csv(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(self.open(0, u64::MAX)?);
+        let mut input = BufReader::with_capacity(1 << 20, self.open(0, u64::MAX)?);
+        let head = input.fill_buf().map_err(|e| self.io_err(e))?;
+        self.check_magic(head)?;
+        if head.starts_with(BOM) {
+            input.consume(BOM.len());
+        }
+        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
         let headers =
             rdr.byte_headers().map_err(|e| Error::csv(format!("{}: cannot read the CSV header", self.shown()), e))?;
         let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
@@ -359,6 +435,7 @@ impl RangeReader<'_> {
         let mut cols: Vec<StringBuilder> = (0..ncols).map(|_| StringBuilder::new()).collect();
         let mut lines: Vec<u64> = Vec::new();
         let mut raws: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0usize;
         loop {
             let line = rdr.position().line();
             match rdr.read_byte_record(&mut record) {
@@ -371,6 +448,10 @@ impl RangeReader<'_> {
                 }
             }
             let line = record.position().map_or(line, |p| p.line());
+            if record.as_slice().len() as u64 > self.spec.max_document_bytes {
+                self.too_large(out, line, record.as_slice().len() as u64)?;
+                continue;
+            }
             let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
             if record.len() != ncols {
                 self.quarantine(out, line, format!("expected {ncols} fields, found {}", record.len()), &raw)?;
@@ -385,9 +466,12 @@ impl RangeReader<'_> {
                 b.append_value(f);
             }
             lines.push(line);
+            batch_bytes += 2 * raw.len();
             raws.push(raw);
-            if lines.len() >= DEFAULT_BATCH_ROWS {
+            if lines.len() >= DEFAULT_BATCH_ROWS || batch_bytes >= DEFAULT_BATCH_BYTES {
                 self.flush_builders(&mut cols, &mut lines, &mut raws, emit, out)?;
+                self.spill(out, false)?;
+                batch_bytes = 0;
             }
         }
         self.flush_builders(&mut cols, &mut lines, &mut raws, emit, out)
@@ -424,7 +508,14 @@ impl RangeReader<'_> {
         let mut stream = self
             .handle
             .block_on(async {
-                ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(DEFAULT_BATCH_ROWS).build()
+                let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+                // Batches bounded by bytes as well as rows: large documents come a few at a time.
+                let md = builder.metadata();
+                let rows = md.file_metadata().num_rows().max(1) as u64;
+                let bytes: u64 = md.row_groups().iter().map(|rg| rg.total_byte_size().max(0) as u64).sum();
+                let per_row = (bytes / rows).max(1);
+                let batch = (DEFAULT_BATCH_BYTES as u64 / per_row).clamp(1, DEFAULT_BATCH_ROWS as u64) as usize;
+                builder.with_batch_size(batch).build()
             })
             .map_err(|e| Error::parquet(format!("{}: cannot read Parquet", self.shown()), e))?;
         let mut row: u64 = 0;
@@ -438,6 +529,7 @@ impl RangeReader<'_> {
                 out.rows += b.num_rows() as u64;
                 emit(b)?;
             }
+            self.spill(out, false)?;
         }
         Ok(())
     }
@@ -460,10 +552,15 @@ impl RangeReader<'_> {
         };
         let n = batch.num_rows();
         let mut keep = Vec::with_capacity(n);
+        let text_values = text.as_any().downcast_ref::<StringArray>();
         for (row, &line) in lines.iter().enumerate().take(n) {
             let text_null = text.is_null(row);
             let id_null = id.as_ref().is_some_and(|a| a.is_null(row));
-            if text_null || id_null {
+            let size = text_values.map_or(0, |t| t.value_length(row) as u64);
+            if !text_null && size > self.spec.max_document_bytes {
+                self.too_large(out, line, size)?;
+                keep.push(false);
+            } else if text_null || id_null {
                 let reason = why_null(row).unwrap_or_else(|| {
                     if text_null {
                         format!("text column {:?} is null", self.spec.text)
@@ -548,17 +645,6 @@ fn to_utf8(a: &ArrayRef, name: &str, file: &str) -> Result<ArrayRef, Error> {
     cast(a, &DataType::Utf8).map_err(|e| Error::arrow(format!("{file}: column {name:?} cannot be read as a string"), e))
 }
 
-fn json_type(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "boolean",
-        serde_json::Value::Number(_) => "number",
-        serde_json::Value::String(_) => "string",
-        serde_json::Value::Array(_) => "array",
-        serde_json::Value::Object(_) => "object",
-    }
-}
-
 fn trim_eol(line: &[u8]) -> &[u8] {
     let mut l = line;
     if l.last() == Some(&b'\n') {
@@ -568,6 +654,146 @@ fn trim_eol(line: &[u8]) -> &[u8] {
         l = &l[..l.len() - 1];
     }
     l
+}
+
+/// The UTF-8 byte-order mark, stripped from the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// What the per-row check found.
+enum Verdict {
+    Ok,
+    /// Fine once nested values of `json` columns are written as JSON text.
+    Rewrite(Vec<u8>),
+    /// Quarantined, with this reason.
+    Bad(String),
+}
+
+/// Checks one JSONL row against the input schema (see [`crate::jsonscan`]).
+struct LineChecker<'s> {
+    columns: std::collections::HashMap<&'s str, &'s ColumnSpec>,
+    text: &'s str,
+    id: Option<&'s str>,
+    extra: ExtraColumns,
+}
+
+impl<'s> LineChecker<'s> {
+    fn new(spec: &'s ReadSpec) -> Self {
+        Self {
+            columns: spec.columns.iter().map(|c| (c.name.as_str(), c)).collect(),
+            text: &spec.text,
+            id: spec.id.as_deref(),
+            extra: spec.extra_columns,
+        }
+    }
+
+    /// `Err(key)`: a key outside the declared schema with `extra_columns = "error"`.
+    fn check(&self, raw: &[u8], dropped: &mut std::collections::BTreeMap<String, u64>) -> Result<Verdict, String> {
+        let members = match scan(raw) {
+            Ok(m) => m,
+            Err(reason) => return Ok(Verdict::Bad(reason)),
+        };
+        let mut seen_text = false;
+        let mut seen_id = false;
+        let mut rewrite = false;
+        // Counted only when the row is kept.
+        let mut dropped_here: Vec<&str> = Vec::new();
+        for (i, (k, v)) in members.0.iter().enumerate() {
+            if members.0[..i].iter().any(|(p, _)| p == k) {
+                return Ok(Verdict::Bad(format!("duplicate key {k:?}")));
+            }
+            let class = Class::of(v);
+            if k == self.text {
+                seen_text = true;
+                match class {
+                    Class::String => {}
+                    Class::Null => return Ok(Verdict::Bad(format!("text key {:?} is null", self.text))),
+                    c => {
+                        return Ok(Verdict::Bad(format!(
+                            "text key {:?} is not a string (found {})",
+                            self.text,
+                            c.name()
+                        )))
+                    }
+                }
+                continue;
+            }
+            if Some(k.as_ref()) == self.id {
+                seen_id = true;
+                match class {
+                    Class::Null => return Ok(Verdict::Bad(format!("id key {k:?} is missing or null"))),
+                    c if c.is_nested() => {
+                        return Ok(Verdict::Bad(format!(
+                            "id key {k:?} is an {}, expected a string or a number",
+                            c.name()
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+            if self.columns.is_empty() {
+                continue;
+            }
+            let Some(col) = self.columns.get(k.as_ref()) else {
+                match self.extra {
+                    ExtraColumns::Drop => dropped_here.push(k.as_ref()),
+                    ExtraColumns::Error => return Err(k.to_string()),
+                    ExtraColumns::Keep => {
+                        return Ok(Verdict::Bad(format!(
+                            "key {k:?} is not in the input schema (did the file change after the schema was read?)"
+                        )))
+                    }
+                }
+                continue;
+            };
+            if !col.ty.accepts(class, col.declared) {
+                return Ok(Verdict::Bad(format!(
+                    "column {k:?}: expected {}, found {} {}",
+                    col.ty,
+                    class.name(),
+                    crate::jsonscan::excerpt(v)
+                )));
+            }
+            rewrite |= col.ty == ColumnType::Json && class.is_nested();
+        }
+        if !seen_text {
+            return Ok(Verdict::Bad(format!("missing text key {:?}", self.text)));
+        }
+        if let (Some(id), false) = (self.id, seen_id) {
+            return Ok(Verdict::Bad(format!("id key {id:?} is missing or null")));
+        }
+        for k in dropped_here {
+            *dropped.entry(k.to_string()).or_default() += 1;
+        }
+        if !rewrite {
+            return Ok(Verdict::Ok);
+        }
+        Ok(match self.rewrite(raw.len(), &members) {
+            Ok(bytes) => Verdict::Rewrite(bytes),
+            Err(e) => Verdict::Bad(format!("cannot re-encode the row: {e}")),
+        })
+    }
+
+    /// The row with nested values of json columns as their JSON text, exactly as written.
+    fn rewrite(&self, len: usize, members: &crate::jsonscan::Members<'_>) -> serde_json::Result<Vec<u8>> {
+        let mut o = Vec::with_capacity(len + 16);
+        o.push(b'{');
+        for (i, (k, v)) in members.0.iter().enumerate() {
+            if i > 0 {
+                o.push(b',');
+            }
+            serde_json::to_writer(&mut o, k.as_ref())?;
+            o.push(b':');
+            let nested_json =
+                self.columns.get(k.as_ref()).is_some_and(|c| c.ty == ColumnType::Json) && Class::of(v).is_nested();
+            if nested_json {
+                serde_json::to_writer(&mut o, v.get())?;
+            } else {
+                o.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        o.push(b'}');
+        Ok(o)
+    }
 }
 
 /// Lines of one JSONL batch, stored contiguously.
@@ -586,6 +812,120 @@ impl JsonChunk {
     fn clear(&mut self) {
         self.buf.clear();
         self.lines.clear();
+    }
+}
+
+/// Opens the raw bytes of `file` from `pos` (decompressed when compressed).
+/// `until` is where the caller expects to stop: an object store is asked for
+/// `pos..until` first (one streamed request), and for the rest only if the
+/// caller reads on.
+pub(crate) fn open_input(
+    store_url: &str,
+    store: &Arc<dyn ObjectStore>,
+    file: &InputFile,
+    pos: u64,
+    until: u64,
+    handle: &tokio::runtime::Handle,
+    shown: &str,
+) -> Result<Box<dyn Read + Send>, Error> {
+    let (_, compression) = Compression::strip(&file.path);
+    let raw: Box<dyn Read + Send> = if store_url == "file://" {
+        let p = format!("/{}", file.path);
+        let mut f = File::open(&p).map_err(|e| Error::io(format!("cannot open input {p}"), e))?;
+        if pos > 0 {
+            f.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(format!("cannot seek in {p}"), e))?;
+        }
+        Box::new(f)
+    } else {
+        Box::new(ObjectReader::new(
+            Arc::clone(store),
+            Path::from(file.path.as_str()),
+            pos..until.min(file.size),
+            file.size,
+            handle.clone(),
+            shown.to_string(),
+        ))
+    };
+    Ok(match compression {
+        Compression::None => raw,
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw))),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(raw)
+                .map_err(|e| Error::io(format!("{shown}: cannot start zstd decoding"), e))?,
+        ),
+    })
+}
+
+/// One line as [`read_line_capped`] read it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LineRead {
+    /// Bytes consumed, end of line included (0: end of input).
+    pub consumed: u64,
+    /// The body was longer than the cap and was not kept.
+    pub too_large: bool,
+    /// The line ended with `\n` (not at the end of the input).
+    pub newline: bool,
+}
+
+/// Reads one line (up to and including `\n`) into `buf`, keeping at most `cap`
+/// bytes of its body: a longer line is consumed but not kept (`buf` is left
+/// empty), so memory stays bounded whatever the input.
+pub(crate) fn read_line_capped<R: BufRead + ?Sized>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<LineRead> {
+    let mut total = 0u64;
+    let mut over = false;
+    let mut newline = false;
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            break;
+        }
+        let (n, done) = match avail.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        if !over {
+            // Room for the body and a "\r\n".
+            if buf.len() + n > cap.saturating_add(2) {
+                over = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&avail[..n]);
+            }
+        }
+        total += n as u64;
+        r.consume(n);
+        if done {
+            newline = true;
+            break;
+        }
+    }
+    if !over && trim_eol(buf).len() > cap {
+        over = true;
+        buf.clear();
+    }
+    Ok(LineRead { consumed: total, too_large: over, newline })
+}
+
+/// What a file's first bytes say it is, when that is not a text format.
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"PAR1") {
+        Some("a Parquet file")
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip-compressed (name it .gz)")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd-compressed (name it .zst)")
+    } else if head.iter().take(4096).any(|b| *b == 0) {
+        Some("binary (it holds NUL bytes)")
+    } else {
+        None
     }
 }
 

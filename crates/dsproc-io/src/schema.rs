@@ -6,7 +6,6 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
 #[allow(deprecated)]
 // ParquetObjectReader: still the simplest object_store bridge in parquet 59
 use datafusion::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
@@ -15,107 +14,275 @@ use object_store::ObjectStore;
 
 use crate::error::Error;
 use crate::format::{Compression, InputFormat};
+use crate::jsonscan::{scan, Class, ColumnSpec, ColumnType, ExtraColumns, Seen};
 use crate::listing::InputFile;
 
-/// Lines sampled from the first JSONL file to infer its schema.
-const INFER_LINES: usize = 1000;
-/// Bytes read from the first file for sampling.
+/// Bytes read from the first CSV file for its header.
 const INFER_BYTES: u64 = 4 << 20;
 
 fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
-/// Infers the schema of the input files (all columns, as stored).
+/// How the input schema is found.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaOptions {
+    pub text: String,
+    pub id: Option<String>,
+    /// `[input.schema]`: column → type, in the spec's order.
+    pub declared: Vec<(String, ColumnType)>,
+    pub extra_columns: ExtraColumns,
+    /// Lines longer than this are skipped here (the reader quarantines them).
+    pub max_document_bytes: u64,
+}
+
+/// The input schema: Arrow fields, and for JSONL each column's type as the
+/// reader checks it.
+#[derive(Debug, Clone)]
+pub struct InputSchema {
+    pub schema: Schema,
+    pub columns: Vec<ColumnSpec>,
+}
+
+/// Finds the schema of the input files (all columns, as stored). JSONL: every
+/// line of every file is scanned for its keys and value kinds, and each column
+/// gets the narrowest type that holds all its values (int → float → string;
+/// objects and arrays → `json`), unless a declared schema with
+/// `extra_columns = "drop" | "error"` makes the scan unnecessary. Parquet: the
+/// union of every file's footer schema. CSV: the first file's header (every
+/// file's header is checked against it when read).
 pub async fn infer_input_schema(
     store: &Arc<dyn ObjectStore>,
+    store_url: &str,
     files: &[InputFile],
     format: InputFormat,
-    text: &str,
-    id: Option<&str>,
-) -> Result<Schema, Error> {
+    opts: &SchemaOptions,
+) -> Result<InputSchema, Error> {
+    let text = opts.text.as_str();
+    let id = opts.id.as_deref();
     let first = &files[0];
+    let mut columns = Vec::new();
     let schema = match format {
         InputFormat::Text => Schema::new(vec![Field::new(text, DataType::Utf8, true)]),
         InputFormat::Jsonl => {
-            let head = read_head(store, first).await?;
-            let mut values = Vec::new();
-            for line in head.split(|b| *b == b'\n').take(INFER_LINES) {
-                if line.iter().all(|b| b.is_ascii_whitespace()) {
-                    continue;
-                }
-                if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_slice::<serde_json::Value>(line) {
-                    values.push(v);
-                }
-            }
-            if values.is_empty() && first.size > 0 {
+            if let Some((_, t)) =
+                opts.declared.iter().find(|(n, _)| n == text).filter(|(_, t)| *t != ColumnType::String)
+            {
                 return Err(Error::data(format!(
-                    "{}: no valid JSON object in the first {INFER_LINES} lines; is this JSONL?",
-                    first.path
+                    "input.schema: the text column {text:?} is declared {t}; it must be \"string\""
                 )));
             }
-            let inferred = infer_json_schema_from_iterator(values.iter().map(Ok))
-                .map_err(|e| Error::arrow(format!("{}: cannot infer a schema", first.path), e))?;
-            if values.is_empty() {
-                // Empty file: only the text (and id) columns are known.
-                let mut fields = vec![Field::new(text, DataType::Utf8, true)];
-                if let Some(id) = id {
-                    fields.push(Field::new(id, DataType::Utf8, true));
-                }
-                Schema::new(fields)
+            let scanned = if opts.declared.is_empty() || opts.extra_columns == ExtraColumns::Keep {
+                scan_keys(store, store_url, files, opts.max_document_bytes).await?
             } else {
-                inferred
+                Vec::new()
+            };
+            for (name, ty) in &opts.declared {
+                columns.push(ColumnSpec { name: name.clone(), ty: *ty, declared: true });
             }
+            for (name, seen) in scanned {
+                if opts.declared.iter().any(|(n, _)| *n == name) {
+                    continue;
+                }
+                let ty = if name == text { ColumnType::String } else { seen.column_type() };
+                columns.push(ColumnSpec { name, ty, declared: false });
+            }
+            if columns.is_empty() {
+                // Empty or blank-only input: only the text (and id) columns are known.
+                columns.push(ColumnSpec { name: text.to_string(), ty: ColumnType::String, declared: false });
+                if let Some(id) = id {
+                    columns.push(ColumnSpec { name: id.to_string(), ty: ColumnType::String, declared: false });
+                }
+            }
+            Schema::new(columns.iter().map(|c| Field::new(&c.name, c.ty.arrow(), true)).collect::<Vec<_>>())
         }
         InputFormat::Csv => {
             let head = read_head(store, first).await?;
-            let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(head.as_slice());
+            let head = strip_bom(&head);
+            let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(head);
             let headers =
                 rdr.headers().map_err(|e| Error::csv(format!("{}: cannot read the CSV header", first.path), e))?;
             Schema::new(headers.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>())
         }
-        InputFormat::Parquet => {
-            #[allow(deprecated)]
-            let reader =
-                ParquetObjectReader::new(Arc::clone(store), Path::from(first.path.as_str())).with_file_size(first.size);
-            let builder = ParquetRecordBatchStreamBuilder::new(reader)
-                .await
-                .map_err(|e| Error::parquet(format!("{}: cannot read the Parquet footer", first.path), e))?;
-            builder.schema().as_ref().clone()
-        }
+        InputFormat::Parquet => parquet_union(store, files).await?,
     };
-    // The text column must exist and be a string; JSON inference is forced to Utf8.
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    // The text column must exist and be a string.
+    let where_ = if files.len() == 1 { first.path.clone() } else { format!("any of the {} input files", files.len()) };
+    let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     let Some(pos) = fields.iter().position(|f| f.name() == text) else {
         let keys: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
         return Err(Error::data(format!(
-            "text column {text:?} not found in {} (columns: {}); set input.text to one of them",
-            first.path,
+            "text column {text:?} not found in {where_} (columns: {}); set input.text to one of them",
             if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
         )));
     };
-    match format {
-        InputFormat::Jsonl => fields[pos] = Field::new(text, DataType::Utf8, true),
-        _ if !is_string(fields[pos].data_type()) => {
-            return Err(Error::data(format!(
-                "text column {text:?} in {} has type {}, expected a string",
-                first.path,
-                fields[pos].data_type()
-            )))
-        }
-        _ => {}
+    if !is_string(fields[pos].data_type()) {
+        return Err(Error::data(format!(
+            "text column {text:?} in {} has type {}, expected a string",
+            first.path,
+            fields[pos].data_type()
+        )));
     }
     if let Some(id) = id {
         if !fields.iter().any(|f| f.name() == id) {
             let keys: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
             return Err(Error::data(format!(
-                "id column {id:?} not found in {} (columns: {}); remove input.id to use \"<file>:<line>\" ids",
-                first.path,
+                "id column {id:?} not found in {where_} (columns: {}); remove input.id to use \"<file>:<line>\" ids",
                 keys.join(", ")
             )));
         }
     }
-    Ok(Schema::new(fields))
+    Ok(InputSchema { schema: Schema::new(fields), columns })
+}
+
+/// Strips a UTF-8 byte-order mark.
+pub fn strip_bom(b: &[u8]) -> &[u8] {
+    b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b)
+}
+
+/// Every top-level key of every JSON object line of every file, in first-seen
+/// order (files in order), with the kinds of values seen. Files are scanned in
+/// parallel; lines that are not objects are skipped (the reader quarantines them).
+async fn scan_keys(
+    store: &Arc<dyn ObjectStore>,
+    store_url: &str,
+    files: &[InputFile],
+    max_document_bytes: u64,
+) -> Result<Vec<(String, Seen)>, Error> {
+    use futures::StreamExt;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let started = std::time::Instant::now();
+    if total > 64 << 20 {
+        tracing::info!(
+            files = files.len(),
+            mib = total >> 20,
+            "reading every input line's keys for the schema (declare [input.schema] with extra_columns = \"drop\" to skip this pass)"
+        );
+    }
+    let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 16);
+    let handle = tokio::runtime::Handle::current();
+    // Owned futures (no borrowing closure in the stream), so the caller's future stays Send.
+    let scans: Vec<_> = files
+        .iter()
+        .cloned()
+        .map(|file| {
+            let (store, store_url, handle) = (Arc::clone(store), store_url.to_string(), handle.clone());
+            tokio::task::spawn_blocking(move || scan_file(&store, &store_url, &file, handle, max_document_bytes))
+        })
+        .collect();
+    let per_file: Vec<Result<Vec<(String, Seen)>, Error>> = futures::stream::iter(scans)
+        .buffered(parallel)
+        .map(|r| r.map_err(|e| Error::data(format!("schema scan task failed: {e}")))?)
+        .collect()
+        .await;
+    let mut order: Vec<(String, Seen)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for keys in per_file {
+        for (k, seen) in keys? {
+            match index.get(&k) {
+                Some(&i) => order[i].1 = order[i].1.merge(seen),
+                None => {
+                    index.insert(k.clone(), order.len());
+                    order.push((k, seen));
+                }
+            }
+        }
+    }
+    if total > 64 << 20 {
+        tracing::info!(columns = order.len(), secs = started.elapsed().as_secs_f32(), "input schema read");
+    }
+    Ok(order)
+}
+
+fn scan_file(
+    store: &Arc<dyn ObjectStore>,
+    store_url: &str,
+    file: &InputFile,
+    handle: tokio::runtime::Handle,
+    max_document_bytes: u64,
+) -> Result<Vec<(String, Seen)>, Error> {
+    let shown = crate::store::shown(store_url, &file.path);
+    let raw = crate::read::open_input(store_url, store, file, 0, u64::MAX, &handle, &shown)?;
+    let mut reader = std::io::BufReader::with_capacity(8 << 20, raw);
+    {
+        use std::io::BufRead;
+        let head = reader.fill_buf().map_err(|e| Error::io(format!("error reading {shown}"), e))?;
+        if let Some(actual) = crate::read::sniff(head) {
+            return Err(Error::data(format!(
+                "{shown}: the file is {actual}, not jsonl; set input.format or rename the file"
+            )));
+        }
+    }
+    let mut order: Vec<(String, Seen)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut line = Vec::new();
+    let mut first = true;
+    loop {
+        line.clear();
+        let cap = usize::try_from(max_document_bytes).unwrap_or(usize::MAX);
+        let got = crate::read::read_line_capped(&mut reader, &mut line, cap)
+            .map_err(|e| Error::io(format!("error reading {shown}"), e))?;
+        if got.consumed == 0 {
+            break;
+        }
+        let body = if first { strip_bom(&line) } else { &line[..] };
+        first = false;
+        if got.too_large {
+            continue;
+        }
+        let Ok(members) = scan(body) else { continue };
+        for (k, v) in members.0 {
+            let c = Class::of(v);
+            match index.get(k.as_ref()) {
+                Some(&i) => order[i].1 = order[i].1.widen(c),
+                None => {
+                    index.insert(k.to_string(), order.len());
+                    order.push((k.into_owned(), Seen::Null.widen(c)));
+                }
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// The union of the files' Parquet schemas (a column missing from a file is null
+/// there); a column whose type differs between files is an error naming both.
+async fn parquet_union(store: &Arc<dyn ObjectStore>, files: &[InputFile]) -> Result<Schema, Error> {
+    use futures::StreamExt;
+    let reads: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let (store, path, size) = (Arc::clone(store), f.path.clone(), f.size);
+            async move {
+                #[allow(deprecated)]
+                let reader = ParquetObjectReader::new(store, Path::from(path.as_str())).with_file_size(size);
+                let builder = ParquetRecordBatchStreamBuilder::new(reader)
+                    .await
+                    .map_err(|e| Error::parquet(format!("{path}: cannot read the Parquet footer"), e))?;
+                Ok::<_, Error>((path, Arc::clone(builder.schema())))
+            }
+        })
+        .collect();
+    let footers: Vec<Result<(String, SchemaRef), Error>> = futures::stream::iter(reads).buffered(16).collect().await;
+    let mut fields: Vec<(Field, String)> = Vec::new();
+    for footer in footers {
+        let (path, schema) = footer?;
+        for f in schema.fields() {
+            match fields.iter().find(|(g, _)| g.name() == f.name()) {
+                Some((g, from)) if g.data_type() != f.data_type() => {
+                    return Err(Error::data(format!(
+                        "Parquet column {:?} is {} in {from} but {} in {path}; the files must agree",
+                        f.name(),
+                        g.data_type(),
+                        f.data_type()
+                    )))
+                }
+                Some(_) => {}
+                None => fields.push((f.as_ref().clone().with_nullable(true), path.clone())),
+            }
+        }
+    }
+    Ok(Schema::new(fields.into_iter().map(|(f, _)| f).collect::<Vec<_>>()))
 }
 
 /// The first `n` bytes of an object: a range request, or (servers without

@@ -29,6 +29,8 @@ pub struct ResolvedInput {
     pub files: Vec<InputFile>,
     pub format: InputFormat,
     pub schema: SchemaRef,
+    /// JSONL: each column's type as the reader checks it.
+    pub columns: Vec<dsproc_io::jsonscan::ColumnSpec>,
     /// The id column (`input.id`, or `id` when the input is a dsproc dataset).
     pub id: Option<String>,
     /// The dsproc dataset read, when `input.uri` names a dataset root.
@@ -124,17 +126,18 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
     };
     // A dataset's rows carry their ids.
     let id = input.id.clone().or_else(|| dataset.as_ref().map(|_| "id".to_string()));
-    let format = match input.format {
-        Some(f) => f,
-        None => InputFormat::from_path(&files[0].path).ok_or_else(|| {
-            DsprocError::usage(format!(
-                "input.format: cannot tell the format of {} from its extension; set input.format",
-                files[0].path
-            ))
-        })?,
-    };
     let store = location.store().map_err(DsprocError::job)?;
-    let schema = dsproc_io::schema::infer_input_schema(&store, &files, format, &input.text, id.as_deref())
+    let format = dsproc_io::format::decide_input_format(&store, &location.store_url, &files, input.format)
+        .await
+        .map_err(|e| DsprocError::usage(format!("input: {e}")))?;
+    let opts = dsproc_io::schema::SchemaOptions {
+        text: input.text.clone(),
+        id: id.clone(),
+        declared: input.schema.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        extra_columns: input.extra_columns,
+        max_document_bytes: input.max_document_bytes(),
+    };
+    let schema = dsproc_io::schema::infer_input_schema(&store, &location.store_url, &files, format, &opts)
         .await
         .map_err(|e| {
             let e = dsproc_common::error::Chain(&e).to_string();
@@ -144,7 +147,7 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
                 DsprocError::job(dsproc_io::store::redact(&e))
             }
         })?;
-    Ok(ResolvedInput { location, files, format, schema: Arc::new(schema), id, dataset })
+    Ok(ResolvedInput { location, files, format, schema: Arc::new(schema.schema), columns: schema.columns, id, dataset })
 }
 
 /// A step as lowered.
@@ -235,6 +238,9 @@ pub async fn lower_version(
         id: input.id.clone(),
         on_error: spec.input.on_error,
         quarantine_dir: Some(version_dir.join(dsproc_common::config::QUARANTINE_DIR)),
+        columns: input.columns.clone(),
+        extra_columns: spec.input.extra_columns,
+        max_document_bytes: spec.input.max_document_bytes(),
     };
     let node = ReadInputNode::try_new(read_spec.clone(), Arc::clone(&input.schema), staging.clone())
         .map_err(|e| DsprocError::usage(format!("input: {e}")))?;

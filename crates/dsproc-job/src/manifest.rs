@@ -63,6 +63,10 @@ pub struct Manifest {
     /// Columns of the input as read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub input_schema: Vec<Column>,
+    /// Values of input keys outside the declared `[input.schema]` that were
+    /// dropped (`input.extra_columns = "drop"`), per key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_columns_dropped: BTreeMap<String, u64>,
 }
 
 /// A column name and its Arrow type.
@@ -164,7 +168,7 @@ pub struct StepReport {
 }
 
 /// Versions of the reader and the shard writer (the ops' own come from the registry).
-pub const READ_VERSION: u32 = 1;
+pub const READ_VERSION: u32 = 2;
 pub const WRITE_VERSION: u32 = 1;
 
 /// Versions that go into `dataset_version`: the reader, every registered op (its

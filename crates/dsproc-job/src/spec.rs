@@ -39,6 +39,34 @@ pub struct InputSpec {
     /// When `uri` names a dsproc dataset root: the version to read (default: the current one).
     #[serde(default)]
     pub version: Option<u64>,
+    /// JSONL: declared column types, column → `string` | `int64` | `float64` |
+    /// `bool` | `json` (the recommended way in production). A value that does not
+    /// fit its declared type is quarantined with file, line, column and reason,
+    /// never coerced. Without it, every line of every file is read once for its
+    /// keys and each column gets the narrowest type that holds all its values
+    /// (int → float → string; objects and arrays → `json`, kept as JSON text).
+    #[serde(default)]
+    pub schema: BTreeMap<String, dsproc_io::jsonscan::ColumnType>,
+    /// JSONL keys not in `schema`: `keep` (default; their types are inferred from
+    /// every file), `drop` (counted per key in the manifest's
+    /// `extra_columns_dropped`) or `error` (the job fails naming file, line and key).
+    #[serde(default)]
+    pub extra_columns: dsproc_io::jsonscan::ExtraColumns,
+    /// Largest row (JSONL line, CSV record, text file or text value), e.g.
+    /// `"256MiB"` (the default). A larger row is quarantined with reason
+    /// `too_large` and its size; its bytes are neither kept in memory nor copied.
+    #[serde(default)]
+    pub max_document_bytes: Option<String>,
+}
+
+impl InputSpec {
+    /// `max_document_bytes` in bytes.
+    pub fn max_document_bytes(&self) -> u64 {
+        self.max_document_bytes
+            .as_deref()
+            .and_then(|s| dsproc_common::size::parse_size(s).ok())
+            .unwrap_or(dsproc_common::config::DEFAULT_MAX_DOCUMENT_BYTES)
+    }
 }
 
 /// `[input.storage]` / `[output.storage]`: settings of an object store that
@@ -474,6 +502,26 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
     if let Err(e) = dsproc_common::size::parse_shard_size(&spec.output.shard_size) {
         let span = key_span(&doc, &["output".to_string()], "shard_size");
         return Err(DsprocError::spec(loc(file, src, span), format!("output.shard_size: {e}")));
+    }
+    if let Some(Err(e)) = spec.input.max_document_bytes.as_deref().map(dsproc_common::size::parse_size) {
+        let span = key_span(&doc, &["input".to_string()], "max_document_bytes");
+        return Err(DsprocError::spec(loc(file, src, span), format!("input.max_document_bytes: {e}")));
+    }
+    if let Some(t) = spec.input.schema.get(&spec.input.text).filter(|t| **t != dsproc_io::jsonscan::ColumnType::String)
+    {
+        let span = key_span(&doc, &["input".to_string(), "schema".to_string()], &spec.input.text);
+        return Err(DsprocError::spec(
+            loc(file, src, span),
+            format!("input.schema.{}: the text column is declared {t}; it must be \"string\"", spec.input.text),
+        ));
+    }
+    if !spec.input.schema.is_empty() && matches!(spec.input.format, Some(f) if f != InputFormat::Jsonl) {
+        let span = key_span(&doc, &["input".to_string()], "schema");
+        return Err(DsprocError::spec(
+            loc(file, src, span),
+            "input.schema: only JSONL inputs take a declared schema (Parquet files carry theirs; CSV columns are strings)"
+                .to_string(),
+        ));
     }
     Ok(spec)
 }

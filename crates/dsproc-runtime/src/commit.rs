@@ -32,6 +32,8 @@ pub struct RunStats {
     pub step_sums: BTreeMap<usize, BTreeMap<String, u64>>,
     /// Processes that read input (`pid N@host`), sorted.
     pub workers: BTreeSet<String>,
+    /// Dropped values of keys outside a declared schema, per key.
+    pub extra_dropped: BTreeMap<String, u64>,
 }
 
 fn job_err(what: &str, path: &Path, e: impl std::fmt::Display) -> DsprocError {
@@ -89,6 +91,9 @@ pub async fn read_stats_cached(
             stats.quarantined += s.quarantined;
             stats.ranges += 1;
             stats.workers.insert(s.worker);
+            for (k, v) in s.extra_dropped {
+                *stats.extra_dropped.entry(k).or_default() += v;
+            }
         } else if name.starts_with("step-") {
             let s: StepStats = parse_stats(bytes, &loc)?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;

@@ -246,7 +246,58 @@ async fn execute(
 /// The innermost useful message of a DataFusion error (it wraps context layers).
 fn clean(e: &datafusion::error::DataFusionError) -> String {
     let s = e.to_string();
+    let s = unwrap_task_error(&s).unwrap_or(s);
     s.replace("Execution error: ", "").replace("External error: ", "")
+}
+
+/// Ballista reports a failed task as `Job … failed: … runtime execution error:
+/// DataFusionError(Shared(External(Flattened(Data("…")))))`, the executor's error
+/// in Debug form. Returns the message inside (unescaped), or None when the text
+/// does not have that shape.
+fn unwrap_task_error(s: &str) -> Option<String> {
+    const MARK: &str = "runtime execution error: ";
+    let mut rest = &s[s.find(MARK)? + MARK.len()..];
+    while !rest.starts_with('"') {
+        let open = rest.find('(')?;
+        let ident = &rest[..open];
+        if ident.is_empty() || !ident.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            return None;
+        }
+        rest = &rest[open + 1..];
+    }
+    let mut out = String::new();
+    let mut chars = rest[1..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '0' => out.push('\0'),
+                'u' => {
+                    let hex: String = chars.by_ref().skip(1).take_while(|c| *c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod clean_tests {
+    #[test]
+    fn ballista_task_errors_read_as_the_executor_wrote_them() {
+        let s = r#"Job 038HMA6CD2000 failed: Job failed due to stage 1 failed: Task failed due to runtime execution error: DataFusionError(Shared(External(Flattened(Data("/d/late.jsonl:1201: key \"late\" is not in input.schema\n\u{e9}")))))"#;
+        assert_eq!(
+            super::unwrap_task_error(s).unwrap(),
+            "/d/late.jsonl:1201: key \"late\" is not in input.schema\n\u{e9}"
+        );
+        assert_eq!(super::unwrap_task_error("plain failure"), None);
+    }
 }
 
 /// Progress of the first stage (input ranges read) and the last (shard writers
@@ -459,6 +510,7 @@ async fn finish(
         buckets: job.buckets,
         elapsed_s: started.elapsed().as_secs_f64(),
         workers: stats.workers.iter().cloned().collect(),
+        extra_columns_dropped: stats.extra_dropped.clone(),
     };
     let mut manifest = manifest;
     for (s, _) in saved_indexes(job) {
