@@ -17,6 +17,9 @@ pub mod store;
 pub mod token_shards;
 pub mod upload;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use error::Error;
 pub use format::{Compression, InputFormat, OutputFormat};
 pub use listing::InputFile;

@@ -210,6 +210,9 @@ impl RangeReader<'_> {
         let cap = usize::try_from(self.spec.max_document_bytes).unwrap_or(usize::MAX);
         let mut line_no: u64 = 1;
         let mut offset: u64 = 0;
+        // A BOM belongs to the first line: that line starts at 0 and is this range's
+        // even when the range ends inside the BOM (the fuzz test found the line lost).
+        let mut bom = 0u64;
         let mut line = Vec::new();
         let mut reader;
         if start == 0 {
@@ -218,7 +221,7 @@ impl RangeReader<'_> {
             self.check_magic(head)?;
             if head.starts_with(BOM) {
                 reader.consume(BOM.len());
-                offset = BOM.len() as u64;
+                bom = BOM.len() as u64;
             }
         } else {
             // Skip the line that began before the range (or just the '\n' at start-1):
@@ -257,7 +260,7 @@ impl RangeReader<'_> {
             if got.consumed == 0 {
                 break;
             }
-            offset += got.consumed;
+            offset += got.consumed + std::mem::take(&mut bom);
             if got.too_large {
                 self.too_large(out, line_no, got.consumed - u64::from(got.newline))?;
             } else {

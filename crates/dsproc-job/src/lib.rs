@@ -8,6 +8,8 @@ pub mod manifest;
 pub mod ops;
 pub mod reference;
 pub mod spec;
+#[cfg(test)]
+mod spec_fuzz;
 
 pub use lower::{lower, LoweredJob};
 pub use spec::{JobSpec, LoadedSpec};
