@@ -135,7 +135,7 @@ impl RangeReader<'_> {
         } else {
             Box::new(ObjectReader::new(
                 Arc::clone(&self.store),
-                Path::from(self.file.path.as_str()),
+                crate::store::object_path(&self.file.path),
                 pos..until.min(self.file.size),
                 self.file.size,
                 self.handle.clone(),
@@ -418,7 +418,7 @@ impl RangeReader<'_> {
     }
 
     fn read_parquet(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
-        let path = Path::from(self.file.path.as_str());
+        let path = crate::store::object_path(&self.file.path);
         #[allow(deprecated)]
         let reader = ParquetObjectReader::new(Arc::clone(&self.store), path).with_file_size(self.file.size);
         let mut stream = self

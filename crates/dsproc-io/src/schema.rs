@@ -76,8 +76,8 @@ pub async fn infer_input_schema(
         }
         InputFormat::Parquet => {
             #[allow(deprecated)]
-            let reader =
-                ParquetObjectReader::new(Arc::clone(store), Path::from(first.path.as_str())).with_file_size(first.size);
+            let reader = ParquetObjectReader::new(Arc::clone(store), crate::store::object_path(&first.path))
+                .with_file_size(first.size);
             let builder = ParquetRecordBatchStreamBuilder::new(reader)
                 .await
                 .map_err(|e| Error::parquet(format!("{}: cannot read the Parquet footer", first.path), e))?;
@@ -141,7 +141,7 @@ async fn get_prefix(store: &Arc<dyn ObjectStore>, path: &Path, n: u64, size: u64
 
 async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec<u8>, Error> {
     let (_, compression) = Compression::strip(&file.path);
-    let path = Path::from(file.path.as_str());
+    let path = crate::store::object_path(&file.path);
     let n = match compression {
         Compression::None => INFER_BYTES.min(file.size),
         _ => (INFER_BYTES / 4).min(file.size),

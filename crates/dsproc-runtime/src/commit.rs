@@ -32,6 +32,8 @@ pub struct RunStats {
     pub step_sums: BTreeMap<usize, BTreeMap<String, u64>>,
     /// Processes that read input (`pid N@host`), sorted.
     pub workers: BTreeSet<String>,
+    /// Duplicate ids found by the check of a named id column.
+    pub duplicate_ids: dsproc_exec::DuplicateIdStats,
 }
 
 fn job_err(what: &str, path: &Path, e: impl std::fmt::Display) -> DsprocError {
@@ -92,6 +94,9 @@ pub async fn read_stats_cached(
         } else if name.starts_with("step-") {
             let s: StepStats = parse_stats(bytes, &loc)?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
+        } else if name.starts_with("dups-") {
+            let s: dsproc_exec::DuplicateIdStats = parse_stats(bytes, &loc)?;
+            stats.duplicate_ids.merge(&s);
         } else if name.starts_with("sums-") {
             let s: StepStats = parse_stats(bytes, &loc)?;
             let sums = stats.step_sums.entry(s.step).or_default();
