@@ -265,8 +265,11 @@ impl ExecutionPlan for DuplicateIdsExec {
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.input]
     }
+    /// Its properties declare no ordering (the window's sort by id is not
+    /// promised downstream), so it must not claim to keep one: a later join then
+    /// sorts for itself.
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        vec![false]
     }
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
         vec![false]
