@@ -200,20 +200,45 @@ async fn duplicate_id_check(
     plan: LogicalPlan,
     mode: DuplicateIdMode,
 ) -> Result<LogicalPlan, DsprocError> {
+    use datafusion::common::{Column, ScalarValue};
+    use datafusion::logical_expr::expr::WindowFunction;
+    use datafusion::logical_expr::{ExprFunctionExt, WindowFrame, WindowFrameBound, WindowFrameUnits};
     use dsproc_exec::dup_ids::{DUP_COUNT, DUP_RANK, POS_PART, POS_ROW};
+    let err = |e: datafusion::error::DataFusionError| DsprocError::usage(format!("input.on_duplicate_id: {e}"));
     let node = |plan, phase| {
         DuplicateIdsNode::try_new(plan, mode, phase, pc.staging.clone())
             .map(|n| LogicalPlan::Extension(Extension { node: Arc::new(n) }))
-            .map_err(|e| DsprocError::usage(format!("input.on_duplicate_id: {e}")))
+            .map_err(err)
     };
     let tagged = node(plan, DuplicateIdsPhase::Tag)?;
-    let window = format!(
-        "PARTITION BY id ORDER BY {POS_PART}, {POS_ROW} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+    // count(*) and row_number() over the rows of each id in input order (one sort).
+    let order = vec![col(POS_PART).sort(true, false), col(POS_ROW).sort(true, false)];
+    let frame = WindowFrame::new_bounds(
+        WindowFrameUnits::Rows,
+        WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+        WindowFrameBound::Following(ScalarValue::UInt64(None)),
     );
-    let query = format!(
-        "SELECT *, count(*) OVER ({window}) AS {DUP_COUNT}, row_number() OVER ({window}) AS {DUP_RANK} FROM __dsproc_input"
-    );
-    let ranked = crate::ops::sql_over(pc, "input.on_duplicate_id", "__dsproc_input", tagged, &query).await?;
+    let count = Expr::from(WindowFunction::new(datafusion::functions_aggregate::count::count_udaf(), vec![lit(1i64)]))
+        .partition_by(vec![col("id")])
+        .order_by(order.clone())
+        .window_frame(frame)
+        .build()
+        .map_err(err)?;
+    let rank = datafusion::functions_window::expr_fn::row_number()
+        .partition_by(vec![col("id")])
+        .order_by(order)
+        .build()
+        .map_err(err)?;
+    let named = |e: &Expr, name: &str| Expr::Column(Column::from_name(e.schema_name().to_string())).alias(name);
+    let mut exprs: Vec<Expr> =
+        tagged.schema().fields().iter().map(|f| Expr::Column(Column::from_name(f.name()))).collect();
+    exprs.push(named(&count, DUP_COUNT));
+    exprs.push(named(&rank, DUP_RANK));
+    let ranked = LogicalPlanBuilder::from(tagged)
+        .window(vec![count, rank])
+        .and_then(|b| b.project(exprs))
+        .and_then(|b| b.build())
+        .map_err(err)?;
     node(ranked, DuplicateIdsPhase::Check)
 }
 
