@@ -5,6 +5,7 @@
 mod cli;
 mod cluster;
 mod common;
+mod ingest;
 mod input;
 mod minhash;
 mod ops;

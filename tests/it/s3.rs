@@ -16,16 +16,16 @@ use crate::cluster::{worker_pids, Cluster};
 use crate::common::{random_docs, repo};
 
 /// The test server and a prefix of the bucket that belongs to one test.
-struct S3 {
-    endpoint: String,
-    bucket: String,
+pub(crate) struct S3 {
+    pub(crate) endpoint: String,
+    pub(crate) bucket: String,
     key: String,
     secret: String,
     prefix: String,
     rt: tokio::runtime::Runtime,
 }
 
-fn s3(test: &str) -> Option<S3> {
+pub(crate) fn s3(test: &str) -> Option<S3> {
     let Ok(endpoint) = std::env::var("DSPROC_TEST_S3_ENDPOINT") else {
         crate::common::skip(format!(
             "{test}: no S3 server, DSPROC_TEST_S3_ENDPOINT is not set (scripts/s3-server.sh start DIR && source DIR/env)"
@@ -45,12 +45,12 @@ fn s3(test: &str) -> Option<S3> {
 }
 
 impl S3 {
-    fn uri(&self, rel: &str) -> String {
+    pub(crate) fn uri(&self, rel: &str) -> String {
         format!("s3://{}/{}/{rel}", self.bucket, self.prefix)
     }
 
     /// The standard variables a dsproc process reads its credentials from.
-    fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ACCESS_KEY_ID", self.key.as_str()),
             ("AWS_SECRET_ACCESS_KEY", self.secret.as_str()),
@@ -64,7 +64,7 @@ impl S3 {
     }
 
     /// The test's own access to the server (not through dsproc's environment).
-    fn loc(&self, rel: &str) -> Location {
+    pub(crate) fn loc(&self, rel: &str) -> Location {
         let mut options = std::collections::BTreeMap::new();
         for (k, v) in [
             ("endpoint", self.endpoint.as_str()),
@@ -78,22 +78,22 @@ impl S3 {
         Location::parse(&self.uri(rel), None).unwrap().with_storage(StorageOptions { options, env: Default::default() })
     }
 
-    fn put(&self, rel: &str, bytes: Vec<u8>) {
+    pub(crate) fn put(&self, rel: &str, bytes: Vec<u8>) {
         self.rt.block_on(self.loc(rel).put(bytes)).unwrap();
     }
 
-    fn get(&self, rel: &str) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, rel: &str) -> Option<Vec<u8>> {
         self.rt.block_on(self.loc(rel).get_opt()).unwrap().map(|b| b.to_vec())
     }
 
     /// Keys below `rel`, relative to it, sorted.
-    fn keys(&self, rel: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, rel: &str) -> Vec<String> {
         let mut k: Vec<String> = self.rt.block_on(self.loc(rel).list()).unwrap().into_iter().map(|(n, _)| n).collect();
         k.sort();
         k
     }
 
-    fn dsproc(&self, cwd: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+    pub(crate) fn dsproc(&self, cwd: &Path, args: &[&str], env: &[(String, String)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_dsproc"))
             .current_dir(cwd)
             .args(args)
@@ -123,7 +123,7 @@ impl S3 {
     }
 }
 
-fn json_manifest(o: &Output) -> serde_json::Value {
+pub(crate) fn json_manifest(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "job failed: {}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["manifest"].clone()

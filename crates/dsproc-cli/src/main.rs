@@ -568,8 +568,41 @@ fn print_diff(d: &serde_json::Value) {
     }
 }
 
+/// Where bugs are reported (printed by the panic hook).
+const REPORT_BUGS: &str =
+    "the dsproc issue tracker (`issues new` in the dsproc repository), with the command, the job spec and this message";
+
+/// A panic is a bug in dsproc, never the user's fault: print that (with the panic's
+/// message and location, and where to report it) and exit 1 ("the job failed")
+/// instead of Rust's exit 101. Long-running servers (`scheduler`, `executor`) only
+/// print: their async runtime turns a task's panic into that task's failure.
+fn install_panic_hook(exit: bool) {
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        let at = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let msg = dsproc_runtime::redact(&msg);
+        eprintln!(
+            "error: internal error, this is a bug in dsproc (not in your job or data): {msg} (at {at}, thread {thread}); please report it to {REPORT_BUGS}"
+        );
+        if exit {
+            std::process::exit(1);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    install_panic_hook(!matches!(cli.command, Command::Scheduler { .. } | Command::Executor { .. }));
+    // For the test that the hook works: there is no input that makes dsproc panic.
+    if std::env::var_os("DSPROC_TEST_PANIC").is_some() {
+        panic!("DSPROC_TEST_PANIC is set");
+    }
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (_, 0) => "warn",

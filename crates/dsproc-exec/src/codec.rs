@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use dsproc_io::read::ReadSpec;
 use dsproc_io::Location;
 
+use crate::dup_ids::{DuplicateIdMode, DuplicateIdsExec, DuplicateIdsNode, DuplicateIdsPhase};
 use crate::nodes::{KeysOf, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 use crate::read_exec::ReadInputExec;
 use crate::stats_exec::StepStatsExec;
@@ -53,6 +54,11 @@ enum NodeProto {
     Write {
         params: WriteParams,
     },
+    DuplicateIds {
+        mode: DuplicateIdMode,
+        phase: DuplicateIdsPhase,
+        staging: Location,
+    },
 }
 
 impl NodeProto {
@@ -73,6 +79,9 @@ impl NodeProto {
                 sums_of: n.sums_of.clone(),
                 keys_of: n.keys_of.clone(),
             });
+        }
+        if let Some(n) = node.downcast_ref::<DuplicateIdsNode>() {
+            return Some(Self::DuplicateIds { mode: n.mode, phase: n.phase, staging: n.staging.clone() });
         }
         let n = node.downcast_ref::<WriteShardsNode>()?;
         Some(Self::Write { params: n.params.clone() })
@@ -96,6 +105,9 @@ impl NodeProto {
                 keys_of: n.keys_of.clone(),
             });
         }
+        if let Some(n) = node.downcast_ref::<DuplicateIdsExec>() {
+            return Some(Self::DuplicateIds { mode: n.mode, phase: n.phase, staging: n.staging.clone() });
+        }
         let n = node.downcast_ref::<WriteShardsExec>()?;
         Some(Self::Write { params: n.params.clone() })
     }
@@ -116,6 +128,9 @@ impl NodeProto {
                 Arc::new(n)
             }
             Self::Write { params } => Arc::new(WriteShardsNode::try_new(input()?, params)?),
+            Self::DuplicateIds { mode, phase, staging } => {
+                Arc::new(DuplicateIdsNode::try_new(input()?, mode, phase, staging)?)
+            }
         })
     }
 
@@ -132,6 +147,7 @@ impl NodeProto {
                 Arc::new(StepStatsExec::new(input, step, op, staging).with_sums(sums_of).with_keys(keys_of))
             }
             Self::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
+            Self::DuplicateIds { mode, phase, staging } => Arc::new(DuplicateIdsExec::new(input, mode, phase, staging)),
         })
     }
 }

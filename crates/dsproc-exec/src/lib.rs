@@ -8,12 +8,14 @@
 //! | [`ReadInputNode`] | [`ReadInputExec`] | read file ranges, quarantine bad rows |
 //! | [`StepStatsNode`] | [`StepStatsExec`] | count rows leaving a step |
 //! | [`WriteShardsNode`] | [`WriteShardsExec`] | one shard writer per partition |
+//! | [`DuplicateIdsNode`] | [`DuplicateIdsExec`] | duplicate ids of a named id column (two phases) |
 //!
 //! Side outputs (quarantined rows, statistics) are written under the run's
 //! staging prefix (on the output's store) with names that a retried task reproduces exactly, so a
 //! retry overwrites instead of duplicating.
 
 pub mod codec;
+pub mod dup_ids;
 pub mod memory;
 pub mod nodes;
 pub mod planner;
@@ -22,6 +24,7 @@ pub mod stats_exec;
 pub mod write_exec;
 
 pub use codec::{DsprocLogicalCodec, DsprocPhysicalCodec};
+pub use dup_ids::{DuplicateIdMode, DuplicateIdStats, DuplicateIdsExec, DuplicateIdsNode, DuplicateIdsPhase};
 pub use memory::ActiveFairPool;
 pub use nodes::{sink_result_schema, KeysOf, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 pub use planner::{DsprocExtensionPlanner, DsprocQueryPlanner};

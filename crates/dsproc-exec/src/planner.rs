@@ -18,6 +18,7 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 
 use dsproc_common::config::SHARD_COLUMN;
 
+use crate::dup_ids::{DuplicateIdsExec, DuplicateIdsNode};
 use crate::nodes::{ReadInputNode, StepStatsNode, WriteShardsNode};
 use crate::read_exec::ReadInputExec;
 use crate::stats_exec::StepStatsExec;
@@ -50,6 +51,10 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
                 .with_sums(n.sums_of.clone())
                 .with_keys(n.keys_of.clone());
             return Ok(Some(Arc::new(exec)));
+        }
+        if let Some(n) = node.as_any().downcast_ref::<DuplicateIdsNode>() {
+            let input = Arc::clone(&physical_inputs[0]);
+            return Ok(Some(Arc::new(DuplicateIdsExec::new(input, n.mode, n.phase, n.staging.clone()))));
         }
         if let Some(n) = node.as_any().downcast_ref::<WriteShardsNode>() {
             let input = Arc::clone(&physical_inputs[0]);

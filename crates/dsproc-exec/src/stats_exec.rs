@@ -100,6 +100,7 @@ impl ExecutionPlan for StepStatsExec {
             rows: 0,
             digest: 0,
             step: self.step,
+            op: self.op.clone(),
             partition,
             by_content,
             sums_of: self.sums_of.clone(),
@@ -119,6 +120,7 @@ struct CountingStream {
     rows: u64,
     digest: u64,
     step: usize,
+    op: String,
     partition: usize,
     by_content: bool,
     sums_of: Option<String>,
@@ -136,6 +138,9 @@ struct CountingStream {
 
 impl CountingStream {
     fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.sums_of.is_none() {
+            self.check_text(batch)?;
+        }
         self.rows += batch.num_rows() as u64;
         if let Some(name) = &self.sums_of {
             let i = batch.schema().index_of(name)?;
@@ -160,6 +165,32 @@ impl CountingStream {
             self.digest = dsproc_common::hash::id_digest_add(self.digest, id.as_bytes());
         }
         Ok(())
+    }
+
+    /// A row leaving a step with a null `text` fails the job: it would be committed
+    /// as a document without text. The message names the step and the first such
+    /// row's id.
+    fn check_text(&self, batch: &RecordBatch) -> Result<()> {
+        let Some(text) = batch.column_by_name("text") else { return Ok(()) };
+        let nulls = text.null_count();
+        if nulls == 0 {
+            return Ok(());
+        }
+        let Some(first) = (0..text.len()).find(|&i| text.is_null(i)) else { return Ok(()) };
+        let id = batch
+            .column_by_name("id")
+            .and_then(|ids| cast(ids, &DataType::Utf8).ok())
+            .and_then(|ids| {
+                let ids = ids.as_any().downcast_ref::<StringArray>()?;
+                (!ids.is_null(first)).then(|| format!("{:?}", ids.value(first)))
+            })
+            .unwrap_or_else(|| "(null)".to_string());
+        let more = if nulls > 1 { format!(" ({} rows of this batch)", nulls) } else { String::new() };
+        datafusion::common::exec_err!(
+            "step {} ({}): row id {id} has a null text{more}; a step must leave every row a string text: filter such rows out (WHERE text IS NOT NULL) or replace the null (COALESCE)",
+            self.step,
+            self.op
+        )
     }
 
     /// Writes the partition's count. On a cluster the name is derived from the rows

@@ -119,7 +119,7 @@ pub async fn decide_input_format(
             (None, None) => {
                 let (_, compression) = Compression::strip(&f.path);
                 let head = if compression == Compression::None && f.size > 0 {
-                    let path = object_store::path::Path::from(f.path.as_str());
+                    let path = crate::store::object_path(&f.path);
                     store.get_range(&path, 0..f.size.min(512)).await.map(|b| b.to_vec()).unwrap_or_default()
                 } else {
                     Vec::new()

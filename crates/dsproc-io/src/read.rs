@@ -505,7 +505,7 @@ impl RangeReader<'_> {
     }
 
     fn read_parquet(&self, emit: &mut Emit<'_>, out: &mut RangeOutcome) -> Result<(), Error> {
-        let path = Path::from(self.file.path.as_str());
+        let path = crate::store::object_path(&self.file.path);
         #[allow(deprecated)]
         let reader = ParquetObjectReader::new(Arc::clone(&self.store), path).with_file_size(self.file.size);
         let mut stream = self
@@ -842,7 +842,7 @@ pub(crate) fn open_input(
     } else {
         Box::new(ObjectReader::new(
             Arc::clone(store),
-            Path::from(file.path.as_str()),
+            crate::store::object_path(&file.path),
             pos..until.min(file.size),
             file.size,
             handle.clone(),

@@ -255,7 +255,7 @@ async fn parquet_union(store: &Arc<dyn ObjectStore>, files: &[InputFile]) -> Res
             let (store, path, size) = (Arc::clone(store), f.path.clone(), f.size);
             async move {
                 #[allow(deprecated)]
-                let reader = ParquetObjectReader::new(store, Path::from(path.as_str())).with_file_size(size);
+                let reader = ParquetObjectReader::new(store, crate::store::object_path(&path)).with_file_size(size);
                 let builder = ParquetRecordBatchStreamBuilder::new(reader)
                     .await
                     .map_err(|e| Error::parquet(format!("{path}: cannot read the Parquet footer"), e))?;
@@ -308,7 +308,7 @@ async fn get_prefix(store: &Arc<dyn ObjectStore>, path: &Path, n: u64, size: u64
 
 async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec<u8>, Error> {
     let (_, compression) = Compression::strip(&file.path);
-    let path = Path::from(file.path.as_str());
+    let path = crate::store::object_path(&file.path);
     let n = match compression {
         Compression::None => INFER_BYTES.min(file.size),
         _ => (INFER_BYTES / 4).min(file.size),

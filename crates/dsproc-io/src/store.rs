@@ -47,6 +47,56 @@ pub fn is_secret_key(key: &str) -> bool {
         || k == "key"
 }
 
+/// Checks one store setting (`key`, and `value` when it is written literally) for a
+/// store of URI scheme `scheme` before anything is opened, so that a bad setting
+/// is a spec error and never reaches object_store (which panics on an endpoint
+/// without a scheme): the key must be a setting of that store, an endpoint an
+/// `http://` or `https://` URL with a host, a region a plain name. Local paths
+/// take no store settings, so nothing is checked for them. Returns what is wrong.
+pub fn check_setting(scheme: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+    let k = key.to_ascii_lowercase();
+    let known = match scheme {
+        "s3" | "s3a" => k.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok(),
+        "gs" => k.parse::<object_store::gcp::GoogleConfigKey>().is_ok(),
+        "az" | "adl" | "azure" | "abfs" | "abfss" => k.parse::<object_store::azure::AzureConfigKey>().is_ok(),
+        "http" | "https" => k.parse::<object_store::ClientConfigKey>().is_ok(),
+        _ => return Ok(()),
+    };
+    if !known {
+        return Err(format!(
+            "unknown storage setting `{key}` for {scheme}:// (see the object_store configuration keys of that store)"
+        ));
+    }
+    let Some(v) = value else { return Ok(()) };
+    if k.contains("endpoint") {
+        check_endpoint(v)?;
+    } else if k == "region" || k == "aws_region" || k == "aws_default_region" || k == "default_region" {
+        let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(format!("region {v:?} is not a region name (letters, digits, `-`; e.g. \"us-east-1\")"));
+        }
+    }
+    Ok(())
+}
+
+/// An endpoint must be an `http://` or `https://` URL with a host, e.g.
+/// `http://127.0.0.1:9000` (object_store panics on `127.0.0.1:9000`).
+pub fn check_endpoint(v: &str) -> Result<(), String> {
+    let hint = |why: &str| {
+        let example = if v.contains("://") { String::new() } else { format!(" (did you mean \"http://{v}\"?)") };
+        format!("endpoint {v:?} {why}: use an http:// or https:// URL such as \"http://127.0.0.1:9000\"{example}")
+    };
+    let Some((scheme, _)) = v.split_once("://") else { return Err(hint("has no scheme")) };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Err(hint(&format!("has the scheme {scheme:?}")));
+    }
+    match Url::parse(v) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(_) => Err(hint("names no host")),
+        Err(e) => Err(hint(&format!("is not a URL ({e})"))),
+    }
+}
+
 /// A store failure. Every message names the location (and for object stores the
 /// bucket and operation) and has every registered credential value redacted; the
 /// object_store error is **not** kept as a source, because its text (request URLs,
@@ -250,11 +300,27 @@ impl Location {
                 b
             }};
         }
+        for (k, v) in &settings {
+            if let Err(e) = check_setting(self.scheme(), k, (!is_secret_key(k)).then_some(v.as_str())) {
+                return Err(StoreError::Config(format!("{}: {e}", self.uri)));
+            }
+        }
         let url = format!("{}/", self.store_url);
         let store: Arc<dyn ObjectStore> = match self.scheme() {
             "s3" | "s3a" => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
                 let b = configure!(AmazonS3Builder::from_env().with_url(url), AmazonS3ConfigKey);
+                // AWS_ENDPOINT_URL (and friends) from the environment are checked too.
+                for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
+                    if let Some(e) = b.get_config_value(&key) {
+                        check_endpoint(&e).map_err(|m| {
+                            StoreError::Config(format!(
+                                "{}: {m} (from the job's storage settings or AWS_ENDPOINT_URL)",
+                                self.uri
+                            ))
+                        })?;
+                    }
+                }
                 Arc::new(b.build().map_err(bad)?)
             }
             "gs" => {
@@ -281,9 +347,9 @@ impl Location {
         Ok(store)
     }
 
-    /// The object-store path (each part percent-encoded as object_store requires).
+    /// The object-store path (see [`object_path`]).
     pub fn path(&self) -> Path {
-        Path::from(self.raw.as_str())
+        object_path(&self.raw)
     }
 
     /// A child location.
@@ -471,7 +537,7 @@ impl Location {
             .into_iter()
             .map(|m| {
                 let full = decode_path(&m.location);
-                let rel = full.strip_prefix(&decode_str(&base)).unwrap_or(&full).trim_start_matches('/').to_string();
+                let rel = full.strip_prefix(&base).unwrap_or(&full).trim_start_matches('/').to_string();
                 (rel, m)
             })
             .collect())
@@ -575,9 +641,20 @@ fn decode_str(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-/// An object_store path (percent-encoded parts) as the raw path we use.
+/// The object_store path of a raw path (`données été/日本 語.jsonl`), as the stores'
+/// own listings give it: the characters as they are. (`Path::from` would
+/// percent-encode every non-ASCII byte and `%`, naming another file: the local
+/// store opens `donn%C3%A9es`, S3 asks for the key `donn%C3%A9es`.) Falls back to
+/// `Path::from` only for what `Path::parse` refuses (control characters, empty or
+/// `.`/`..` segments).
+pub fn object_path(raw: &str) -> Path {
+    Path::parse(raw).unwrap_or_else(|_| Path::from(raw))
+}
+
+/// An object_store path as the raw path we use (listings give paths with their
+/// characters as they are, see [`object_path`]).
 pub fn decode_path(p: &Path) -> String {
-    decode_str(p.as_ref())
+    p.as_ref().to_string()
 }
 
 /// The URI of `raw` (a path inside the store at `store_url`): `file:///abs/path`
@@ -744,6 +821,36 @@ mod tests {
         assert_eq!(root.join("x").raw, "x");
         assert!(Location::parse("https://host/a/b.jsonl", None).unwrap().read_only());
         assert!(Location::parse("s3:///nobucket", None).is_err());
+    }
+
+    #[tokio::test]
+    async fn unicode_and_spaces_name_the_same_local_file_as_listings() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("données été");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("日本 語.jsonl"), "{}\n").unwrap();
+        let loc = Location::parse(&format!("{}/日本 語.jsonl", d.display()), None).unwrap();
+        assert_eq!(loc.size().await.unwrap(), Some(3));
+        let listed = Location::parse(&d.display().to_string(), None).unwrap().list().await.unwrap();
+        assert_eq!(listed.iter().map(|(rel, _)| rel.as_str()).collect::<Vec<_>>(), ["日本 語.jsonl"]);
+        assert_eq!(listed[0].1.location, loc.path());
+        let out = loc.sibling("ü 2.json");
+        out.put(&b"x"[..]).await.unwrap();
+        assert!(d.join("ü 2.json").is_file());
+    }
+
+    #[test]
+    fn endpoints_and_settings_are_checked() {
+        assert!(check_endpoint("http://127.0.0.1:9000").is_ok());
+        assert!(check_endpoint("https://s3.example.com").is_ok());
+        let e = check_endpoint("127.0.0.1:9000").unwrap_err();
+        assert!(e.contains("has no scheme") && e.contains("http://127.0.0.1:9000"), "{e}");
+        assert!(check_endpoint("ftp://h").is_err() && check_endpoint("http://").is_err());
+        assert!(check_setting("s3", "virtual_hosted_style_request", Some("true")).is_ok());
+        assert!(check_setting("s3", "no_such", Some("x")).unwrap_err().contains("unknown storage setting"));
+        assert!(check_setting("s3", "region", Some("us east")).is_err());
+        assert!(check_setting("s3", "aws_endpoint", Some("minio:9000")).is_err());
+        assert!(check_setting("file", "anything", Some("x")).is_ok());
     }
 
     #[test]

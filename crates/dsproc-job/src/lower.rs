@@ -11,6 +11,7 @@ use datafusion::prelude::SessionContext;
 use dsproc_common::config::{ORDER_COLUMN, SHARD_COLUMN, STAGING_DIR};
 use dsproc_common::size::ShardSize;
 use dsproc_common::DsprocError;
+use dsproc_exec::{DuplicateIdMode, DuplicateIdsNode, DuplicateIdsPhase};
 use dsproc_exec::{ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 use dsproc_functions::hash::shard_of::ShardOfFunc;
 use dsproc_io::listing::{list_inputs, ListError};
@@ -107,9 +108,11 @@ async fn dataset_input(
     Ok(Some((files, ds)))
 }
 
-/// Lists the input files, checks the format and reads the schema (text column
-/// present and a string). Errors here are usage errors (exit 2).
-pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocError> {
+/// The input location and its files: a dataset root's current (or chosen)
+/// version, else what the path, directory or glob lists.
+async fn list_input_files(
+    loaded: &LoadedSpec,
+) -> Result<(Location, Vec<InputFile>, Option<crate::manifest::InputDataset>), DsprocError> {
     let input = &loaded.spec.input;
     let location = Location::parse(&input.uri, Some(&loaded.base))
         .map_err(|e| DsprocError::usage(format!("input.uri: {e}")))?
@@ -124,6 +127,22 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
             (files, None)
         }
     };
+    Ok((location, files, dataset))
+}
+
+/// The overlap check alone (the input listed, no schema read): `run` makes it
+/// before it claims a version, so a refused run writes nothing into its input.
+pub async fn check_output_overlap(loaded: &LoadedSpec) -> Result<(), DsprocError> {
+    let output = resolve_output(loaded)?;
+    let (location, files, dataset) = list_input_files(loaded).await?;
+    overlap_error(&location, &files, dataset.is_some(), &output)
+}
+
+/// Lists the input files, checks the format and reads the schema (text column
+/// present and a string). Errors here are usage errors (exit 2).
+pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocError> {
+    let input = &loaded.spec.input;
+    let (location, files, dataset) = list_input_files(loaded).await?;
     // A dataset's rows carry their ids.
     let id = input.id.clone().or_else(|| dataset.as_ref().map(|_| "id".to_string()));
     let store = location.store().map_err(DsprocError::job)?;
@@ -148,6 +167,100 @@ pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocE
             }
         })?;
     Ok(ResolvedInput { location, files, format, schema: Arc::new(schema.schema), columns: schema.columns, id, dataset })
+}
+
+/// Refuses an output that overlaps the input (see [`dsproc_io::listing::overlap`]),
+/// except a dataset read from and written to the same root: each run reads the
+/// current version and commits a new one beside it (versions are immutable).
+pub fn check_overlap(input: &ResolvedInput, output: &Location) -> Result<(), DsprocError> {
+    overlap_error(&input.location, &input.files, input.dataset.is_some(), output)
+}
+
+fn overlap_error(
+    location: &Location,
+    files: &[InputFile],
+    is_dataset: bool,
+    output: &Location,
+) -> Result<(), DsprocError> {
+    let same_dataset = is_dataset
+        && location.store_url == output.store_url
+        && location.raw.trim_end_matches('/') == output.raw.trim_end_matches('/');
+    if same_dataset {
+        return Ok(());
+    }
+    match dsproc_io::listing::overlap(location, files, output) {
+        Ok(None) => Ok(()),
+        Ok(Some(m)) => Err(DsprocError::usage(m)),
+        Err(e) => Err(DsprocError::usage(dsproc_common::error::Chain(&e).to_string())),
+    }
+}
+
+/// The duplicate-id check between the reader and step 1 (see
+/// [`dsproc_exec::dup_ids`]): input positions, a window counting and ranking the
+/// rows of each id in input order, and the check that fails, reports or drops.
+async fn duplicate_id_check(
+    pc: &PlanContext<'_>,
+    plan: LogicalPlan,
+    mode: DuplicateIdMode,
+) -> Result<LogicalPlan, DsprocError> {
+    use datafusion::common::{Column, ScalarValue};
+    use datafusion::logical_expr::expr::WindowFunction;
+    use datafusion::logical_expr::{ExprFunctionExt, WindowFrame, WindowFrameBound, WindowFrameUnits};
+    use dsproc_exec::dup_ids::{DUP_COUNT, DUP_RANK, POS_PART, POS_ROW};
+    let err = |e: datafusion::error::DataFusionError| DsprocError::usage(format!("input.on_duplicate_id: {e}"));
+    let node = |plan, phase| {
+        DuplicateIdsNode::try_new(plan, mode, phase, pc.staging.clone())
+            .map(|n| LogicalPlan::Extension(Extension { node: Arc::new(n) }))
+            .map_err(err)
+    };
+    let tagged = node(plan, DuplicateIdsPhase::Tag)?;
+    // count(*) and row_number() over the rows of each id in input order (one sort).
+    let order = vec![col(POS_PART).sort(true, false), col(POS_ROW).sort(true, false)];
+    let frame = WindowFrame::new_bounds(
+        WindowFrameUnits::Rows,
+        WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+        WindowFrameBound::Following(ScalarValue::UInt64(None)),
+    );
+    let count = Expr::from(WindowFunction::new(datafusion::functions_aggregate::count::count_udaf(), vec![lit(1i64)]))
+        .partition_by(vec![col("id")])
+        .order_by(order.clone())
+        .window_frame(frame)
+        .build()
+        .map_err(err)?;
+    let rank = datafusion::functions_window::expr_fn::row_number()
+        .partition_by(vec![col("id")])
+        .order_by(order)
+        .build()
+        .map_err(err)?;
+    let named = |e: &Expr, name: &str| Expr::Column(Column::from_name(e.schema_name().to_string())).alias(name);
+    let mut exprs: Vec<Expr> =
+        tagged.schema().fields().iter().map(|f| Expr::Column(Column::from_name(f.name()))).collect();
+    exprs.push(named(&count, DUP_COUNT));
+    exprs.push(named(&rank, DUP_RANK));
+    let ranked = LogicalPlanBuilder::from(tagged)
+        .window(vec![count, rank])
+        .and_then(|b| b.project(exprs))
+        .and_then(|b| b.build())
+        .map_err(err)?;
+    node(ranked, DuplicateIdsPhase::Check)
+}
+
+/// Every step must leave a string `text` column (a step that makes it null or
+/// another type would commit rows that are not documents). The type is checked
+/// here, before data moves; nulls are checked as rows leave the step (its
+/// statistics node fails the job naming the step and the row's id).
+fn check_text_column(plan: &LogicalPlan, step: usize, op: &str) -> Result<(), DsprocError> {
+    let Ok(field) = plan.schema().field_with_unqualified_name("text") else {
+        return Err(DsprocError::usage(format!(
+            "step {step} ({op}): its output has no `text` column; every step must keep the document text as `text`"
+        )));
+    };
+    match field.data_type() {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Ok(()),
+        other => Err(DsprocError::usage(format!(
+            "step {step} ({op}): its output's `text` column has type {other}, not a string; every step must leave the document text a string (e.g. CAST(x AS VARCHAR), or drop such rows with WHERE)"
+        ))),
+    }
 }
 
 /// A step as lowered.
@@ -185,6 +298,8 @@ pub struct LoweredJob {
     pub steps: Vec<StepPlan>,
     /// What the reader reads (for progress: ranges to read).
     pub read_spec: ReadSpec,
+    /// The duplicate-id check of a named id column (None: auto ids, unique).
+    pub duplicate_ids: Option<DuplicateIdMode>,
 }
 
 /// Resolves the output location (a local directory or an object-store prefix).
@@ -201,6 +316,11 @@ pub fn resolve_output(loaded: &LoadedSpec) -> Result<Location, DsprocError> {
             out.uri, out.store_url
         )));
     }
+    // Opening the store only configures a client (no request): what the environment
+    // gets wrong (a variable storage.env names is not set, AWS_ENDPOINT_URL without
+    // a scheme) fails here, before anything is claimed. The spec's own settings were
+    // checked when it was parsed (exit 2, with file:line).
+    out.store().map_err(|e| DsprocError::job(dsproc_common::error::Chain(&e).to_string()))?;
     Ok(out)
 }
 
@@ -222,6 +342,7 @@ pub async fn lower_version(
     let spec = &loaded.spec;
     let input = resolve_input(loaded).await?;
     let output = resolve_output(loaded)?;
+    check_overlap(&input, &output)?;
     let staging = output.join(&format!("{STAGING_DIR}/{run_id}"));
     let version_rel = match version {
         Some(n) => dsproc_common::config::version_dir(n),
@@ -245,11 +366,22 @@ pub async fn lower_version(
     let node = ReadInputNode::try_new(read_spec.clone(), Arc::clone(&input.schema), staging.clone())
         .map_err(|e| DsprocError::usage(format!("input: {e}")))?;
     let mut plan = LogicalPlan::Extension(Extension { node: Arc::new(node) });
+    // A named id column is checked for duplicates (auto ids are unique).
+    let duplicate_ids = input.id.as_ref().map(|_| match spec.input.on_duplicate_id {
+        crate::spec::OnDuplicateId::Error => DuplicateIdMode::Error,
+        crate::spec::OnDuplicateId::Keep => DuplicateIdMode::Keep,
+        crate::spec::OnDuplicateId::First => DuplicateIdMode::First,
+    });
+    if let Some(mode) = duplicate_ids {
+        let pc = PlanContext { ctx, step: 0, staging: &staging, run_id, base: &loaded.base, version_dir: &version_dir };
+        plan = duplicate_id_check(&pc, plan, mode).await?;
+    }
     let mut steps = Vec::new();
     for (i, op) in spec.steps.iter().enumerate() {
         let step = i + 1;
         let pc = PlanContext { ctx, step, staging: &staging, run_id, base: &loaded.base, version_dir: &version_dir };
         plan = op.plan(&pc, plan).await?;
+        check_text_column(&plan, step, op.name())?;
         plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging.clone())),
         });
@@ -365,5 +497,6 @@ pub async fn lower_version(
         shard_opts,
         steps,
         read_spec,
+        duplicate_ids,
     })
 }

@@ -67,6 +67,28 @@ pub struct Manifest {
     /// dropped (`input.extra_columns = "drop"`), per key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_columns_dropped: BTreeMap<String, u64>,
+    /// Duplicate ids of a named id column (`input.on_duplicate_id`), when checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_ids: Option<DuplicateIds>,
+}
+
+/// What the duplicate-id check of a named `input.id` column found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DuplicateIds {
+    /// `error`, `keep` or `first`.
+    pub on_duplicate_id: String,
+    /// Distinct ids more than one row has.
+    pub ids: u64,
+    /// Rows beyond the first of each such id (dropped with `first`).
+    pub rows: u64,
+    /// Up to 5 of those ids (the smallest), with how many rows have each.
+    pub examples: Vec<DuplicateIdExample>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DuplicateIdExample {
+    pub id: String,
+    pub rows: u64,
 }
 
 /// A column name and its Arrow type.

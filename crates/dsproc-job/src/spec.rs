@@ -57,6 +57,15 @@ pub struct InputSpec {
     /// `too_large` and its size; its bytes are neither kept in memory nor copied.
     #[serde(default)]
     pub max_document_bytes: Option<String>,
+    /// When `id` names a column (or the input is a dsproc dataset): what to do with
+    /// rows whose id another row has. `error` (default): fail the job naming the
+    /// id, since dedup and shard assignment rely on unique ids; `first`: keep the
+    /// first occurrence in input order and drop the others (counted in the
+    /// manifest as `0:input:duplicate_id`); `keep`: keep every row and only report.
+    /// The manifest's `duplicate_ids` holds the count and up to 5 example ids.
+    /// Default ids (`<path>:<line>`) are unique by construction and not checked.
+    #[serde(default)]
+    pub on_duplicate_id: OnDuplicateId,
 }
 
 impl InputSpec {
@@ -67,6 +76,19 @@ impl InputSpec {
             .and_then(|s| dsproc_common::size::parse_size(s).ok())
             .unwrap_or(dsproc_common::config::DEFAULT_MAX_DOCUMENT_BYTES)
     }
+}
+
+/// `input.on_duplicate_id`: rows sharing an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDuplicateId {
+    /// Fail the job at the first duplicate id (the default).
+    #[default]
+    Error,
+    /// Keep every row; only report the duplicates in the manifest.
+    Keep,
+    /// Keep the first occurrence in input order; drop the others as `duplicate_id`.
+    First,
 }
 
 /// `[input.storage]` / `[output.storage]`: settings of an object store that
@@ -133,6 +155,30 @@ impl StorageSpec {
                     "must be the NAME of an environment variable (letters, digits, _), not a value".into(),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl StorageSpec {
+    /// Checks every setting against the store `uri` names (see
+    /// [`dsproc_io::store::check_setting`]): unknown keys, endpoints that are not
+    /// http(s) URLs, bad region names. Returns the key (`endpoint`,
+    /// `options.NAME`, `env.NAME`) and what is wrong.
+    fn check_settings(&self, uri: &str) -> Result<(), (String, String)> {
+        use dsproc_io::store::{check_endpoint, check_setting};
+        let scheme = uri.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_else(|| "file".into());
+        if let Some(e) = &self.endpoint {
+            check_endpoint(e).map_err(|m| ("endpoint".to_string(), m))?;
+        }
+        if let Some(r) = &self.region {
+            check_setting("s3", "region", Some(r)).map_err(|m| ("region".to_string(), m))?;
+        }
+        for (k, v) in &self.options {
+            check_setting(&scheme, k, Some(v)).map_err(|m| (format!("options.{k}"), m))?;
+        }
+        for k in self.env.keys() {
+            check_setting(&scheme, k, None).map_err(|m| (format!("env.{k}"), m))?;
         }
         Ok(())
     }
@@ -484,6 +530,20 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
             let (sub, leaf) = key.split_once('.').unwrap_or(("", key.as_str()));
             let path = vec![table.to_string(), "storage".to_string(), sub.to_string()];
             let span = key_span(&doc, &path, leaf).or_else(|| key_span(&doc, &path[..2], sub));
+            return Err(DsprocError::spec(loc(file, src, span), format!("{table}.storage.{key}: {message}")));
+        }
+    }
+    for (table, uri, storage) in
+        [("input", &spec.input.uri, &spec.input.storage), ("output", &spec.output.uri, &spec.output.storage)]
+    {
+        let Some(storage) = storage else { continue };
+        if let Err((key, message)) = storage.check_settings(uri) {
+            let (sub, leaf) = key.split_once('.').unwrap_or(("", key.as_str()));
+            let path: Vec<String> =
+                [table, "storage", sub].iter().filter(|p| !p.is_empty()).map(|p| p.to_string()).collect();
+            let span = key_span(&doc, &path, leaf)
+                .or_else(|| key_span(&doc, &path[..2], sub))
+                .or_else(|| key_span(&doc, &[table.to_string()], "storage"));
             return Err(DsprocError::spec(loc(file, src, span), format!("{table}.storage.{key}: {message}")));
         }
     }

@@ -34,6 +34,8 @@ pub struct RunStats {
     pub workers: BTreeSet<String>,
     /// Dropped values of keys outside a declared schema, per key.
     pub extra_dropped: BTreeMap<String, u64>,
+    /// Duplicate ids found by the check of a named id column.
+    pub duplicate_ids: dsproc_exec::DuplicateIdStats,
 }
 
 fn job_err(what: &str, path: &Path, e: impl std::fmt::Display) -> DsprocError {
@@ -97,6 +99,9 @@ pub async fn read_stats_cached(
         } else if name.starts_with("step-") {
             let s: StepStats = parse_stats(bytes, &loc)?;
             *stats.step_rows.entry(s.step).or_default() += s.rows;
+        } else if name.starts_with("dups-") {
+            let s: dsproc_exec::DuplicateIdStats = parse_stats(bytes, &loc)?;
+            stats.duplicate_ids.merge(&s);
         } else if name.starts_with("sums-") {
             let s: StepStats = parse_stats(bytes, &loc)?;
             let sums = stats.step_sums.entry(s.step).or_default();

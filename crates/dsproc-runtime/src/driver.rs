@@ -113,6 +113,8 @@ pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummar
     let started = Instant::now();
     let spec = &loaded.spec;
     let out = dsproc_job::lower::resolve_output(loaded)?;
+    // Before anything is claimed: a run refused for overlapping its input writes nothing there.
+    dsproc_job::lower::check_output_overlap(loaded).await?;
     let refuse_existing = spec.output.mode == WriteMode::Error;
     if refuse_existing && crate::versions::any_committed(&out).await? {
         return Err(DsprocError::usage(format!(
@@ -247,7 +249,14 @@ async fn execute(
 fn clean(e: &datafusion::error::DataFusionError) -> String {
     let s = e.to_string();
     let s = unwrap_task_error(&s).unwrap_or(s);
-    s.replace("Execution error: ", "").replace("External error: ", "")
+    let s = s.replace("Execution error: ", "").replace("External error: ", "");
+    // Other Debug-form task errors (`DataFusionError(Shared(Execution("…")))`): unescape
+    // the quotes so that messages read (and match) as they do locally.
+    if s.contains("DataFusionError(") {
+        s.replace("\\\"", "\"")
+    } else {
+        s
+    }
 }
 
 /// Ballista reports a failed task as `Job … failed: … runtime execution error:
@@ -398,6 +407,41 @@ async fn finish(
     };
     let mut steps = Vec::new();
     let mut rows = stats.read_rows;
+    let duplicate_ids = job.duplicate_ids.map(|mode| {
+        let d = &stats.duplicate_ids;
+        let mode = match mode {
+            dsproc_exec::DuplicateIdMode::Error => "error",
+            dsproc_exec::DuplicateIdMode::Keep => "keep",
+            dsproc_exec::DuplicateIdMode::First => "first",
+        };
+        dsproc_job::manifest::DuplicateIds {
+            on_duplicate_id: mode.to_string(),
+            ids: d.ids,
+            rows: d.rows,
+            examples: d
+                .examples
+                .iter()
+                .map(|(id, n)| dsproc_job::manifest::DuplicateIdExample { id: id.clone(), rows: *n })
+                .collect(),
+        }
+    });
+    if let Some(d) = duplicate_ids.as_ref().filter(|d| d.ids > 0) {
+        let examples: Vec<String> = d.examples.iter().map(|e| format!("{:?} ({} rows)", e.id, e.rows)).collect();
+        tracing::warn!(
+            "input.id: {} ids are shared by more than one row ({} rows beyond the first), e.g. {}; on_duplicate_id = \"{}\" {}",
+            d.ids,
+            d.rows,
+            examples.join(", "),
+            d.on_duplicate_id,
+            if d.on_duplicate_id == "first" { "kept the first of each" } else { "kept them all" }
+        );
+    }
+    if job.duplicate_ids == Some(dsproc_exec::DuplicateIdMode::First) && stats.duplicate_ids.rows > 0 {
+        // Later occurrences of an id are dropped before step 1.
+        let dropped = stats.duplicate_ids.rows.min(rows);
+        counts.dropped.insert("0:input:duplicate_id".to_string(), dropped);
+        rows -= dropped;
+    }
     for dsproc_job::lower::StepPlan { step, op, reason, info, adds } in &job.steps {
         let out = stats.step_rows.get(step).copied().unwrap_or(0);
         if out > rows {
@@ -511,6 +555,7 @@ async fn finish(
         elapsed_s: started.elapsed().as_secs_f64(),
         workers: stats.workers.iter().cloned().collect(),
         extra_columns_dropped: stats.extra_dropped.clone(),
+        duplicate_ids,
     };
     let mut manifest = manifest;
     for (s, _) in saved_indexes(job) {
