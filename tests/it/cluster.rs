@@ -266,6 +266,81 @@ fn losing_every_executor_fails_within_the_timeout_without_manifest() {
     assert!(!out.join("manifest.json").exists());
 }
 
+/// The scheduler's status of job `job_id` (Debug form: `Some(Failed(…))`).
+fn job_status(url: &str, job_id: &str) -> String {
+    use ballista_core::serde::protobuf::{scheduler_grpc_client::SchedulerGrpcClient, GetJobStatusParams};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = SchedulerGrpcClient::connect(format!("http://{}", url.trim_start_matches("df://"))).await.unwrap();
+        let r = c.get_job_status(GetJobStatusParams { job_id: job_id.into() }).await.unwrap().into_inner();
+        format!("{:?}", r.status.and_then(|s| s.status))
+    })
+}
+
+#[test]
+fn sigterm_during_submit_cancels_the_cluster_job_and_exits_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = big_input(dir.path());
+    let cluster = Cluster::start(dir.path(), 1, 30);
+    let out = dir.path().join("cluster");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
+        .current_dir(dir.path())
+        .args(["submit", job.to_str().unwrap(), "--cluster", &cluster.url, "--json", "-q"])
+        .args(["--set", &format!("output.uri={}", out.display())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !out.join("_staging").exists()
+        || walk(&out.join("_staging")).iter().filter(|p| p.to_string_lossy().contains("read-")).count() < 1
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "job never got going");
+        assert!(child.try_wait().unwrap().is_none(), "job ended before the signal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    // The scheduler was told: the job is failed (cancelled), not running on.
+    let job_id = err
+        .lines()
+        .find_map(|l| l.strip_prefix("cancelled cluster job "))
+        .unwrap_or_else(|| panic!("no cancellation reported: {err}"))
+        .trim()
+        .to_string();
+    let mut st = job_status(&cluster.url, &job_id);
+    while !st.contains("Failed") {
+        assert!(sent.elapsed() < Duration::from_secs(30), "job {job_id} still {st} after the cancellation");
+        std::thread::sleep(Duration::from_millis(100));
+        st = job_status(&cluster.url, &job_id);
+    }
+    // Its tasks stopped: nothing more appears under the output, and gc leaves no
+    // trace of the interrupted run.
+    std::thread::sleep(Duration::from_secs(2));
+    let settled = walk(&out);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(walk(&out), settled, "the cancelled job's tasks kept writing");
+    let o = Command::new(env!("CARGO_BIN_EXE_dsproc"))
+        .args(["gc", out.to_str().unwrap(), "--grace", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join("manifest.json").exists());
+    let left: Vec<_> = walk(&out).into_iter().filter(|p| !p.to_string_lossy().contains("_history")).collect();
+    assert!(left.is_empty(), "gc left {left:?}");
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {

@@ -9,6 +9,7 @@ mod ingest;
 mod input;
 mod minhash;
 mod ops;
+mod proxy;
 mod registry;
 mod s3;
 mod schemas;

@@ -251,6 +251,38 @@ fn dedup_minhash_save_index_and_against() {
             assert!(!got.contains("x000") && !got.iter().any(|id| id.starts_with('e')));
         }
 
+        // A's dataset root as `against`: its current version's saved index.
+        let outa = dir.path().join("outa");
+        let steps = format!("[[steps]]\nop = \"dedup_minhash\"\nagainst = [\"{}\"]\n", outa.display());
+        let out = dir.path().join("outb-root");
+        let m = run(&load(dir.path(), &spec(&ib, &steps, &out)), Engine::Local, 2).await.unwrap();
+        let got: BTreeSet<String> =
+            read_jsonl_dataset(&out, &m).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(got, want, "against the dataset root");
+
+        // A rebuilt (version 2) and version 1 expired: the pointer, pinned to version
+        // 1, is refused naming its version; the dataset root follows version 2.
+        let steps_a =
+            format!("[[steps]]\nop = \"dedup_minhash\"\nsave_index = \"{}\"\n", dir.path().join("index2").display());
+        run(&load(dir.path(), &spec(&ia, &steps_a, &outa)), Engine::Local, 2).await.unwrap();
+        dsproc_runtime::driver::gc_with_retention(outa.to_str().unwrap(), 0, Some(1), None, false).await.unwrap();
+        let steps = format!("[[steps]]\nop = \"dedup_minhash\"\nagainst = [\"{}\"]\n", index.display());
+        let e = run(&load(dir.path(), &spec(&ib, &steps, &dir.path().join("outb-old"))), Engine::Local, 2)
+            .await
+            .unwrap_err();
+        assert!(e.contains("no longer exists") && e.contains("version 1 of"), "{e}");
+        let steps = format!("[[steps]]\nop = \"dedup_minhash\"\nagainst = [\"{}\"]\n", outa.display());
+        let out = dir.path().join("outb-root2");
+        let m = run(&load(dir.path(), &spec(&ib, &steps, &out)), Engine::Local, 2).await.unwrap();
+        let got: BTreeSet<String> =
+            read_jsonl_dataset(&out, &m).iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(got, want, "against the dataset root after a rebuild and gc");
+        // A folder that is neither an index nor a dataset is named.
+        let steps = format!("[[steps]]\nop = \"dedup_minhash\"\nagainst = [\"{}\"]\n", dir.path().display());
+        let e =
+            run(&load(dir.path(), &spec(&ib, &steps, &dir.path().join("outd"))), Engine::Local, 2).await.unwrap_err();
+        assert!(e.contains("neither index.json") && e.contains("manifest.json"), "{e}");
+
         // an index saved with other parameters is refused, naming it
         let steps = format!("[[steps]]\nop = \"dedup_minhash\"\nseed = 7\nagainst = [\"{}\"]\n", index.display());
         let e =

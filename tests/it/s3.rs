@@ -78,6 +78,10 @@ impl S3 {
         Location::parse(&self.uri(rel), None).unwrap().with_storage(StorageOptions { options, env: Default::default() })
     }
 
+    pub(crate) fn secret_for_tests(&self) -> String {
+        self.secret.clone()
+    }
+
     pub(crate) fn put(&self, rel: &str, bytes: Vec<u8>) {
         self.rt.block_on(self.loc(rel).put(bytes)).unwrap();
     }
@@ -604,6 +608,79 @@ fn jobs_killed_at_any_instant_on_s3_leave_the_previous_version_current_and_intac
     }
 }
 
+#[test]
+fn commits_that_s3_refuses_midway_leave_the_previous_version_current_and_intact() {
+    let Some(s) = s3("refused_writes") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..2 {
+        crate::common::synthetic_jsonl(&input.join(format!("p{i}.jsonl")), 3000);
+    }
+    let spec = crate::common::job("in/*.jsonl", "[[steps]]\nop = \"dedup_exact\"\n", Path::new("OUT"), "parquet")
+        .replace("\"OUT\"", &format!("\"{}\"", s.uri("out")));
+    std::fs::write(dir.path().join("j.toml"), spec).unwrap();
+    let proxy = crate::proxy::RefusingProxy::start(&s.endpoint);
+    let through_proxy = [("AWS_ENDPOINT_URL".to_string(), proxy.url.clone())];
+    // Not -q: what failed after the commit is a warning.
+    let run = |extra: &[&str]| s.dsproc(dir.path(), &[&["run", "j.toml", "--json"], extra].concat(), &through_proxy);
+    let first = json_manifest(&run(&[]));
+    // The writes of a whole run on top of a committed version.
+    proxy.allow();
+    let second = json_manifest(&run(&[]));
+    let writes = proxy.log();
+    let total = writes.len();
+    assert!(total >= 8, "a run made only {total} writes: {writes:?}");
+    assert_eq!(second["version"], 2);
+    let pointer = writes.iter().position(|w| w.contains("/out/manifest.json ")).expect("no pointer write");
+    let root = S3Root { s: &s, out: "out".into() };
+    // Refused at instants spread over the whole run (claiming the version, stats,
+    // shards, the lock, the version record), at the pointer, and after it.
+    let mut points: Vec<usize> = (0..8).map(|k| k * pointer / 8).collect();
+    points.extend([pointer.saturating_sub(2), pointer - 1, pointer, pointer + 1, total - 1]);
+    points.sort();
+    points.dedup();
+    for n in points {
+        let before = s.get("out/manifest.json").unwrap();
+        proxy.refuse_after(n);
+        let o = run(&[]);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        let what = writes.get(n).map(String::as_str).unwrap_or("?");
+        assert!(proxy.refused() > 0, "refusing from write {n} ({what}): nothing was refused");
+        assert!(!err.contains(&s.secret_for_tests()), "the error shows the secret key");
+        proxy.allow();
+        let now = s.get("out/manifest.json").unwrap();
+        if n <= pointer {
+            assert_eq!(o.status.code(), Some(1), "refusing from write {n} ({what}): {err}");
+            assert!(err.contains("403") || err.contains("Forbidden") || err.contains("AccessDenied"), "{what}: {err}");
+            assert_eq!(now, before, "refusing from write {n} ({what}) changed the current version");
+        } else {
+            // Committed (the pointer is the commit): what failed after it is named.
+            assert!(o.status.success(), "refusing from write {n} ({what}), after the commit: {err}");
+            assert_ne!(now, before, "refusing from write {n} ({what})");
+            assert!(
+                err.contains("WARN") && err.contains("403"),
+                "refusing from write {n} ({what}): nothing said: {err}"
+            );
+        }
+        crate::versions::assert_one_complete_version(&root);
+        // A lock the refused run could not remove is a dead run's: gc takes it.
+        let o = s.dsproc(dir.path(), &["gc", &s.uri("out")], &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Writable again: gc removes what the refused runs left; the next run commits.
+    let o = s.dsproc(dir.path(), &["gc", &s.uri("out"), "--grace", "0"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = json_manifest(&run(&[]));
+    assert!(m["version"].as_u64().unwrap() > 2);
+    assert_eq!(m["rows"], first["rows"]);
+    assert_eq!(
+        shards(&m).iter().map(|(_, h)| h).collect::<Vec<_>>(),
+        shards(&first).iter().map(|(_, h)| h).collect::<Vec<_>>()
+    );
+    assert_only_dataset(&s, "out", &m);
+}
+
 /// `n` documents of 100 random words each, ids `{tag}{i:04}`; with `near`, every
 /// other one is a copy of `near`'s document with one word changed.
 fn near_dup_docs(tag: &str, n: usize, seed: u64, near: Option<&[String]>) -> (Vec<String>, Vec<u8>) {
@@ -703,4 +780,23 @@ fn save_index_then_against_on_a_cluster_whose_executors_cannot_see_the_driver_ma
         assert!(s.get(&format!("a-cluster/{f}")).is_some(), "{f} is listed but not on the store");
     }
     assert_only_dataset(&s, "a-cluster", &ca);
+
+    // `against` naming A's dataset root on the store, and a `save_index` pointer
+    // on the store: the cluster removes the same documents as the local run did.
+    let pointer = s.uri("pointers/a");
+    std::fs::write(jobs.path().join("a-ptr.toml"), spec("in/a.jsonl", &format!("save_index = \"{pointer}\""), "a-ptr"))
+        .unwrap();
+    let cluster_args = ["--cluster", cluster.url.as_str(), "--json", "-q"];
+    json_manifest(&s.dsproc(jobs.path(), &[&["submit", "a-ptr.toml"][..], &cluster_args].concat(), &[]));
+    assert!(s.get("pointers/a/index.json").is_some(), "save_index wrote no pointer on the store");
+    for (name, against) in [("b-root", s.uri("a-cluster")), ("b-ptr", pointer.clone())] {
+        std::fs::write(
+            jobs.path().join(format!("{name}.toml")),
+            spec("in/b.jsonl", &format!("against = [\"{against}\"]"), name),
+        )
+        .unwrap();
+        let job = format!("{name}.toml");
+        let m = json_manifest(&s.dsproc(jobs.path(), &[&["submit", job.as_str()][..], &cluster_args].concat(), &[]));
+        assert_eq!(m["rows"], lb["rows"], "{name}: against {against} removed other documents than locally");
+    }
 }

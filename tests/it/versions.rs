@@ -238,7 +238,7 @@ impl Root for LocalRoot {
 
 /// The current version as a reader sees it: one complete version (its record
 /// names the same run), every shard there with its sha256.
-fn assert_one_complete_version(root: &dyn Root) -> Option<u64> {
+pub(crate) fn assert_one_complete_version(root: &dyn Root) -> Option<u64> {
     let m: serde_json::Value = serde_json::from_slice(&root.get("manifest.json")?).unwrap();
     let v = m["version"].as_u64().unwrap();
     let rec: serde_json::Value = serde_json::from_slice(&root.get(&format!("_versions/{v}.json")).unwrap()).unwrap();

@@ -120,11 +120,13 @@ pub async fn decide_input_format(
                 let (_, compression) = Compression::strip(&f.path);
                 let head = if compression == Compression::None && f.size > 0 {
                     let path = crate::store::object_path(&f.path);
-                    store.get_range(&path, 0..f.size.min(512)).await.map(|b| b.to_vec()).unwrap_or_default()
+                    store.get_range(&path, 0..f.size.min(512)).await.map(|b| b.to_vec()).map_err(|e| {
+                        crate::store::redact(&format!("cannot read the first bytes of {}: {e}", shown(f)))
+                    })?
                 } else {
                     Vec::new()
                 };
-                let body = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+                let body = crate::schema::strip_bom(&head);
                 if body.starts_with(b"PAR1") {
                     InputFormat::Parquet
                 } else if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {

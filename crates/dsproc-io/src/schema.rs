@@ -161,20 +161,23 @@ async fn scan_keys(
     }
     let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 16);
     let handle = tokio::runtime::Handle::current();
-    // Owned futures (no borrowing closure in the stream), so the caller's future stays Send.
+    // Owned futures (no borrowing closure in the stream), so the caller's future stays
+    // Send. Each is an async block, so its blocking task starts only when `buffered`
+    // polls it: at most `parallel` files are open at once.
     let scans: Vec<_> = files
         .iter()
         .cloned()
         .map(|file| {
             let (store, store_url, handle) = (Arc::clone(store), store_url.to_string(), handle.clone());
-            tokio::task::spawn_blocking(move || scan_file(&store, &store_url, &file, handle, max_document_bytes))
+            async move {
+                tokio::task::spawn_blocking(move || scan_file(&store, &store_url, &file, handle, max_document_bytes))
+                    .await
+                    .map_err(|e| Error::data(format!("schema scan task failed: {e}")))?
+            }
         })
         .collect();
-    let per_file: Vec<Result<Vec<(String, Seen)>, Error>> = futures::stream::iter(scans)
-        .buffered(parallel)
-        .map(|r| r.map_err(|e| Error::data(format!("schema scan task failed: {e}")))?)
-        .collect()
-        .await;
+    let per_file: Vec<Result<Vec<(String, Seen)>, Error>> =
+        futures::stream::iter(scans).buffered(parallel).collect().await;
     let mut order: Vec<(String, Seen)> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for keys in per_file {

@@ -629,11 +629,26 @@ impl datafusion::execution::object_store::ObjectStoreRegistry for StoreRegistry 
             return Ok(s);
         }
         let base = format!("{}://{}", url.scheme(), url.authority());
-        let store = Location::root(&base, &StorageOptions::default())
+        let storage = known_storage().lock().unwrap_or_else(|e| e.into_inner()).get(&base).cloned().unwrap_or_default();
+        let store = Location::root(&base, &storage)
             .and_then(|l| l.store())
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         self.inner.register_store(url, Arc::clone(&store));
         Ok(store)
+    }
+}
+
+fn known_storage() -> &'static Mutex<BTreeMap<String, StorageOptions>> {
+    static KNOWN: OnceLock<Mutex<BTreeMap<String, StorageOptions>>> = OnceLock::new();
+    KNOWN.get_or_init(Default::default)
+}
+
+/// Makes [`StoreRegistry`] open `loc`'s store with `loc`'s settings in this
+/// process (the job's `[output.storage]` for the files plans scan by URL there).
+/// Processes that never saw the spec (remote executors) use their environment.
+pub fn remember_storage(loc: &Location) {
+    if !loc.is_local() && loc.storage != StorageOptions::default() {
+        known_storage().lock().unwrap_or_else(|e| e.into_inner()).insert(loc.store_url.clone(), loc.storage.clone());
     }
 }
 

@@ -4,7 +4,6 @@
 //! is in [`crate::versions`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -36,10 +35,6 @@ pub struct RunStats {
     pub extra_dropped: BTreeMap<String, u64>,
     /// Duplicate ids found by the check of a named id column.
     pub duplicate_ids: dsproc_exec::DuplicateIdStats,
-}
-
-fn job_err(what: &str, path: &Path, e: impl std::fmt::Display) -> DsprocError {
-    DsprocError::job(format!("{what} {}: {e}", path.display()))
 }
 
 fn parse_stats<T: serde::de::DeserializeOwned>(bytes: &[u8], loc: &Location) -> Result<T, DsprocError> {
@@ -370,12 +365,14 @@ pub async fn commit_index(
     Ok(files.iter().chain([&INDEX_FILE.to_string()]).map(|f| format!("{rel}/{f}")).collect())
 }
 
-/// Writes `save_index = DIR`'s `DIR/index.json` after the version is committed:
-/// the same index, naming the key files by their URIs inside the version.
-pub fn write_index_pointer(
+/// Writes `save_index = DIR`'s `DIR/index.json` after the version is committed
+/// (a local directory or an object-store prefix): the same index, naming the key
+/// files by their URIs inside the version.
+pub async fn write_index_pointer(
+    output: &Location,
     version_dir: &Location,
     step: usize,
-    dir: &Path,
+    dir: &Location,
     info: Option<&serde_json::Value>,
     manifest: &Manifest,
     side_files: &[String],
@@ -388,12 +385,15 @@ pub fn write_index_pointer(
         .filter(|n| n.starts_with(&format!("keys-{step:03}-")))
         .map(|n| idx.join(n).canonical())
         .collect();
-    let index = saved_index(info, files, manifest)?;
+    let mut index = saved_index(info, files, manifest)?;
+    index.dataset = Some(output.canonical());
+    index.version = Some(manifest.version);
     let body = serde_json::to_vec_pretty(&index).map_err(|e| DsprocError::job(format!("index: {e}")))?;
-    std::fs::create_dir_all(dir).map_err(|e| job_err("cannot create", dir, e))?;
-    let path = dir.join(INDEX_FILE);
-    let tmp = dir.join(format!(".{INDEX_FILE}.{}", manifest.run_id));
-    std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| job_err("cannot write", &path, e))
+    // Local: write + rename (Location::put), so a reader never sees half a pointer.
+    dir.join(INDEX_FILE)
+        .put(body)
+        .await
+        .map_err(|e| DsprocError::job(format!("save_index: cannot write {}: {e}", dir.join(INDEX_FILE).shown())))
 }
 
 fn saved_index(
@@ -414,5 +414,7 @@ fn saved_index(
         job: manifest.job_name.clone(),
         run_id: manifest.run_id.clone(),
         created_at: manifest.created_at.clone(),
+        dataset: None,
+        version: None,
     })
 }

@@ -83,11 +83,70 @@ fn active_runs() -> &'static Mutex<Vec<ActiveRun>> {
     ACTIVE.get_or_init(Default::default)
 }
 
+/// A job running on a Ballista scheduler (its plan knows the job id once the
+/// scheduler has accepted it).
+#[derive(Clone)]
+struct ClusterJob {
+    /// `df://host:port`
+    scheduler: String,
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+}
+
+impl ClusterJob {
+    /// The scheduler's job id, from the plan's `DistributedQueryExec`.
+    fn job_id(&self) -> Option<String> {
+        type Query = ballista_core::execution_plans::DistributedQueryExec<datafusion_proto::protobuf::LogicalPlanNode>;
+        let mut stack = vec![Arc::clone(&self.plan)];
+        while let Some(p) = stack.pop() {
+            if let Some(q) = p.downcast_ref::<Query>() {
+                return q.job_id().map(|id| id.as_str().to_string());
+            }
+            stack.extend(p.children().into_iter().cloned());
+        }
+        None
+    }
+
+    /// Asks the scheduler to cancel the job (its executors stop its tasks). Bounded
+    /// to 2 s; a failure is logged, `dsproc gc` removes what the tasks leave.
+    async fn cancel(&self) {
+        use ballista_core::serde::protobuf::{scheduler_grpc_client::SchedulerGrpcClient, CancelJobParams};
+        let Some(job_id) = self.job_id() else {
+            // Not accepted yet (the scheduler has not answered the submission): a
+            // job it accepts after this process is gone runs to its end, and
+            // `dsproc gc` removes what it wrote.
+            return;
+        };
+        let url = format!("http://{}", self.scheduler.trim_start_matches("df://"));
+        let cancel = async {
+            let mut client = SchedulerGrpcClient::connect(url).await.map_err(|e| e.to_string())?;
+            client.cancel_job(CancelJobParams { job_id: job_id.clone() }).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), cancel).await {
+            Ok(Ok(_)) => eprintln!("cancelled cluster job {job_id}"),
+            Ok(Err(e)) => eprintln!("warning: could not cancel cluster job {job_id}: {}", dsproc_io::store::redact(&e)),
+            Err(_) => eprintln!("warning: the scheduler did not answer the cancellation of job {job_id} within 2 s"),
+        }
+    }
+}
+
+fn active_jobs() -> &'static Mutex<Vec<ClusterJob>> {
+    static ACTIVE: OnceLock<Mutex<Vec<ClusterJob>>> = OnceLock::new();
+    ACTIVE.get_or_init(Default::default)
+}
+
+/// Cancels the cluster jobs of this process's runs (for signal handlers, after
+/// the run futures were dropped).
+async fn cancel_cluster_jobs() {
+    let jobs: Vec<ClusterJob> = std::mem::take(&mut *active_jobs().lock().unwrap_or_else(|e| e.into_inner()));
+    futures::future::join_all(jobs.iter().map(ClusterJob::cancel)).await;
+}
+
 /// Removes what the runs of this process have written that no version lists:
 /// their staging, and their version prefix unless the commit had begun (then
 /// `dsproc gc` decides by the version record). For signal handlers: the run
 /// futures must have been dropped first.
 pub async fn clean_up_interrupted_runs() {
+    cancel_cluster_jobs().await;
     let runs: Vec<ActiveRun> = std::mem::take(&mut *active_runs().lock().unwrap_or_else(|e| e.into_inner()));
     // Writers already on blocking threads may finish a file after the first pass:
     // three passes, 150 ms apart.
@@ -227,14 +286,40 @@ async fn execute(
     let ranges = dsproc_exec::read_exec::input_ranges(&job.read_spec, opts.engine_opts.target_partitions).len();
     let writers = opts.engine_opts.target_partitions;
     let progress = opts.progress.then(|| spawn_progress(job.staging.clone(), ranges, writers));
-    let run = async {
-        let df = ctx.execute_logical_plan(job.plan.clone()).await?;
-        df.collect().await
+    let scheduler = match &opts.engine {
+        Engine::Remote(url) => Some(url.clone()),
+        _ => None,
+    };
+    // Registered while it runs, so that a signal, a timeout or a dropped future
+    // cancels the cluster's job instead of leaving its tasks writing.
+    let watch = Arc::new(Mutex::new(None::<ClusterJob>));
+    let run = {
+        let watch = Arc::clone(&watch);
+        async move {
+            let df = ctx.execute_logical_plan(job.plan.clone()).await?;
+            let task_ctx = Arc::new(df.task_ctx());
+            let plan = df.create_physical_plan().await?;
+            if let Some(url) = scheduler {
+                let cj = ClusterJob { scheduler: url, plan: Arc::clone(&plan) };
+                *watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(cj.clone());
+                active_jobs().lock().unwrap_or_else(|e| e.into_inner()).push(cj);
+            }
+            let r = datafusion::physical_plan::collect(Arc::clone(&plan), task_ctx).await;
+            active_jobs().lock().unwrap_or_else(|e| e.into_inner()).retain(|j| !Arc::ptr_eq(&j.plan, &plan));
+            r
+        }
     };
     let result = match opts.timeout {
         Some(t) => match tokio::time::timeout(t, run).await {
             Ok(r) => r.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
-            Err(_) => Err(DsprocError::job(format!("job timed out after {}s", t.as_secs()))),
+            Err(_) => {
+                let cj = watch.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(cj) = cj {
+                    active_jobs().lock().unwrap_or_else(|e| e.into_inner()).retain(|j| !Arc::ptr_eq(&j.plan, &cj.plan));
+                    cj.cancel().await;
+                }
+                Err(DsprocError::job(format!("job timed out after {}s", t.as_secs())))
+            }
         },
         None => run.await.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
     };
@@ -567,14 +652,19 @@ async fn finish(
     let refuse_existing = loaded.spec.output.mode == WriteMode::Error;
     let manifest = crate::versions::commit_version(&job.output, version, &manifest, refuse_existing).await?;
     for (s, dir) in saved_indexes(job) {
+        let dir = Location::parse(dir, None).map_err(|e| DsprocError::job(format!("save_index: {e}")))?;
+        let dir =
+            if dir.store_url == job.output.store_url { dir.with_storage(job.output.storage.clone()) } else { dir };
         crate::commit::write_index_pointer(
+            &job.output,
             &job.version_dir,
             s.step,
-            std::path::Path::new(dir),
+            &dir,
             s.info.as_ref(),
             &manifest,
             &manifest.side_files,
-        )?;
+        )
+        .await?;
     }
     Ok(RunSummary { output: job.output.shown(), manifest })
 }

@@ -67,6 +67,10 @@ pub fn dsproc_config(base: SessionConfig, ballista: bool) -> SessionConfig {
         // Adaptive planning hangs a job that loses an executor after a map stage
         // (upstream issue #2150); the static planner recomputes the stage.
         config = config.set_str(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, "false");
+        // Pull job tracking: the client learns the job id as soon as the scheduler
+        // accepts the job (push tracking learns it only with the first stage's
+        // status), so a signal or a timeout can cancel the job at any time.
+        config = config.set_str(ballista_core::config::BALLISTA_CLIENT_PULL, "true");
     }
     config
 }

@@ -94,11 +94,15 @@ pub struct DedupMinhash {
     /// components have not converged by then.
     #[serde(default = "default_max_iterations")]
     pub max_iterations: usize,
-    /// Directory to write the band keys of the survivors to (Parquet files plus
-    /// `index.json`, replaced on each run), for later jobs' `against`.
+    /// Save the band keys of the survivors in the version this run commits
+    /// (`vNNNNN/_index/step-NNN/`, on the output's store), and write a pointer to
+    /// them at this directory or URI (`index.json`, replaced on each run), for
+    /// later jobs' `against`.
     pub save_index: Option<String>,
-    /// Saved indexes (directories written by `save_index` with the same signature
-    /// parameters): documents sharing a band key with one are removed as well.
+    /// Saved indexes with the same signature parameters: documents sharing a band
+    /// key with one are removed as well. Each is a dsproc dataset root (its current
+    /// version's saved index, so it follows rebuilds and `gc`), or a directory or
+    /// URI holding an `index.json` (a `save_index` pointer, pinned to one version).
     #[serde(default)]
     pub against: Vec<String>,
 }
@@ -190,16 +194,6 @@ impl DedupMinhash {
         if self.keep == Keep::Column(String::new()) {
             return Err(invalid("keep", "give smallest_id, longest or a numeric column"));
         }
-        let remote = |u: &str| u.split_once("://").is_some_and(|(scheme, _)| !scheme.eq_ignore_ascii_case("file"));
-        if self.save_index.as_deref().is_some_and(remote) {
-            return Err(invalid(
-                "save_index",
-                "must be a local directory (object-store indexes are not supported yet)",
-            ));
-        }
-        if self.against.iter().any(|u| remote(u)) {
-            return Err(invalid("against", "must name local directories (object-store indexes are not supported yet)"));
-        }
         Ok(p)
     }
 
@@ -240,7 +234,13 @@ impl DedupMinhash {
     /// What the manifest records about the step (the signature version and layout).
     fn manifest_info(&self, base: &std::path::Path) -> serde_json::Value {
         let p = self.params().expect("checked when parsed");
-        let abs = |u: &str| base.join(u.strip_prefix("file://").unwrap_or(u)).display().to_string();
+        let abs = |u: &str| {
+            if u.split_once("://").is_some_and(|(scheme, _)| !scheme.eq_ignore_ascii_case("file")) {
+                u.to_string()
+            } else {
+                base.join(u.strip_prefix("file://").unwrap_or(u)).display().to_string()
+            }
+        };
         serde_json::json!({
             "save_index": self.save_index.as_deref().map(abs),
             "against": self.against.iter().map(|u| abs(u)).collect::<Vec<_>>(),
@@ -498,31 +498,43 @@ impl DedupMinhash {
     async fn saved_keys(&self, pc: &PlanContext<'_>, p: &MinHashParams) -> Result<Option<LogicalPlan>, DsprocError> {
         let mut files = Vec::new();
         for uri in &self.against {
-            let dir = pc.base.join(uri.strip_prefix("file://").unwrap_or(uri));
-            let manifest = dir.join(INDEX_FILE);
             let err = |m: String| DsprocError::usage(format!("step {} (dedup_minhash): against {uri:?}: {m}", pc.step));
-            let bytes =
-                std::fs::read(&manifest).map_err(|e| err(format!("cannot read {}: {e}", manifest.display())))?;
-            let index: SavedIndex = serde_json::from_slice(&bytes)
-                .map_err(|e| err(format!("{} is not an index: {e}", manifest.display())))?;
-            if index.signature_version != SIGNATURE_VERSION {
-                return Err(err(format!("saved with {}, this is {SIGNATURE_VERSION}", index.signature_version)));
-            }
-            if &index.params != p {
-                return Err(err(format!(
-                    "saved with different signature parameters ({}); use the same num_perm, bands, rows, ngram, shingle and seed",
-                    serde_json::to_string(&index.params).unwrap_or_default()
-                )));
-            }
-            // Key files are URIs of the version that saved them (any store), or
-            // names relative to the index directory (indexes saved before versions).
-            files.extend(index.files.iter().map(|f| {
-                if f.contains("://") {
-                    f.clone()
-                } else {
-                    dir.join(f).display().to_string()
+            let loc = index_location(uri, pc).map_err(|e| err(e.to_string()))?;
+            for (index_dir, index) in find_indexes(&loc, p).await.map_err(err)? {
+                if index.signature_version != SIGNATURE_VERSION {
+                    return Err(err(format!("saved with {}, this is {SIGNATURE_VERSION}", index.signature_version)));
                 }
-            }));
+                if &index.params != p {
+                    return Err(err(format!(
+                        "saved with different signature parameters ({}); use the same num_perm, bands, rows, ngram, shingle and seed",
+                        serde_json::to_string(&index.params).unwrap_or_default()
+                    )));
+                }
+                // Key files are URIs of the version that saved them (any store), or
+                // names relative to the index directory.
+                for f in &index.files {
+                    let file = if f.contains("://") {
+                        dsproc_io::Location::parse(f, None).map_err(|e| err(e.to_string()))?.with_storage(loc.storage.clone())
+                    } else if f.starts_with('/') {
+                        dsproc_io::Location::parse(f, None).map_err(|e| err(e.to_string()))?
+                    } else {
+                        index_dir.join(f)
+                    };
+                    // A pointer outlives its version: say so instead of removing nothing.
+                    if !file.exists().await.map_err(|e| err(e.to_string()))? {
+                        let from = match (&index.dataset, index.version) {
+                            (Some(d), Some(v)) => format!(" (version {v} of {d}, expired by `dsproc gc`?)"),
+                            _ => String::new(),
+                        };
+                        return Err(err(format!(
+                            "the saved index names {}, which no longer exists{from}; name the dataset root in `against` to use its current version's index",
+                            file.shown()
+                        )));
+                    }
+                    dsproc_io::store::remember_storage(&file);
+                    files.push(file.canonical());
+                }
+            }
         }
         if files.is_empty() {
             return Ok(None);
@@ -534,6 +546,72 @@ impl DedupMinhash {
             .map_err(|e| DsprocError::usage(format!("step {} (dedup_minhash): against: {e}", pc.step)))?;
         Ok(Some(df.into_unoptimized_plan()))
     }
+}
+
+/// `against`'s or `save_index`'s location: relative paths against the spec's
+/// directory; on the output's store, the output's storage settings.
+pub fn index_location(uri: &str, pc: &PlanContext<'_>) -> Result<dsproc_io::Location, dsproc_io::store::StoreError> {
+    let loc = dsproc_io::Location::parse(uri, Some(pc.base))?;
+    Ok(if loc.store_url == pc.version_dir.store_url {
+        loc.with_storage(pc.version_dir.storage.clone())
+    } else {
+        loc
+    })
+}
+
+/// The saved indexes `loc` names: its own `index.json`, or, for a dsproc dataset
+/// root, the saved indexes of its current version (those with parameters `p`
+/// when it has several).
+async fn find_indexes(
+    loc: &dsproc_io::Location,
+    p: &MinHashParams,
+) -> Result<Vec<(dsproc_io::Location, SavedIndex)>, String> {
+    let read = |l: dsproc_io::Location| async move {
+        let bytes = l.get_opt().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(bytes.map(|b| (l, b)))
+    };
+    let parse = |l: &dsproc_io::Location, b: &[u8]| {
+        serde_json::from_slice::<SavedIndex>(b).map_err(|e| format!("{} is not a saved index: {e}", l.shown()))
+    };
+    if let Some((l, b)) = read(loc.join(INDEX_FILE)).await? {
+        return Ok(vec![(loc.clone(), parse(&l, &b)?)]);
+    }
+    let Some((l, b)) = read(loc.join(dsproc_common::config::MANIFEST_FILE)).await? else {
+        return Err(format!(
+            "{} holds neither {INDEX_FILE} (a saved index) nor {} (a dsproc dataset)",
+            loc.shown(),
+            dsproc_common::config::MANIFEST_FILE
+        ));
+    };
+    let m: serde_json::Value =
+        serde_json::from_slice(&b).map_err(|e| format!("{} is not a dsproc manifest: {e}", l.shown()))?;
+    let version = m["version"].as_u64().map(|v| format!("version {v}")).unwrap_or_else(|| "the current version".into());
+    let mut all = Vec::new();
+    for f in m["side_files"].as_array().into_iter().flatten().filter_map(|f| f.as_str()) {
+        let Some(dir) = f.strip_suffix(&format!("/{INDEX_FILE}")).filter(|d| d.contains("_index/step-")) else {
+            continue;
+        };
+        let dir = loc.join(dir);
+        let Some((l, b)) = read(dir.join(INDEX_FILE)).await? else {
+            return Err(format!("{version} of {} lists {}, which is missing", loc.shown(), l_shown(&dir)));
+        };
+        all.push((dir, parse(&l, &b)?));
+    }
+    if all.is_empty() {
+        return Err(format!(
+            "{version} of {} has no saved index (its dedup_minhash step needs `save_index`)",
+            loc.shown()
+        ));
+    }
+    // Several dedup_minhash steps: the ones with this step's parameters.
+    if all.len() > 1 && all.iter().any(|(_, i)| &i.params == p) {
+        all.retain(|(_, i)| &i.params == p);
+    }
+    Ok(all)
+}
+
+fn l_shown(l: &dsproc_io::Location) -> String {
+    l.join(INDEX_FILE).shown()
 }
 
 /// The file naming a saved index's key files and signature parameters.
@@ -549,6 +627,11 @@ pub struct SavedIndex {
     pub job: String,
     pub run_id: String,
     pub created_at: String,
+    /// The dataset and version whose key files these are (for messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// Turns the per-round change counters into `iterations`; an error when the
