@@ -21,7 +21,7 @@ pub fn load(dir: &Path, spec: &str) -> LoadedSpec {
 pub async fn run(loaded: &LoadedSpec, engine: Engine, partitions: usize) -> Result<Manifest, String> {
     let opts = RunOptions {
         engine,
-        engine_opts: EngineOptions { target_partitions: partitions, memory_limit: None },
+        engine_opts: EngineOptions { target_partitions: partitions, memory_limit: None, batch_rows: None },
         progress: false,
         timeout: Some(std::time::Duration::from_secs(300)),
         lineage_url: None,

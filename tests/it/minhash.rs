@@ -303,7 +303,11 @@ fn dedup_minhash_completes_under_a_small_memory_limit() {
         let loaded = load(dir.path(), &spec(&input, "[[steps]]\nop = \"dedup_minhash\"\n", &out));
         let opts = dsproc_runtime::RunOptions {
             engine: Engine::Local,
-            engine_opts: dsproc_runtime::EngineOptions { target_partitions: 4, memory_limit: Some(48 << 20) },
+            engine_opts: dsproc_runtime::EngineOptions {
+                target_partitions: 4,
+                memory_limit: Some(48 << 20),
+                batch_rows: None,
+            },
             progress: false,
             timeout: Some(std::time::Duration::from_secs(300)),
             lineage_url: None,

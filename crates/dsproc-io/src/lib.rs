@@ -11,6 +11,7 @@ pub mod jsonscan;
 pub mod listing;
 pub mod quarantine;
 pub mod read;
+pub mod rowsize;
 pub mod schema;
 pub mod shards;
 pub mod store;

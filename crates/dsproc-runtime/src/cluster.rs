@@ -99,7 +99,7 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
 
 /// Runs an executor until the process is stopped.
 pub async fn run_executor(opts: ExecutorOptions) -> Result<(), DsprocError> {
-    let engine = EngineOptions { target_partitions: 1, memory_limit: None };
+    let engine = EngineOptions { target_partitions: 1, memory_limit: None, batch_rows: None };
     let state = crate::session::dsproc_state(&engine, true)?;
     let registry = BallistaFunctionRegistry::from(&state);
     // Ballista's default runtime plus dsproc's object-store registry (files that

@@ -282,7 +282,8 @@ async fn execute(
     job: &LoweredJob,
     opts: &RunOptions,
 ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DsprocError> {
-    let ctx = make_context(&opts.engine, &opts.engine_opts).await?;
+    let engine_opts = sized_batches(job, &opts.engine_opts).await;
+    let ctx = make_context(&opts.engine, &engine_opts).await?;
     let ranges = dsproc_exec::read_exec::input_ranges(&job.read_spec, opts.engine_opts.target_partitions).len();
     let writers = opts.engine_opts.target_partitions;
     let progress = opts.progress.then(|| spawn_progress(job.staging.clone(), ranges, writers));
@@ -328,6 +329,30 @@ async fn execute(
         bar.finish_and_clear();
     }
     result
+}
+
+/// The engine options with batches of about `DEFAULT_BATCH_BYTES`, from a sample
+/// of the input's rows (unless the caller chose a batch size). A failed sample
+/// keeps the default (the read itself reports the file's error).
+async fn sized_batches(job: &LoweredJob, opts: &EngineOptions) -> EngineOptions {
+    let mut opts = opts.clone();
+    if opts.batch_rows.is_some() {
+        return opts;
+    }
+    let r = &job.read_spec;
+    let sample = async {
+        let store = Location::root(&r.store_url, &r.storage).and_then(|l| l.store()).map_err(dsproc_io::Error::from)?;
+        dsproc_io::rowsize::typical_row_bytes(&r.store_url, &store, &r.files, r.format).await
+    };
+    match sample.await {
+        Ok(bytes) => {
+            let rows = dsproc_io::rowsize::batch_rows_for(bytes);
+            tracing::info!(row_bytes = ?bytes, batch_rows = rows, "engine batch size from a sample of the input");
+            opts.batch_rows = Some(rows);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not sample the input's row size; default batch size"),
+    }
+    opts
 }
 
 /// The innermost useful message of a DataFusion error (it wraps context layers).

@@ -41,11 +41,18 @@ pub struct EngineOptions {
     pub target_partitions: usize,
     /// Memory pool limit in bytes; sorts and aggregations spill beyond it.
     pub memory_limit: Option<u64>,
+    /// Engine batch size in rows (`None`: dsproc's default). The driver sets it
+    /// from the input's typical row size (see [`dsproc_io::rowsize`]).
+    pub batch_rows: Option<usize>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()), memory_limit: None }
+        Self {
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_limit: None,
+            batch_rows: None,
+        }
     }
 }
 
@@ -78,7 +85,10 @@ pub fn dsproc_config(base: SessionConfig, ballista: bool) -> SessionConfig {
 /// A session state with the dsproc planner, functions and codecs.
 pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState, DsprocError> {
     let base = if ballista { SessionConfig::new_with_ballista() } else { SessionConfig::new() };
-    let config = dsproc_config(base, ballista).with_target_partitions(opts.target_partitions.max(1));
+    let mut config = dsproc_config(base, ballista).with_target_partitions(opts.target_partitions.max(1));
+    if let Some(rows) = opts.batch_rows {
+        config = config.with_batch_size(rows.max(1));
+    }
     let mut rt =
         RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(dsproc_io::store::StoreRegistry::default()));
     if let Some(limit) = opts.memory_limit {
