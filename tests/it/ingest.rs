@@ -121,6 +121,16 @@ fn an_output_overlapping_its_input_is_a_spec_error_and_datasets_are_not_read_bac
     let m = manifest(&dsproc(d, &["run", spec_file(d, &job("data/out", "", &inside, "jsonl")), "--json"]));
     assert_eq!((m["rows"]["in"].as_u64(), m["version"].as_u64()), (Some(40), Some(4)));
     assert_eq!(m["input_dataset"]["version"], 3);
+
+    // Through symlinks: an output reached by a link into the input folder, and an
+    // input named by a link to the output's folder, are the same directories.
+    let link = d.join("link-to-data");
+    std::os::unix::fs::symlink(&data, &link).unwrap();
+    let e = expect(&dsproc(d, &["validate", spec_file(d, &job("data", "", &link.join("out2"), "jsonl"))]), 2);
+    assert!(e.contains("inside the input") && e.contains("after resolving symlinks"), "{e}");
+    let e = expect(&dsproc(d, &["validate", spec_file(d, &job("link-to-data", "", &data.join("out2"), "jsonl"))]), 2);
+    assert!(e.contains("inside the input") && e.contains("after resolving symlinks"), "{e}");
+    assert!(!data.join("out2").exists());
 }
 
 #[test]

@@ -188,11 +188,56 @@ fn overlap_error(
     if same_dataset {
         return Ok(());
     }
-    match dsproc_io::listing::overlap(location, files, output) {
+    let check = |location: &Location, files: &[InputFile], output: &Location| match dsproc_io::listing::overlap(
+        location, files, output,
+    ) {
         Ok(None) => Ok(()),
         Ok(Some(m)) => Err(DsprocError::usage(m)),
         Err(e) => Err(DsprocError::usage(dsproc_common::error::Chain(&e).to_string())),
+    };
+    check(location, files, output)?;
+    // Local paths again with symlinks resolved: an output reached through a link
+    // (or an input folder that is one) can be the same directory.
+    if location.is_local() && output.is_local() {
+        let (Ok(l), Ok(o)) =
+            (Location::parse(&real_path(&location.raw), None), Location::parse(&real_path(&output.raw), None))
+        else {
+            return Ok(());
+        };
+        let real: Vec<InputFile> = files
+            .iter()
+            .map(|f| InputFile { path: real_path(&f.path).trim_start_matches('/').to_string(), ..f.clone() })
+            .collect();
+        if (l.raw != location.raw || o.raw != output.raw || real.iter().zip(files).any(|(r, f)| r.path != f.path))
+            && !(is_dataset && l.raw.trim_end_matches('/') == o.raw.trim_end_matches('/'))
+        {
+            check(&l, &real, &o).map_err(|e| {
+                DsprocError::usage(format!("{e} (after resolving symlinks: {} and {})", l.shown(), o.shown()))
+            })?;
+        }
     }
+    Ok(())
+}
+
+/// A local raw path (no leading `/`, glob characters kept) with the symlinks of
+/// its longest existing glob-free prefix resolved; the rest is kept as written.
+fn real_path(raw: &str) -> String {
+    let parts: Vec<&str> = raw.split('/').filter(|p| !p.is_empty()).collect();
+    let literal = parts.iter().take_while(|p| !p.contains(['*', '?', '[', '{'])).count();
+    for n in (0..=literal).rev() {
+        let prefix = format!("/{}", parts[..n].join("/"));
+        if let Ok(real) = std::fs::canonicalize(&prefix) {
+            let mut out = real.display().to_string();
+            for p in &parts[n..] {
+                if !out.ends_with('/') {
+                    out.push('/');
+                }
+                out.push_str(p);
+            }
+            return out;
+        }
+    }
+    format!("/{raw}")
 }
 
 /// The duplicate-id check between the reader and step 1 (see

@@ -459,6 +459,11 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
             } else if !expected.is_empty() {
                 message.push_str(&format!("; valid keys: {}", expected.join(", ")));
             }
+        } else if let Some((value, expected)) = unknown_variant(&msg) {
+            // A bad value of an [input]/[output] setting (a schema type, a format).
+            if let Some(n) = nearest(&value, expected.iter().map(String::as_str)) {
+                message = format!("{value:?} is not valid; did you mean `{n}`? valid: {}", expected.join(", "));
+            }
         }
         DsprocError::spec(loc(file, src, span), message)
     })?;
@@ -623,6 +628,10 @@ uri = "out"
         let e = parse("j.toml", &src).unwrap_err().to_string();
         assert!(e.starts_with("j.toml:3:1:"), "{e}");
         assert!(e.contains("`url`") && e.contains("did you mean `uri`"), "{e}");
+        let e = parse("j.toml", &GOOD.replace("[input]\n", "[input.schema]\ntext = \"strin\"\n[input]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"strin\" is not valid; did you mean `string`?") && e.contains("int64"), "{e}");
     }
 
     #[test]
