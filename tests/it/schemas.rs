@@ -219,8 +219,12 @@ async fn rows_over_max_document_bytes_are_quarantined_as_too_large() {
     std::fs::create_dir_all(d.join("txt")).unwrap();
     std::fs::write(d.join("txt/big.txt"), &big).unwrap();
     std::fs::write(d.join("txt/small.txt"), "fine").unwrap();
+    // CSV: a quoted 3 MB field holding a line end, skipped without being read whole;
+    // the next record's line number counts the skipped lines.
+    std::fs::write(d.join("in.csv"), format!("text,n\n\"{}\n{}\",1\nok,2\n", &big[..1 << 20], &big[1 << 20..]))
+        .unwrap();
     for engine in [Engine::Local, Engine::Standalone] {
-        for (input, small) in [("in.jsonl", "in.jsonl:2"), ("txt", "small.txt:1")] {
+        for (input, small) in [("in.jsonl", "in.jsonl:2"), ("txt", "small.txt:1"), ("in.csv", "in.csv:4")] {
             let out = d.join(format!("out-{input}-{}", engine.name()));
             let spec = job(&d.join(input).display().to_string(), "", &out, "jsonl")
                 .replace("[input]\n", "[input]\nmax_document_bytes = \"1MiB\"\n");

@@ -420,62 +420,88 @@ impl RangeReader<'_> {
         if head.starts_with(BOM) {
             input.consume(BOM.len());
         }
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
-        let headers =
-            rdr.byte_headers().map_err(|e| Error::csv(format!("{}: cannot read the CSV header", self.shown()), e))?;
-        let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
+        // Records are cut out of the stream first (quotes tracked), so a record over
+        // max_document_bytes is skipped without being held; the rest are parsed by
+        // the csv crate in chunks of whole records.
+        let mut split = CsvSplitter::new(input, self.spec.max_document_bytes);
         let expected: Vec<&str> = self.input_schema.fields().iter().map(|f| f.name().as_str()).collect();
-        if names != expected {
-            return Err(Error::data(format!(
-                "{}: CSV header [{}] differs from the first input file's [{}]",
-                self.shown(),
-                names.join(","),
-                expected.join(",")
-            )));
-        }
-        let ncols = names.len();
+        let ncols = expected.len();
+        let mut header_seen = false;
+        let check_header = |names: Vec<String>| {
+            if names == expected {
+                Ok(())
+            } else {
+                Err(Error::data(format!(
+                    "{}: CSV header [{}] differs from the first input file's [{}]",
+                    self.shown(),
+                    names.join(","),
+                    expected.join(",")
+                )))
+            }
+        };
         let mut record = csv::ByteRecord::new();
         let mut cols: Vec<StringBuilder> = (0..ncols).map(|_| StringBuilder::new()).collect();
         let mut lines: Vec<u64> = Vec::new();
         let mut raws: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes = 0usize;
-        loop {
-            let line = rdr.position().line();
-            match rdr.read_byte_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => {
-                    let line = e.position().map_or(line, |p| p.line());
-                    self.quarantine(out, line, format!("malformed CSV: {e}"), &[])?;
+        while let Some(piece) = split.next_piece().map_err(|e| self.io_err(e))? {
+            let (chunk, first_line) = match piece {
+                CsvPiece::TooLarge { line, bytes } => {
+                    if !header_seen {
+                        return Err(Error::data(format!(
+                            "{}: the CSV header is {bytes} bytes, more than input.max_document_bytes",
+                            self.shown()
+                        )));
+                    }
+                    self.too_large(out, line, bytes)?;
                     continue;
                 }
-            }
-            let line = record.position().map_or(line, |p| p.line());
-            if record.as_slice().len() as u64 > self.spec.max_document_bytes {
-                self.too_large(out, line, record.as_slice().len() as u64)?;
-                continue;
-            }
-            let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
-            if record.len() != ncols {
-                self.quarantine(out, line, format!("expected {ncols} fields, found {}", record.len()), &raw)?;
-                continue;
-            }
-            let fields: Result<Vec<&str>, _> = record.iter().map(std::str::from_utf8).collect();
-            let Ok(fields) = fields else {
-                self.quarantine(out, line, "invalid UTF-8".into(), &raw)?;
-                continue;
+                CsvPiece::Records { bytes, first_line } => (bytes, first_line),
             };
-            for (b, f) in cols.iter_mut().zip(fields) {
-                b.append_value(f);
+            let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(chunk.as_slice());
+            loop {
+                let at = |l: u64| first_line + l.saturating_sub(1);
+                let line = at(rdr.position().line());
+                match rdr.read_byte_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(e) => {
+                        let line = e.position().map_or(line, |p| at(p.line()));
+                        self.quarantine(out, line, format!("malformed CSV: {e}"), &[])?;
+                        continue;
+                    }
+                }
+                let line = record.position().map_or(line, |p| at(p.line()));
+                if !header_seen {
+                    header_seen = true;
+                    check_header(record.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect())?;
+                    continue;
+                }
+                let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
+                if record.len() != ncols {
+                    self.quarantine(out, line, format!("expected {ncols} fields, found {}", record.len()), &raw)?;
+                    continue;
+                }
+                let fields: Result<Vec<&str>, _> = record.iter().map(std::str::from_utf8).collect();
+                let Ok(fields) = fields else {
+                    self.quarantine(out, line, "invalid UTF-8".into(), &raw)?;
+                    continue;
+                };
+                for (b, f) in cols.iter_mut().zip(fields) {
+                    b.append_value(f);
+                }
+                lines.push(line);
+                batch_bytes += 2 * raw.len();
+                raws.push(raw);
+                if lines.len() >= DEFAULT_BATCH_ROWS || batch_bytes >= DEFAULT_BATCH_BYTES {
+                    self.flush_builders(&mut cols, &mut lines, &mut raws, emit, out)?;
+                    self.spill(out, false)?;
+                    batch_bytes = 0;
+                }
             }
-            lines.push(line);
-            batch_bytes += 2 * raw.len();
-            raws.push(raw);
-            if lines.len() >= DEFAULT_BATCH_ROWS || batch_bytes >= DEFAULT_BATCH_BYTES {
-                self.flush_builders(&mut cols, &mut lines, &mut raws, emit, out)?;
-                self.spill(out, false)?;
-                batch_bytes = 0;
-            }
+        }
+        if !header_seen {
+            check_header(Vec::new())?;
         }
         self.flush_builders(&mut cols, &mut lines, &mut raws, emit, out)
     }
@@ -1072,4 +1098,134 @@ pub fn plan_ranges(spec: &ReadSpec, split_bytes: u64) -> Vec<(u32, u64, u64)> {
         }
     }
     out
+}
+
+/// What [`CsvSplitter`] yields: whole records (one or more, with the line of the
+/// first), or a record over the cap that was skipped unread.
+enum CsvPiece {
+    Records { bytes: Vec<u8>, first_line: u64 },
+    TooLarge { line: u64, bytes: u64 },
+}
+
+/// Cuts a CSV stream into records (RFC 4180 quoting: `"` opens and closes a quoted
+/// field, `""` inside is a quote, a line end outside quotes ends the record) and
+/// hands them out in chunks of about 4 MiB; a record longer than `cap` is skipped
+/// to its end, counted, never buffered.
+struct CsvSplitter<R> {
+    input: R,
+    cap: u64,
+    /// The line the next record starts on.
+    line: u64,
+    queued: Option<CsvPiece>,
+    done: bool,
+}
+
+const CSV_CHUNK_BYTES: usize = 4 << 20;
+
+impl<R: BufRead> CsvSplitter<R> {
+    fn new(input: R, cap: u64) -> Self {
+        Self { input, cap, line: 1, queued: None, done: false }
+    }
+
+    fn next_piece(&mut self) -> std::io::Result<Option<CsvPiece>> {
+        if let Some(p) = self.queued.take() {
+            return Ok(Some(p));
+        }
+        let (mut buf, first_line) = (Vec::new(), self.line);
+        while !self.done && buf.len() < CSV_CHUNK_BYTES {
+            let (start, line) = (buf.len(), self.line);
+            match self.record(&mut buf)? {
+                None => {}
+                Some(bytes) => {
+                    buf.truncate(start);
+                    let big = CsvPiece::TooLarge { line, bytes };
+                    if buf.is_empty() {
+                        return Ok(Some(big));
+                    }
+                    self.queued = Some(big);
+                    break;
+                }
+            }
+        }
+        Ok((!buf.is_empty()).then_some(CsvPiece::Records { bytes: buf, first_line }))
+    }
+
+    /// Appends one record (with its line end) to `buf`; returns its size instead
+    /// when it is over the cap (what was appended is then to be dropped).
+    fn record(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
+        let (mut quoted, mut len, mut over) = (false, 0u64, false);
+        loop {
+            let avail = self.input.fill_buf()?;
+            if avail.is_empty() {
+                self.done = true;
+                return Ok(over.then_some(len));
+            }
+            let mut end = None;
+            for (i, &c) in avail.iter().enumerate() {
+                match c {
+                    b'"' => quoted = !quoted,
+                    b'\n' => {
+                        self.line += 1;
+                        if !quoted {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let take = end.unwrap_or(avail.len());
+            len += take as u64;
+            // the line end is not part of the record's size
+            if !over && len - u64::from(end.is_some()) > self.cap {
+                over = true;
+            }
+            if !over {
+                buf.extend_from_slice(&avail[..take]);
+            }
+            self.input.consume(take);
+            if end.is_some() {
+                return Ok(over.then_some(len - 1));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(text: &str, cap: u64) -> Vec<String> {
+        let mut split = CsvSplitter::new(std::io::Cursor::new(text.as_bytes().to_vec()), cap);
+        let mut out = Vec::new();
+        while let Some(p) = split.next_piece().unwrap() {
+            out.push(match p {
+                CsvPiece::Records { bytes, first_line } => {
+                    format!("{first_line}:{}", String::from_utf8(bytes).unwrap())
+                }
+                CsvPiece::TooLarge { line, bytes } => format!("{line}:too_large {bytes}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn csv_records_over_the_cap_are_skipped_with_their_line_and_size() {
+        // quoted line ends and doubled quotes stay inside their record
+        let text = "id,text\n1,\"a\nb \"\"q\"\"\"\n2,";
+        let big = format!("3,\"{}\nmore\"\n4,small\n", "x".repeat(40));
+        let all = format!("{text}{}\n{big}", "c");
+        assert_eq!(pieces(&all, 1000), vec![format!("1:{all}")]);
+        let got = pieces(&all, 20);
+        assert_eq!(
+            got,
+            vec![
+                "1:id,text\n1,\"a\nb \"\"q\"\"\"\n2,c\n".to_string(),
+                "5:too_large 49".to_string(),
+                "7:4,small\n".to_string()
+            ]
+        );
+        // a record of exactly the cap fits; the last record may lack a line end
+        assert_eq!(pieces("abcd\nefghi", 4), vec!["1:abcd\n".to_string(), "2:too_large 5".to_string()]);
+    }
 }
