@@ -369,8 +369,7 @@ impl PatternDetector {
                     let whole = Input::new(text).range(m.start()..).anchored(Anchored::Yes);
                     m = p.re.search(&whole).unwrap_or(m);
                 }
-                next = m.end().max(m.start() + 1);
-                self.accept(p, text, m.start(), m.end(), out);
+                next = self.accept(p, text, m.start(), m.end(), out).max(m.start() + 1);
                 if next >= we {
                     break;
                 }
@@ -380,35 +379,57 @@ impl PatternDetector {
     }
 
     /// Validates one match of a pattern and appends its span (or the valid run
-    /// inside it).
-    fn accept(&self, p: &Pattern, text: &str, mstart: usize, mend: usize, out: &mut Vec<Span>) {
+    /// inside it). Returns where the next search starts: the match's end, or for
+    /// phones the end of the span found, else the first separator inside the
+    /// candidate. A phone candidate does not use up the delimiter after it (a `+`
+    /// number right after another number keeps the space it needs before it), and a
+    /// candidate that held no phone is searched again from its second token (the
+    /// candidate, at most 27 characters, may have started in a neighbouring version
+    /// or date and been cut before the phone's end).
+    fn accept(&self, p: &Pattern, text: &str, mstart: usize, mend: usize, out: &mut Vec<Span>) -> usize {
         let (start, end) = if p.group == 0 {
             (mstart, mend)
         } else {
             let mut caps = p.re.create_captures();
             p.re.search_captures(&Input::new(text).range(mstart..mend).anchored(Anchored::Yes), &mut caps);
-            let Some(g) = caps.get_group(p.group) else { return };
+            let Some(g) = caps.get_group(p.group) else { return mend };
             (g.start, g.end)
         };
+        if p.kind != Kind::Phone {
+            self.accept_value(p, text, start, end, out);
+            return mend;
+        }
+        match self.accept_value(p, text, start, end, out) {
+            Some(found_end) => found_end,
+            None => text[start..end].find([' ', '\t', '-']).map_or(end, |i| start + i),
+        }
+    }
+
+    /// [`Self::accept`] for the value at `start..end`: the end of the span it
+    /// appended, if any.
+    fn accept_value(&self, p: &Pattern, text: &str, start: usize, end: usize, out: &mut Vec<Span>) -> Option<usize> {
         let b = text.as_bytes();
         match p.kind {
             Kind::CreditCard => {
                 // Luhn-valid card shapes in the run, unless part of an IBAN-shaped
                 // string (valid or not).
+                let mut last = None;
                 for (s, e) in find_cards(b, start, end) {
                     if !iban_shape_overlaps(b, s, e) {
                         out.push(Span { kind: p.kind, start: s, end: e });
+                        last = Some(e);
                     }
                 }
-                return;
+                return last;
             }
             Kind::Iban => {
-                if let Some((e, true)) = iban_shape_at(b, start) {
-                    out.push(Span { kind: p.kind, start, end: e });
-                }
-                return;
+                let Some((e, true)) = iban_shape_at(b, start) else { return None };
+                out.push(Span { kind: p.kind, start, end: e });
+                return Some(e);
             }
-            Kind::Ip if looks_like_version(text, start, end) => return,
+            Kind::Ip if looks_like_version(text, start, end) => return None,
+            // A number right after `#` is an issue, bug or order number.
+            Kind::Phone if text[..start].ends_with('#') => return None,
             _ => {}
         }
         // An opening parenthesis that no area code closes is punctuation: "(020 7946 0958)".
@@ -420,7 +441,7 @@ impl PatternDetector {
                 !street_address_follows(text, end)
                     && ((phone_in_context(text, start, end) && !date_or_dotted(without_extension(value)))
                         || (self.valid(p.kind, value)
-                            && (value.starts_with('+') || !other_number_in_context(text, start))))
+                            && (phone_grouping(value) || !other_number_in_context(text, start))))
             }
             _ => self.valid(p.kind, value),
         };
@@ -428,11 +449,12 @@ impl PatternDetector {
         // longest valid run of whole tokens inside the candidate.
         let found =
             if ok { Some(start..end) } else { self.sub_match(p.kind, value).map(|r| start + r.start..start + r.end) };
-        let Some(r) = found else { return };
+        let r = found?;
         if p.kind == Kind::Phone && other_number_shape(b, r.start, r.end) {
-            return;
+            return None;
         }
         out.push(Span { kind: p.kind, start: r.start, end: r.end });
+        Some(r.end)
     }
 }
 
@@ -539,8 +561,8 @@ const PHONE_WORDS: &[&str] = &[
 ];
 
 /// Words that announce some other number ("license number 2676749544").
-const OTHER_NUMBER_WORDS: &str =
-    "license|licence|account|acct|order|invoice|serial|passport|card|routing|tracking|isbn|zip|postcode|postal|ticket|id";
+/// Times count too ("timestamp 1302931845": Unix times are ten digits).
+const OTHER_NUMBER_WORDS: &str = "license|licence|account|acct|order|invoice|serial|passport|card|routing|tracking|isbn|zip|postcode|postal|ticket|id|timestamp|epoch|mtime|ctime|atime|jiffies";
 
 /// True when the number is followed by a street name ("46833 1700 Buck Drive").
 fn street_address_follows(text: &str, end: usize) -> bool {
@@ -573,7 +595,12 @@ fn other_number_in_context(text: &str, start: usize) -> bool {
     while !text.is_char_boundary(lo) {
         lo -= 1;
     }
-    re.is_match(&text[lo..start])
+    // "in order to" is no order number.
+    re.find(&text[lo..start]).is_some_and(|m| {
+        let word_before = text[lo..lo + m.start()].trim_end().rsplit(|c: char| !c.is_alphanumeric()).next();
+        !(m.as_str().to_ascii_lowercase().starts_with("order")
+            && word_before.is_some_and(|w| w.eq_ignore_ascii_case("in")))
+    })
 }
 
 /// A number of 6 to 15 digits with separators, or 7 to 15 without, next to a word
@@ -594,13 +621,17 @@ fn phone_in_context(text: &str, start: usize, end: usize) -> bool {
         hi += 1;
     }
     let around = format!("{} {}", &text[lo..start], &text[end..hi]).to_ascii_lowercase();
-    PHONE_WORDS.iter().any(|w| around.contains(w))
+    // At the start of a word ("Tel.", "telephone", "phones"; not "intel", "string",
+    // "syscall", "harrington").
+    PHONE_WORDS
+        .iter()
+        .any(|w| around.match_indices(w).any(|(i, _)| !around[..i].ends_with(|c: char| c.is_alphanumeric())))
 }
 
 /// A dotted quad that is part of a longer dotted number, or a package version
 /// rather than an address: followed by a
 /// version suffix (`2.10.1.0-2`, `1.2.3.4~rc1`, `1.2.3.4+dfsg`), or alone in
-/// parentheses with a first number below 10 (`(2.10.1.3)`), or `x.y.z.0` with x below 10 (a
+/// parentheses with a first number below 10 and no three-digit part (`(2.10.1.3)`), or `x.y.z.0` with x below 10 (a
 /// network address at best, a version number far more often).
 fn looks_like_version(text: &str, start: usize, end: usize) -> bool {
     let value = &text[start..end];
@@ -623,8 +654,11 @@ fn looks_like_version(text: &str, start: usize, end: usize) -> bool {
     if after_dot_digit || before_digit_dot {
         return true;
     }
+    // In parentheses, a version's later parts are short ("(2.10.1.3)"); an address
+    // with a three-digit octet is an address ("(5.183.22.109)").
     let first: u32 = value.split('.').next().and_then(|o| o.parse().ok()).unwrap_or(255);
-    first < 10 && ((prev == Some('(') && next == Some(')')) || value.ends_with(".0"))
+    let short_parts = value.split('.').skip(1).all(|o| o.len() <= 2);
+    first < 10 && ((prev == Some('(') && next == Some(')') && short_parts) || value.ends_with(".0"))
 }
 
 /// A parseable address; private, loopback and link-local ones are skipped when
@@ -659,6 +693,39 @@ pub fn valid_ip(s: &str, keep_private: bool) -> bool {
     true
 }
 
+/// The digits (and single spaces) of an area code in parentheses at the start of
+/// `main` ("(0161)", "(415)", "(06 1)").
+fn area_code(main: &str) -> Option<&str> {
+    let close = main.find(')')?;
+    let area = &main[1..close];
+    let spaced = area.split(' ').all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()));
+    (!area.is_empty() && spaced).then_some(area)
+}
+
+/// A trunk prefix `0` followed by an area code (a digit 1-9; `00` is an
+/// international prefix).
+fn trunk_area(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.first() == Some(&b'0') && b.get(1).is_some_and(|d| (b'1'..=b'9').contains(d))
+}
+
+/// Groupings only phone numbers are printed in: an international prefix (`+`), an
+/// area code in parentheses, NANP `3-3-4` with one separator character (dash or
+/// dot), or a trunk `0` and three or more groups ("04 23 49 96 60", "020 7946
+/// 0958"). A word before such a number that names another kind of number does not
+/// make it one.
+fn phone_grouping(value: &str) -> bool {
+    let main = without_extension(value);
+    if main.starts_with('+') || (main.starts_with('(') && area_code(main).is_some()) {
+        return true;
+    }
+    let groups: Vec<&str> = main.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    let seps: Vec<char> = main.chars().filter(|c| !c.is_ascii_digit()).collect();
+    let nanp = lens == [3, 3, 4] && seps.len() == 2 && seps[0] == seps[1] && matches!(seps[0], '-' | '.');
+    nanp || (trunk_area(main) && groups.len() >= 3)
+}
+
 fn without_extension(s: &str) -> &str {
     match s.find(['x', 'e']) {
         Some(i) => s[..i].trim_end(),
@@ -673,6 +740,16 @@ fn date_or_dotted(main: &str) -> bool {
     let groups: Vec<&str> = main.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).collect();
     let is_year = |g: &str| g.len() == 4 && (g.starts_with("19") || g.starts_with("20"));
     if groups.len() <= 3 && groups.iter().any(|g| is_year(g)) && groups.iter().all(|g| g.len() <= 2 || is_year(g)) {
+        return true;
+    }
+    // A YYYYMMDD date, alone (20210714) or as a snapshot version's part
+    // (2.23.52.20130612-1).
+    let is_date = |g: &str| {
+        let d = g.as_bytes();
+        let two = |i: usize| (d[i] - b'0') * 10 + (d[i + 1] - b'0');
+        g.len() == 8 && is_year(&g[..4]) && (1..=12).contains(&two(4)) && (1..=31).contains(&two(6))
+    };
+    if !main.starts_with('+') && groups.iter().any(|g| is_date(g)) && (groups.len() == 1 || main.contains('.')) {
         return true;
     }
     // An international prefix ("+33 4.57…", "0033 4.57…") marks a phone.
@@ -699,22 +776,33 @@ pub fn valid_phone(s: &str) -> bool {
     if let Some(rest) = main.strip_prefix('+') {
         return (8..=15).contains(&n) && !rest.starts_with('0');
     }
-    if main.starts_with("00") {
-        return (10..=17).contains(&n);
+    // A run of digits ending in five zeros is a quantity (1000000000, 1989000000 Hz).
+    if lens.len() == 1 && main.ends_with("00000") {
+        return false;
+    }
+    if let Some(rest) = main.strip_prefix("00") {
+        // E.164 country codes start with 1-9 ("0000 0438" is no phone).
+        return (10..=17).contains(&n) && rest.trim_start().starts_with(|c: char| ('1'..='9').contains(&c));
     }
     if main.starts_with('(') {
-        // An area code in parentheses: "(0161) 4960066", "(415) 555-0132".
-        let close = main.find(')').unwrap_or(0);
-        let area = &main[1..close.max(1)];
-        return close > 1 && area.bytes().all(|b| b.is_ascii_digit()) && (9..=12).contains(&n);
+        // An area code in parentheses: "(0161) 4960066", "(415) 555-0132", "(06 1) 234
+        // 5678" (HU: trunk 06, then the area code). After a trunk 0, national numbers
+        // of 8 digits exist (IE "(022) 12345": NSNs of 7-9 digits).
+        let Some(area) = area_code(main) else { return false };
+        let min = if trunk_area(area) { 8 } else { 9 };
+        return (min..=13).contains(&n);
     }
     if main.starts_with('0') {
-        return (9..=12).contains(&n);
+        // After a trunk 0, 9-13 digits (AR mobile "011 15-2345-6789": 13), or 8 in three
+        // or more groups (SE "08-12 34 56", IE "022 12345"'s grouped forms).
+        return (9..=13).contains(&n) || (n == 8 && trunk_area(main) && groups.len() >= 3);
     }
-    // Ten digits without separators: an Indian mobile (6-9…) or a NANP number.
+    // Ten digits without separators: the national significant number length of
+    // NANP (area codes 2-9) and of India (mobiles 6-9, fixed lines 1-5: STD codes 11
+    // Delhi, 22 Mumbai, 33 Kolkata, 44 Chennai, 120, 141, ...); a leading 0 is a
+    // trunk prefix, taken above.
     if lens == [10] {
-        let d = main.as_bytes();
-        return d[0] >= b'6' || (d[0] >= b'2' && d[3] >= b'2');
+        return true;
     }
     // NANP: 3-3-4 with one separator character (or none between the groups).
     if lens == [3, 3, 4] && n == 10 {
@@ -743,8 +831,10 @@ mod tests {
         let mut out = Vec::new();
         for kind in &d.kinds {
             for p in &d.patterns[*kind as usize] {
-                for m in p.re.find_iter(text) {
-                    d.accept(p, text, m.start(), m.end(), &mut out);
+                let mut at = 0;
+                while at < text.len() {
+                    let Some(m) = p.re.search(&Input::new(text).range(at..)) else { break };
+                    at = d.accept(p, text, m.start(), m.end(), &mut out).max(m.start() + 1);
                 }
             }
         }
@@ -932,6 +1022,48 @@ mod tests {
         // A real phone next to them still is one.
         let f = found("IBAN FR77 3000 6000 0112 3456 7890 189, phone 020 7946 0958", &all);
         assert_eq!(f, [(Kind::Phone, "020 7946 0958".to_string())]);
+    }
+
+    /// Printed shapes of the numbering plans that issue 22's eval found missed: ten
+    /// digits of any NANP/Indian first digit, HU "(06 1) …", IE 8-digit "(022) …", SE
+    /// "08-12 34 56", AR mobiles of 13 digits, a `+` number right after another
+    /// number, a phone after a version that filled the candidate, and a phone-shaped
+    /// number after a word naming another number.
+    #[test]
+    fn numbering_plan_shapes_and_neighbours() {
+        for (lead, phone) in [
+            ("the value ", "1302931845"),
+            ("the value ", "5641830092"),
+            ("see ", "(06 1) 234 3915"),
+            ("on ", "(022) 10427"),
+            ("seen ", "08-12 70 96"),
+            ("at ", "011 15-2345-1458"),
+            ("Closes: #311975 ", "+351212340722"),
+            ("Closes: #458853 ", "+351 21 234 7664"),
+            ("binutils (2.24.51.20140918-1) ", "02 43 20 89 47"),
+            ("binutils (2.25.1-6) (", "(0306)9990032"),
+            ("$id: = ", "04 23 49 96 60"),
+            ("in order [", "5879567177"),
+        ] {
+            let t = format!("{lead}{phone}, done");
+            assert_eq!(found(&t, &[Kind::Phone]), [(Kind::Phone, phone.to_string())], "{t}");
+        }
+        // Quantities, E.164's country code 0, dates, issue numbers and time stamps are
+        // not phones; context words count at a word's start only ("string", "harrington").
+        for t in [
+            "opp-hz = <1989000000> and 1000000000 Hz",
+            "dump 00000438 00000001 0000004000000000",
+            "call : 212 or git 20210714 from the branch",
+            "tel: snapshot (2.23.52.20130612-1) unstable",
+            "binutils (2.18.50.20080803-1) <harringtonmichael@example.org>",
+            "Closes: #1302931845",
+            "timestamp 1302931845",
+        ] {
+            assert!(found(t, &[Kind::Phone]).is_empty(), "{t}: {:?}", found(t, &[Kind::Phone]));
+        }
+        // An address in parentheses with a three-digit octet is an address.
+        assert_eq!(found("host (5.183.22.109) up", &[Kind::Ip]), [(Kind::Ip, "5.183.22.109".to_string())]);
+        assert!(found("binutils (2.10.1.3) up", &[Kind::Ip]).is_empty());
     }
 
     #[test]
