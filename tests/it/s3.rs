@@ -22,7 +22,10 @@ pub(crate) struct S3 {
     key: String,
     secret: String,
     prefix: String,
-    rt: tokio::runtime::Runtime,
+    /// One runtime for every test: dsproc_io caches one client per store and
+    /// settings per process, and a client's connections die with the runtime they
+    /// were opened on (a per-test runtime dropped by one test broke another's GETs).
+    rt: &'static tokio::runtime::Runtime,
 }
 
 pub(crate) fn s3(test: &str) -> Option<S3> {
@@ -40,7 +43,10 @@ pub(crate) fn s3(test: &str) -> Option<S3> {
         key: var("DSPROC_TEST_S3_KEY"),
         secret: var("DSPROC_TEST_S3_SECRET"),
         prefix: format!("{test}-{}-{nanos}", std::process::id()),
-        rt: tokio::runtime::Runtime::new().unwrap(),
+        rt: {
+            static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+            RT.get_or_init(|| tokio::runtime::Runtime::new().unwrap())
+        },
     })
 }
 
