@@ -87,6 +87,15 @@ fn an_output_overlapping_its_input_is_a_spec_error_and_datasets_are_not_read_bac
         let e = expect(&dsproc(d, &[cmd, j]), 2);
         assert!(e.contains(&shown(&inside)) && e.contains(&format!("{} (input.uri", shown(&data))), "{cmd}: {e}");
         assert!(e.contains("inside the input"), "{e}");
+        // at the output.uri line of the spec
+        let at = spec_file(d, &job("data", "", &inside, "jsonl"));
+        let line = std::fs::read_to_string(d.join(at))
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with("uri = \"") && l.contains("/out\""))
+            .unwrap()
+            + 1;
+        assert!(e.contains(&format!("j.toml:{line}:")), "{cmd}: no spec location: {e}");
     }
     assert!(!inside.exists(), "a refused run left {}", inside.display());
     // Equal to the input directory, or containing the input file.

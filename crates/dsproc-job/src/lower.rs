@@ -135,7 +135,18 @@ async fn list_input_files(
 pub async fn check_output_overlap(loaded: &LoadedSpec) -> Result<(), DsprocError> {
     let output = resolve_output(loaded)?;
     let (location, files, dataset) = list_input_files(loaded).await?;
-    overlap_error(&location, &files, dataset.is_some(), &output)
+    overlap_error(&location, &files, dataset.is_some(), &output).map_err(|e| at_output_uri(loaded, e))
+}
+
+/// An overlap error at the output.uri line of the spec file, when it is written there.
+fn at_output_uri(loaded: &LoadedSpec, e: DsprocError) -> DsprocError {
+    match e {
+        DsprocError::Usage { message, .. } => match loaded.key_location("output", "uri") {
+            Some(at) => DsprocError::spec(at, message),
+            None => DsprocError::usage(message),
+        },
+        e => e,
+    }
 }
 
 /// Lists the input files, checks the format and reads the schema (text column
@@ -387,7 +398,7 @@ pub async fn lower_version(
     let spec = &loaded.spec;
     let input = resolve_input(loaded).await?;
     let output = resolve_output(loaded)?;
-    check_overlap(&input, &output)?;
+    check_overlap(&input, &output).map_err(|e| at_output_uri(loaded, e))?;
     let staging = output.join(&format!("{STAGING_DIR}/{run_id}"));
     let version_rel = match version {
         Some(n) => dsproc_common::config::version_dir(n),

@@ -380,6 +380,17 @@ fn loc(file: &str, src: &str, span: Option<std::ops::Range<usize>>) -> SpecLocat
     }
 }
 
+impl LoadedSpec {
+    /// Where `[table] key` is written in the spec file, for errors found after
+    /// parsing (None when the file no longer parses or the key came from `--set`).
+    pub fn key_location(&self, table: &str, key: &str) -> Option<SpecLocation> {
+        let src = std::fs::read_to_string(&self.path).ok()?;
+        let doc = toml_edit::ImDocument::parse(src.as_str()).ok()?;
+        let span = key_span(&doc, &[table.to_string()], key)?;
+        Some(loc(&self.path, &src, Some(span)))
+    }
+}
+
 fn syntax_error(file: &str, src: &str, e: &toml_edit::TomlError) -> DsprocError {
     DsprocError::spec(loc(file, src, e.span()), format!("invalid TOML: {}", e.message()))
 }
