@@ -239,6 +239,22 @@ async fn rows_over_max_document_bytes_are_quarantined_as_too_large() {
             assert!(by_id(&out, &m).contains_key(small));
         }
     }
+    // CR-only and CRLF CSV files larger than the cap: every record is its own row
+    // (the cap applies per record, not to a file without "\n").
+    for (name, end) in [("cr.csv", "\r"), ("crlf.csv", "\r\n")] {
+        let body: String =
+            std::iter::once(format!("text,n{end}")).chain((0..120_000).map(|i| format!("doc{i},{i}{end}"))).collect();
+        assert!(body.len() > 1 << 20);
+        std::fs::write(d.join(name), body).unwrap();
+        let out = d.join(format!("out-{name}"));
+        let spec = job(&d.join(name).display().to_string(), "", &out, "jsonl")
+            .replace("[input]\n", "[input]\nmax_document_bytes = \"1MiB\"\n");
+        let m = run(&load(d, &spec), Engine::Local, 2).await.unwrap();
+        assert_eq!((m.rows.rows_in, m.rows.out, m.rows.quarantined), (120_000, 120_000, 0), "{name}");
+        let rows = by_id(&out, &m);
+        let last = rows.values().find(|r| r["text"] == "doc119999").expect("the last record is read");
+        assert_eq!(last["n"], "119999", "{name}");
+    }
     // A bad size is a spec error at its key.
     let spec = job("in.jsonl", "", &d.join("o"), "jsonl")
         .replace("[input]\n", "[input]\nmax_document_bytes = \"9 parsecs\"\n");

@@ -1108,7 +1108,8 @@ enum CsvPiece {
 }
 
 /// Cuts a CSV stream into records (RFC 4180 quoting: `"` opens and closes a quoted
-/// field, `""` inside is a quote, a line end outside quotes ends the record) and
+/// field, `""` inside is a quote, a line end outside quotes ends the record; `\r`
+/// ends one too, as for the csv crate, so CR-only files are cut per record) and
 /// hands them out in chunks of about 4 MiB; a record longer than `cap` is skipped
 /// to its end, counted, never buffered.
 struct CsvSplitter<R> {
@@ -1171,6 +1172,12 @@ impl<R: BufRead> CsvSplitter<R> {
                             break;
                         }
                     }
+                    // "\r\n" ends here too; its "\n" is then an empty record
+                    // that the csv crate skips (and that counts the line)
+                    b'\r' if !quoted => {
+                        end = Some(i + 1);
+                        break;
+                    }
                     _ => {}
                 }
             }
@@ -1224,6 +1231,15 @@ mod tests {
                 "5:too_large 49".to_string(),
                 "7:4,small\n".to_string()
             ]
+        );
+        // CR-only and CRLF records are cut one by one, lines counted by the "\n"s
+        assert_eq!(
+            pieces("ab\rcdefgh\rij\r", 4),
+            vec!["1:ab\r".to_string(), "1:too_large 6".to_string(), "1:ij\r".to_string()]
+        );
+        assert_eq!(
+            pieces("ab\r\ncdefgh\r\nij\r\n", 4),
+            vec!["1:ab\r\n".to_string(), "2:too_large 6".to_string(), "2:\nij\r\n".to_string()]
         );
         // a record of exactly the cap fits; the last record may lack a line end
         assert_eq!(pieces("abcd\nefghi", 4), vec!["1:abcd\n".to_string(), "2:too_large 5".to_string()]);
