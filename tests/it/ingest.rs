@@ -97,6 +97,10 @@ fn an_output_overlapping_its_input_is_a_spec_error_and_datasets_are_not_read_bac
             + 1;
         assert!(e.contains(&format!("j.toml:{line}:")), "{cmd}: no spec location: {e}");
     }
+    // An output.uri from --set is not reported at the file's (other) output.uri line.
+    let j = spec_file(d, &job("data", "", &d.join("elsewhere-set"), "jsonl"));
+    let e = expect(&dsproc(d, &["validate", j, "--set", &format!("output.uri={}", inside.display())]), 2);
+    assert!(e.contains("inside the input") && !e.contains("j.toml:"), "{e}");
     assert!(!inside.exists(), "a refused run left {}", inside.display());
     // Equal to the input directory, or containing the input file.
     let e = expect(&dsproc(d, &["run", spec_file(d, &job("data", "", &data, "jsonl"))]), 2);

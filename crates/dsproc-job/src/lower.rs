@@ -141,7 +141,7 @@ pub async fn check_output_overlap(loaded: &LoadedSpec) -> Result<(), DsprocError
 /// An overlap error at the output.uri line of the spec file, when it is written there.
 fn at_output_uri(loaded: &LoadedSpec, e: DsprocError) -> DsprocError {
     match e {
-        DsprocError::Usage { message, .. } => match loaded.key_location("output", "uri") {
+        DsprocError::Usage { message, .. } => match loaded.key_location("output", "uri", &loaded.spec.output.uri) {
             Some(at) => DsprocError::spec(at, message),
             None => DsprocError::usage(message),
         },

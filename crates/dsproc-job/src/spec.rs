@@ -381,11 +381,16 @@ fn loc(file: &str, src: &str, span: Option<std::ops::Range<usize>>) -> SpecLocat
 }
 
 impl LoadedSpec {
-    /// Where `[table] key` is written in the spec file, for errors found after
-    /// parsing (None when the file no longer parses or the key came from `--set`).
-    pub fn key_location(&self, table: &str, key: &str) -> Option<SpecLocation> {
+    /// Where `[table] key = "value"` is written in the spec file, for errors found
+    /// after parsing. None when the file no longer parses, or holds another value
+    /// (the effective one came from `--set`).
+    pub fn key_location(&self, table: &str, key: &str, value: &str) -> Option<SpecLocation> {
         let src = std::fs::read_to_string(&self.path).ok()?;
         let doc = toml_edit::ImDocument::parse(src.as_str()).ok()?;
+        let written = doc.as_table().get(table)?.as_table_like()?.get(key)?.as_str()?;
+        if written != value {
+            return None;
+        }
         let span = key_span(&doc, &[table.to_string()], key)?;
         Some(loc(&self.path, &src, Some(span)))
     }
