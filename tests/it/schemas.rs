@@ -240,20 +240,26 @@ async fn rows_over_max_document_bytes_are_quarantined_as_too_large() {
         }
     }
     // CR-only and CRLF CSV files larger than the cap: every record is its own row
-    // (the cap applies per record, not to a file without "\n").
-    for (name, end) in [("cr.csv", "\r"), ("crlf.csv", "\r\n")] {
+    // (the cap applies per record, not to a file without "\n"). Without input.id,
+    // CR-only records would share line-number ids: that is an error naming the file.
+    let body: String = std::iter::once("text,n\r".to_string()).chain((0..3).map(|i| format!("doc{i},{i}\r"))).collect();
+    std::fs::write(d.join("cr-noid.csv"), body).unwrap();
+    let spec = job(&d.join("cr-noid.csv").display().to_string(), "", &d.join("out-cr-noid"), "jsonl");
+    let e = run(&load(d, &spec), Engine::Local, 2).await.unwrap_err();
+    assert!(e.contains("cr-noid.csv") && e.contains("lone \\r") && e.contains("input.id"), "{e}");
+    for (name, end, id) in [("cr.csv", "\r", "id = \"n\"\n"), ("crlf.csv", "\r\n", "")] {
         let body: String =
             std::iter::once(format!("text,n{end}")).chain((0..120_000).map(|i| format!("doc{i},{i}{end}"))).collect();
         assert!(body.len() > 1 << 20);
         std::fs::write(d.join(name), body).unwrap();
         let out = d.join(format!("out-{name}"));
         let spec = job(&d.join(name).display().to_string(), "", &out, "jsonl")
-            .replace("[input]\n", "[input]\nmax_document_bytes = \"1MiB\"\n");
+            .replace("[input]\n", &format!("[input]\n{id}max_document_bytes = \"1MiB\"\n"));
         let m = run(&load(d, &spec), Engine::Local, 2).await.unwrap();
         assert_eq!((m.rows.rows_in, m.rows.out, m.rows.quarantined), (120_000, 120_000, 0), "{name}");
         let rows = by_id(&out, &m);
-        let last = rows.values().find(|r| r["text"] == "doc119999").expect("the last record is read");
-        assert_eq!(last["n"], "119999", "{name}");
+        assert_eq!(rows.len(), 120_000, "{name}: ids repeat");
+        assert!(rows.values().any(|r| r["text"] == "doc119999"), "{name}: the last record is missing");
     }
     // A bad size is a spec error at its key.
     let spec = job("in.jsonl", "", &d.join("o"), "jsonl")

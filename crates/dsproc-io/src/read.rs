@@ -444,6 +444,7 @@ impl RangeReader<'_> {
         let mut lines: Vec<u64> = Vec::new();
         let mut raws: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes = 0usize;
+        let mut prev_line = 0u64;
         while let Some(piece) = split.next_piece().map_err(|e| self.io_err(e))? {
             let (chunk, first_line) = match piece {
                 CsvPiece::TooLarge { line, bytes } => {
@@ -472,11 +473,20 @@ impl RangeReader<'_> {
                     }
                 }
                 let line = record.position().map_or(line, |p| at(p.line()));
+                // Lines are counted by "\n" (as the csv crate does): records ended by a
+                // lone "\r" share a line, and ids made from lines would repeat.
+                if self.spec.id.is_none() && header_seen && line == prev_line && prev_line > 0 {
+                    return Err(Error::data(format!(
+                        "{}:{line}: CSV records end with a lone \\r (old Mac line ends), so row ids made from line numbers would repeat; convert the line ends to \\n or \\r\\n, or set input.id to a column",
+                        self.shown()
+                    )));
+                }
                 if !header_seen {
                     header_seen = true;
                     check_header(record.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect())?;
                     continue;
                 }
+                prev_line = line;
                 let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
                 if record.len() != ncols {
                     self.quarantine(out, line, format!("expected {ncols} fields, found {}", record.len()), &raw)?;
@@ -539,12 +549,8 @@ impl RangeReader<'_> {
             .block_on(async {
                 let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
                 // Batches bounded by bytes as well as rows: large documents come a few at a time.
-                let md = builder.metadata();
-                let rows = md.file_metadata().num_rows().max(1) as u64;
-                let bytes: u64 = md.row_groups().iter().map(|rg| rg.total_byte_size().max(0) as u64).sum();
-                let per_row = (bytes / rows).max(1);
-                let batch = (DEFAULT_BATCH_BYTES as u64 / per_row).clamp(1, DEFAULT_BATCH_ROWS as u64) as usize;
-                builder.with_batch_size(batch).build()
+                let (bytes, rows) = crate::rowsize::footer_bytes_and_rows(builder.metadata());
+                builder.with_batch_size(crate::rowsize::batch_rows_for(Some((bytes / rows).max(1)))).build()
             })
             .map_err(|e| Error::parquet(format!("{}: cannot read Parquet", self.shown()), e))?;
         let mut row: u64 = 0;

@@ -104,10 +104,14 @@ async fn parquet_sample(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Resul
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| Error::parquet(format!("{}: cannot read the Parquet footer", file.path), e))?;
-    let md = builder.metadata();
+    Ok(footer_bytes_and_rows(builder.metadata()))
+}
+
+/// Uncompressed bytes (of every row group) and rows (at least 1) of a Parquet file.
+pub(crate) fn footer_bytes_and_rows(md: &datafusion::parquet::file::metadata::ParquetMetaData) -> (u64, u64) {
     let rows = md.file_metadata().num_rows().max(1) as u64;
     let bytes: u64 = md.row_groups().iter().map(|rg| rg.total_byte_size().max(0) as u64).sum();
-    Ok((bytes, rows))
+    (bytes, rows)
 }
 
 #[cfg(test)]

@@ -222,6 +222,18 @@ impl Location {
         self
     }
 
+    /// The same location with `other`'s store settings when both are on one store
+    /// (same scheme and bucket), else unchanged: a URI met inside a job (a saved
+    /// index, a pointer) on the output's store is read with the output's settings.
+    pub fn with_storage_of(self, other: &Location) -> Self {
+        if self.store_url == other.store_url {
+            let storage = other.storage.clone();
+            self.with_storage(storage)
+        } else {
+            self
+        }
+    }
+
     /// The location of a store URL's root (`s3://bucket`), for stores named in plans.
     pub fn root(store_url: &str, storage: &StorageOptions) -> Result<Self, StoreError> {
         Ok(Self::parse(&format!("{store_url}/"), None)?.with_storage(storage.clone()))

@@ -677,9 +677,9 @@ async fn finish(
     let refuse_existing = loaded.spec.output.mode == WriteMode::Error;
     let manifest = crate::versions::commit_version(&job.output, version, &manifest, refuse_existing).await?;
     for (s, dir) in saved_indexes(job) {
-        let dir = Location::parse(dir, None).map_err(|e| DsprocError::job(format!("save_index: {e}")))?;
-        let dir =
-            if dir.store_url == job.output.store_url { dir.with_storage(job.output.storage.clone()) } else { dir };
+        let dir = Location::parse(dir, None)
+            .map_err(|e| DsprocError::job(format!("save_index: {e}")))?
+            .with_storage_of(&job.output);
         crate::commit::write_index_pointer(
             &job.output,
             &job.version_dir,

@@ -513,10 +513,10 @@ impl DedupMinhash {
                 // Key files are URIs of the version that saved them (any store), or
                 // names relative to the index directory.
                 for f in &index.files {
-                    let file = if f.contains("://") {
-                        dsproc_io::Location::parse(f, None).map_err(|e| err(e.to_string()))?.with_storage(loc.storage.clone())
-                    } else if f.starts_with('/') {
-                        dsproc_io::Location::parse(f, None).map_err(|e| err(e.to_string()))?
+                    let file = if f.contains("://") || f.starts_with('/') {
+                        dsproc_io::Location::parse(f, None)
+                            .map_err(|e| err(e.to_string()))?
+                            .with_storage_of(pc.version_dir)
                     } else {
                         index_dir.join(f)
                     };
@@ -551,12 +551,7 @@ impl DedupMinhash {
 /// `against`'s or `save_index`'s location: relative paths against the spec's
 /// directory; on the output's store, the output's storage settings.
 pub fn index_location(uri: &str, pc: &PlanContext<'_>) -> Result<dsproc_io::Location, dsproc_io::store::StoreError> {
-    let loc = dsproc_io::Location::parse(uri, Some(pc.base))?;
-    Ok(if loc.store_url == pc.version_dir.store_url {
-        loc.with_storage(pc.version_dir.storage.clone())
-    } else {
-        loc
-    })
+    Ok(dsproc_io::Location::parse(uri, Some(pc.base))?.with_storage_of(pc.version_dir))
 }
 
 /// The saved indexes `loc` names: its own `index.json`, or, for a dsproc dataset
