@@ -358,3 +358,42 @@ fn duplicate_ids_fail_by_default_and_are_kept_or_reduced_to_the_first_when_asked
     assert_eq!(m["rows"]["out"], 7);
     assert!(m["duplicate_ids"].is_null(), "{}", m["duplicate_ids"]);
 }
+
+/// Small documents first, large ones later: the batch size sampled at the start
+/// is far too many rows for the large ones (the engine joins batches by rows). The
+/// read stops, the job reruns with smaller batches and commits every row once:
+/// nothing of the stopped attempts stays. (The cap is lowered so that a test-sized
+/// input reaches it; the default is 512 MiB a batch.)
+#[test]
+fn rows_far_larger_than_the_sample_rerun_with_smaller_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut s = String::new();
+    for i in 0..600 {
+        s.push_str(&serde_json::json!({"text": format!("small {i}")}).to_string());
+        s.push('\n');
+    }
+    let filler = "lorem ipsum dolor sit amet ".repeat(64 << 10 >> 5);
+    for i in 0..400 {
+        s.push_str(&serde_json::json!({"text": format!("large {i} {filler}")}).to_string());
+        s.push('\n');
+    }
+    std::fs::write(d.join("mixed.jsonl"), s).unwrap();
+    let out = d.join("out");
+    let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n";
+    let spec = spec_file(d, &job("mixed.jsonl", steps, &out, "jsonl"));
+    let o = dsproc_env(d, &["run", spec, "--json"], &[("DSPROC_ENGINE_BATCH_BYTES", "2097152")]);
+    let text = said(&o);
+    let m = manifest(&o);
+    assert!(text.contains("rerunning with"), "no rerun: {text}");
+    assert_eq!((m["rows"]["in"].as_u64(), m["rows"]["out"].as_u64()), (Some(1000), Some(1000)), "{}", m["rows"]);
+    assert_eq!(m["version"], 1);
+    let loaded: dsproc_job::manifest::Manifest = serde_json::from_value(m).unwrap();
+    let rows = read_jsonl_dataset(&out, &loaded);
+    let mut ids: Vec<String> = rows.iter().map(|r| r["text"].as_str().unwrap().split(' ').take(2).collect()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "every document once");
+    assert_only_versions(&out);
+    assert!(!out.join("_staging").exists() || std::fs::read_dir(out.join("_staging")).unwrap().next().is_none());
+}

@@ -6,6 +6,13 @@
 pub const DEFAULT_BATCH_ROWS: usize = 256;
 /// Bytes per batch produced by the readers (a batch is cut at whichever comes first).
 pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
+/// Engine batches that would hold more than this (the engine's operators join
+/// small batches up to its batch size in rows, not bytes) make the read stop and
+/// the driver rerun the job with fewer rows a batch: see [`BATCH_TOO_LARGE`].
+pub const MAX_ENGINE_BATCH_BYTES: u64 = 512 << 20;
+/// Marks the reader's error for rows far larger than the batch size sampled
+/// before the run; the message goes on `: N bytes a row`.
+pub const BATCH_TOO_LARGE: &str = "rows larger than the sampled batch size";
 /// Default `input.max_document_bytes`: larger rows are quarantined as `too_large`.
 pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 256 << 20;
 /// Rows per write call in the shard writers; fixed so that bytes do not depend on

@@ -22,6 +22,8 @@ use futures::StreamExt;
 use dsproc_io::read::{plan_ranges, RangeReader, ReadSpec};
 use dsproc_io::Location;
 
+use dsproc_common::config::{BATCH_TOO_LARGE, MAX_ENGINE_BATCH_BYTES};
+
 use crate::{external, ReadStats};
 
 /// Schema of the range descriptors.
@@ -139,6 +141,7 @@ impl ExecutionPlan for ReadInputExec {
         let input_schema = Arc::clone(&self.input_schema);
         let output_schema = Arc::clone(&self.output_schema);
         let staging = self.staging.clone();
+        let guard = Arc::new(std::sync::Mutex::new(BatchGuard::new(context.session_config().batch_size())));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let task = tokio::spawn(async move {
             let store = match Location::root(&spec.store_url, &spec.storage).and_then(|l| l.store()) {
@@ -175,6 +178,7 @@ impl ExecutionPlan for ReadInputExec {
                     let tx2 = tx.clone();
                     let handle = tokio::runtime::Handle::current();
                     let qdir = spec.quarantine_dir.clone().unwrap_or_else(|| staging.join("_quarantine"));
+                    let guard = Arc::clone(&guard);
                     let result = tokio::task::spawn_blocking(move || {
                         let file = &spec2.files[file_idx as usize];
                         // Quarantined rows leave as they accumulate, in parts whose
@@ -199,6 +203,7 @@ impl ExecutionPlan for ReadInputExec {
                             sink: &sink,
                         };
                         reader.read(start..end, first_line, &mut |b| {
+                            guard.lock().unwrap_or_else(|e| e.into_inner()).admit(&b)?;
                             tx2.blocking_send(Ok(b)).map_err(|_| dsproc_io::Error::Data("output closed".into()))
                         })
                     })
@@ -229,6 +234,73 @@ impl ExecutionPlan for ReadInputExec {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.output_schema), stream)))
     }
+}
+
+/// Watches the bytes of the last `batch_size` rows a partition read. The engine's
+/// operators join batches up to `batch_size` rows whatever their bytes, so rows far
+/// larger than the sample that chose `batch_size` (small documents first, large
+/// ones later) would build batches of gigabytes downstream. Past
+/// [`MAX_ENGINE_BATCH_BYTES`] the read stops with [`BATCH_TOO_LARGE`] and the
+/// largest row size seen; the driver reruns the job with batches sized for it.
+#[derive(Debug)]
+pub struct BatchGuard {
+    batch_size: usize,
+    /// (rows, bytes) of the latest batches, covering at least `batch_size` rows.
+    window: std::collections::VecDeque<(usize, u64)>,
+    rows: usize,
+    bytes: u64,
+    cap: u64,
+}
+
+impl BatchGuard {
+    /// A guard for `batch_size`-row engine batches. The cap is
+    /// [`MAX_ENGINE_BATCH_BYTES`], or `DSPROC_ENGINE_BATCH_BYTES` (bytes) where set:
+    /// tests use it to reach the rerun path with small inputs.
+    pub fn new(batch_size: usize) -> Self {
+        let cap = std::env::var("DSPROC_ENGINE_BATCH_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MAX_ENGINE_BATCH_BYTES);
+        Self { batch_size: batch_size.max(1), window: Default::default(), rows: 0, bytes: 0, cap }
+    }
+
+    pub fn admit(&mut self, b: &RecordBatch) -> Result<(), dsproc_io::Error> {
+        if self.batch_size <= 1 || b.num_rows() == 0 {
+            return Ok(());
+        }
+        let bytes = b.get_array_memory_size() as u64;
+        self.window.push_back((b.num_rows(), bytes));
+        self.rows += b.num_rows();
+        self.bytes += bytes;
+        while let Some(&(r, by)) = self.window.front() {
+            if self.rows - r < self.batch_size {
+                break;
+            }
+            self.window.pop_front();
+            self.rows -= r;
+            self.bytes -= by;
+        }
+        // What `batch_size` rows like these hold (the actual bytes while fewer rows were read).
+        let batch = if self.rows >= self.batch_size {
+            (self.bytes as u128 * self.batch_size as u128 / self.rows as u128) as u64
+        } else {
+            self.bytes
+        };
+        if batch <= self.cap {
+            return Ok(());
+        }
+        let largest = self.window.iter().map(|&(r, by)| by / r.max(1) as u64).max().unwrap_or(bytes);
+        Err(dsproc_io::Error::Data(format!(
+            "{BATCH_TOO_LARGE}: {largest} bytes a row ({} rows a batch would hold {batch} bytes)",
+            self.batch_size
+        )))
+    }
+}
+
+/// The row size in a [`BATCH_TOO_LARGE`] message (as Ballista relays it too).
+pub fn batch_too_large_row_bytes(message: &str) -> Option<u64> {
+    let rest = &message[message.find(BATCH_TOO_LARGE)? + BATCH_TOO_LARGE.len()..];
+    rest.strip_prefix(": ")?.split(' ').next()?.parse().ok()
 }
 
 /// Aborts the reading task when the output stream is dropped (query cancelled).
@@ -263,4 +335,39 @@ async fn write_side_outputs(
         .put(serde_json::to_vec(&stats)?)
         .await
         .map_err(dsproc_io::Error::Store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::StringArray;
+
+    fn batch(rows: usize, row_bytes: usize) -> RecordBatch {
+        let text: StringArray = (0..rows).map(|_| Some("x".repeat(row_bytes))).collect();
+        RecordBatch::try_from_iter([("text", Arc::new(text) as Arc<dyn Array>)]).unwrap()
+    }
+
+    #[test]
+    fn batch_guard_stops_when_batch_size_rows_would_pass_the_byte_cap() {
+        // 256 rows of 1 KiB: fine, for ever
+        let mut g = BatchGuard::new(256);
+        for _ in 0..100 {
+            g.admit(&batch(256, 1024)).unwrap();
+        }
+        // one 8 MiB document among small ones: fine (256 rows of the mix stay small)
+        g.admit(&batch(1, 8 << 20)).unwrap();
+        for _ in 0..10 {
+            g.admit(&batch(256, 1024)).unwrap();
+        }
+        // then a run of 4 MiB documents: 256 of them would be 1 GiB
+        let err = (0..300).map(|_| g.admit(&batch(1, 4 << 20))).find_map(Result::err).expect("stops");
+        let msg = err.to_string();
+        let row = batch_too_large_row_bytes(&msg).unwrap_or_else(|| panic!("{msg}"));
+        assert!((4 << 20) <= row && row < (5 << 20), "{msg}");
+        // relayed inside other text (Ballista's task error)
+        assert_eq!(batch_too_large_row_bytes(&format!("Job 1 failed: DataFusionError(\"{msg}\")")), Some(row));
+        // one-row batches are never refused (a row is bounded by max_document_bytes)
+        let mut one = BatchGuard::new(1);
+        one.admit(&batch(1, 600 << 20)).unwrap();
+    }
 }

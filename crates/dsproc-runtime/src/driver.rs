@@ -260,9 +260,25 @@ async fn run_claimed(
             }
         })
     };
-    let result = match execute(&job, opts).await {
-        Ok(batches) => finish(loaded, &job, opts, &batches, started, version, committing).await,
-        Err(e) => Err(e),
+    let mut run_opts = opts.clone();
+    let result = loop {
+        match execute(&job, &run_opts).await {
+            Ok(batches) => break finish(loaded, &job, &run_opts, &batches, started, version, committing).await,
+            Err(e) => match rerun_batch_rows(&e, &run_opts, &job).await {
+                Some(rows) => {
+                    // Nothing of the stopped attempt stays: a rerun starts from an empty staging and prefix.
+                    if !quiesce_attempt(&job, version).await? {
+                        break Err(e);
+                    }
+                    write_run_marker(&job.staging, marker).await?;
+                    eprintln!(
+                        "note: rows much larger than the sample at the start of the input; rerunning with {rows}-row batches"
+                    );
+                    run_opts.engine_opts.batch_rows = Some(rows);
+                }
+                None => break Err(e),
+            },
+        }
     };
     heartbeat.abort();
     if result.is_ok() {
@@ -329,6 +345,55 @@ async fn execute(
         bar.finish_and_clear();
     }
     result
+}
+
+/// Removes what a stopped attempt wrote (its staging, and its files under the
+/// version prefix but the claim) once its last tasks are done: tasks of other
+/// partitions may still finish a file after the failure was reported, so the
+/// removal repeats until both stay empty for 300 ms. False when they never do
+/// within ~10 s (then the run fails instead of rerunning over leftovers).
+async fn quiesce_attempt(job: &LoweredJob, version: u64) -> Result<bool, DsprocError> {
+    let prefix = job.output.join(&dsproc_common::config::version_dir(version));
+    let is_empty = || async {
+        let staged = job.staging.list().await.map_err(DsprocError::job)?;
+        let written = prefix.list().await.map_err(DsprocError::job)?;
+        Ok::<_, DsprocError>(
+            staged.is_empty() && written.iter().all(|(rel, _)| rel == dsproc_common::config::CLAIM_FILE),
+        )
+    };
+    for _ in 0..30 {
+        // A file appearing meanwhile fails a removal: the next pass removes it.
+        if let Err(e) = job.staging.delete_all().await {
+            tracing::debug!(error = %e, "removing the stopped attempt's staging; again");
+        }
+        if let Err(e) = crate::versions::clear_prefix(&job.output, version).await {
+            tracing::debug!(error = %e, "removing the stopped attempt's files; again");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if is_empty().await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The smaller engine batch size to rerun with when `e` is the reader's
+/// [`BATCH_TOO_LARGE`](dsproc_common::config::BATCH_TOO_LARGE) stop: sized for the
+/// largest rows seen, and at most half the batch size that stopped (so reruns end).
+async fn rerun_batch_rows(e: &DsprocError, opts: &RunOptions, job: &LoweredJob) -> Option<usize> {
+    let row_bytes = dsproc_exec::read_exec::batch_too_large_row_bytes(&e.to_string())?;
+    let current = match opts.engine_opts.batch_rows {
+        Some(r) => r,
+        None => {
+            sized_batches(job, &opts.engine_opts).await.batch_rows.unwrap_or(dsproc_common::config::DEFAULT_BATCH_ROWS)
+        }
+    };
+    if current <= 1 {
+        return None;
+    }
+    let rows = dsproc_io::rowsize::batch_rows_for(Some(row_bytes)).min(current / 2).max(1);
+    tracing::info!(row_bytes, from = current, to = rows, "rows larger than sampled: rerunning with smaller batches");
+    Some(rows)
 }
 
 /// The engine options with batches of about `DEFAULT_BATCH_BYTES`, from a sample

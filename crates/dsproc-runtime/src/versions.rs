@@ -140,6 +140,18 @@ pub async fn abandon(out: &Location, n: u64) -> Result<(), DsprocError> {
     Ok(())
 }
 
+/// Removes what a run wrote under its claimed version prefix so far, keeping the
+/// claim (for a rerun within the same run).
+pub async fn clear_prefix(out: &Location, n: u64) -> Result<(), DsprocError> {
+    let prefix = out.join(&version_dir(n));
+    for (rel, _) in prefix.list().await.map_err(DsprocError::job)? {
+        if rel != CLAIM_FILE {
+            prefix.join(&rel).delete().await.map_err(DsprocError::job)?;
+        }
+    }
+    Ok(())
+}
+
 /// Appends an event to `_history/` (sequence numbers taken with conditional puts).
 async fn append_event(out: &Location, mut ev: HistoryEvent) -> Result<(), DsprocError> {
     for _ in 0..100 {
