@@ -663,7 +663,7 @@ impl FastEncoder {
         Ok(())
     }
 
-    fn encode_piece(&self, piece: &[u8], cache: &mut HashMap<Box<[u8]>, Box<[u32]>>, out: &mut Vec<u32>) {
+    fn encode_piece(&self, piece: &[u8], cache: &mut PieceCache, out: &mut Vec<u32>) {
         if piece.len() == 1 {
             out.push(self.byte_ids[piece[0] as usize]);
             return;
@@ -776,13 +776,16 @@ impl FastEncoder {
     }
 }
 
+/// Recent pieces' ids (piece bytes → ids).
+type PieceCache = HashMap<Box<[u8]>, Box<[u32]>>;
+
 /// Pieces up to this many bytes are cached.
 const MAX_CACHED: usize = 64;
 /// The per-thread cache is cleared when it holds this many pieces.
 const CACHE_ENTRIES: usize = 1 << 16;
 
 thread_local! {
-    static CACHE: RefCell<(u64, HashMap<Box<[u8]>, Box<[u32]>>)> = RefCell::new((0, HashMap::new()));
+    static CACHE: RefCell<(u64, PieceCache)> = RefCell::new((0, HashMap::new()));
 }
 
 #[cfg(test)]
