@@ -991,6 +991,42 @@ mod tests {
         assert!(FastEncoder::from_json(b"not json").is_err());
     }
 
+    /// Debug-build throughput of the fast path and the tokenizers crate on the
+    /// same real text (`cargo test -p dsproc-functions --lib bpe::tests::speed -- --ignored --nocapture`).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn speed_vs_hf() {
+        let Some(path) = tokenizer_file("cl100k") else { return };
+        let bytes = std::fs::read(&path).unwrap();
+        let fast = FastEncoder::from_json(&bytes).unwrap();
+        let hf = tokenizers::Tokenizer::from_bytes(&bytes).unwrap();
+        let docs = corpus(budget());
+        let mb = docs.iter().map(String::len).sum::<usize>() as f64 / 1e6;
+        let mut out = Vec::new();
+        let t = std::time::Instant::now();
+        let mut n_fast = 0;
+        for d in &docs {
+            out.clear();
+            fast.encode(d, false, &mut out).unwrap();
+            n_fast += out.len();
+        }
+        let tf = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let mut n_hf = 0;
+        for d in &docs {
+            n_hf += hf.encode_fast(d.as_str(), false).unwrap().len();
+        }
+        let th = t.elapsed().as_secs_f64();
+        assert_eq!(n_fast, n_hf);
+        eprintln!(
+            "cl100k on {mb:.1} MB, {} docs, {n_fast} tokens: fast {:.2} MB/s, hf {:.2} MB/s, ratio {:.2}x",
+            docs.len(),
+            mb / tf,
+            mb / th,
+            th / tf
+        );
+    }
+
     /// The scanner's pieces equal fancy-regex's matches of each pattern.
     #[test]
     fn scanner_matches_fancy_regex() {
