@@ -28,6 +28,7 @@ macro_rules! udf_boilerplate {
     };
 }
 
+pub mod bpe;
 pub mod hash;
 pub mod minhash;
 pub mod pii;
