@@ -260,11 +260,13 @@ async fn run_claimed(
             }
         })
     };
+    // Sized once: a rerun shrinks this batch size instead of sampling again.
     let mut run_opts = opts.clone();
+    run_opts.engine_opts = sized_batches(&job, &opts.engine_opts).await;
     let result = loop {
         match execute(&job, &run_opts).await {
             Ok(batches) => break finish(loaded, &job, &run_opts, &batches, started, version, committing).await,
-            Err(e) => match rerun_batch_rows(&e, &run_opts, &job).await {
+            Err(e) => match rerun_batch_rows(&e, &run_opts) {
                 Some(rows) => {
                     // Nothing of the stopped attempt stays: a rerun starts from an empty staging and prefix.
                     if !quiesce_attempt(&job, version).await? {
@@ -298,8 +300,7 @@ async fn execute(
     job: &LoweredJob,
     opts: &RunOptions,
 ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, DsprocError> {
-    let engine_opts = sized_batches(job, &opts.engine_opts).await;
-    let ctx = make_context(&opts.engine, &engine_opts).await?;
+    let ctx = make_context(&opts.engine, &opts.engine_opts).await?;
     let ranges = dsproc_exec::read_exec::input_ranges(&job.read_spec, opts.engine_opts.target_partitions).len();
     let writers = opts.engine_opts.target_partitions;
     let progress = opts.progress.then(|| spawn_progress(job.staging.clone(), ranges, writers));
@@ -380,14 +381,11 @@ async fn quiesce_attempt(job: &LoweredJob, version: u64) -> Result<bool, DsprocE
 /// The smaller engine batch size to rerun with when `e` is the reader's
 /// [`BATCH_TOO_LARGE`](dsproc_common::config::BATCH_TOO_LARGE) stop: sized for the
 /// largest rows seen, and at most half the batch size that stopped (so reruns end).
-async fn rerun_batch_rows(e: &DsprocError, opts: &RunOptions, job: &LoweredJob) -> Option<usize> {
+/// (`opts` are the sized options the stopped attempt ran with; without a batch
+/// size, because the sample failed, the engine's default applied.)
+fn rerun_batch_rows(e: &DsprocError, opts: &RunOptions) -> Option<usize> {
     let row_bytes = dsproc_exec::read_exec::batch_too_large_row_bytes(&e.to_string())?;
-    let current = match opts.engine_opts.batch_rows {
-        Some(r) => r,
-        None => {
-            sized_batches(job, &opts.engine_opts).await.batch_rows.unwrap_or(dsproc_common::config::DEFAULT_BATCH_ROWS)
-        }
-    };
+    let current = opts.engine_opts.batch_rows.unwrap_or_else(|| datafusion::prelude::SessionConfig::new().batch_size());
     if current <= 1 {
         return None;
     }
