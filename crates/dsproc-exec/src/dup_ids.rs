@@ -320,6 +320,7 @@ impl ExecutionPlan for DuplicateIdsExec {
                 let input = self.input.execute(partition, context)?;
                 let mode = self.mode;
                 let dir = self.staging.join("_stats");
+                let live = crate::RunLiveness::start(&self.staging);
                 let state = Arc::new(std::sync::Mutex::new(DuplicateIdStats::default()));
                 let st = Arc::clone(&state);
                 let out_schema = Arc::clone(&schema);
@@ -337,6 +338,9 @@ impl ExecutionPlan for DuplicateIdsExec {
                     // Named by content: a retried attempt writes the same file; ids live
                     // in one hash partition, so two partitions never share a report.
                     let name = format!("dups-{:016x}.json", xxhash_rust::xxh3::xxh3_64(&body));
+                    if let Err(e) = live.check().await {
+                        return Some(Err(crate::external(e)));
+                    }
                     dir.join(&name).put(body).await.err().map(|e| Err(crate::external(e)))
                 })
                 .filter_map(|r| async move { r });

@@ -82,3 +82,56 @@ pub(crate) fn unique_suffix() -> String {
     let h = xxhash_rust::xxh3::xxh3_64(format!("{t}-{}-{n}", std::process::id()).as_bytes());
     format!("{h:016x}")
 }
+
+/// Whether the run that owns a staging prefix still goes on. The driver removes
+/// the staging prefix, run marker included, when a run is interrupted, cancelled
+/// or stopped for a rerun; a task that keeps running after that (Ballista's
+/// shuffle writers run detached from the task the scheduler cancels) would go on
+/// writing files no run will ever commit or clean. Writers call [`Self::check`]
+/// before each file: once the marker is gone it fails, and the task stops.
+///
+/// The watch is armed when the marker exists as the task starts (a driver writes
+/// it before it executes anything); plans executed without a driver's marker
+/// (unit tests of a single node) are never stopped by it.
+#[derive(Debug, Clone)]
+pub struct RunLiveness {
+    marker: dsproc_io::Location,
+    armed: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+}
+
+impl RunLiveness {
+    /// Starts watching the run of `staging`; the first look at its marker is
+    /// issued now, when the task starts.
+    pub fn start(staging: &dsproc_io::Location) -> Self {
+        let this = Self { marker: staging.join(dsproc_common::config::RUN_MARKER_FILE), armed: Default::default() };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let probe = this.clone();
+            handle.spawn(async move {
+                probe.armed().await;
+            });
+        }
+        this
+    }
+
+    async fn armed(&self) -> bool {
+        *self.armed.get_or_init(|| async { self.marker.exists().await.unwrap_or(false) }).await
+    }
+
+    /// Fails once the run's marker is gone (when it existed as the task started).
+    /// A store error while looking is no reason to stop: the write that follows
+    /// reports it if the store is really down.
+    pub async fn check(&self) -> std::result::Result<(), dsproc_io::Error> {
+        if !self.armed().await || self.marker.exists().await.unwrap_or(true) {
+            return Ok(());
+        }
+        Err(dsproc_io::Error::Data(format!(
+            "the run was stopped ({} is gone: interrupted, cancelled or rerun); this task writes nothing more",
+            self.marker.shown()
+        )))
+    }
+
+    /// [`Self::check`] from a blocking thread.
+    pub fn check_blocking(&self, handle: &tokio::runtime::Handle) -> std::result::Result<(), dsproc_io::Error> {
+        handle.block_on(self.check())
+    }
+}

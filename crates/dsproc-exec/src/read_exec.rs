@@ -142,6 +142,7 @@ impl ExecutionPlan for ReadInputExec {
         let output_schema = Arc::clone(&self.output_schema);
         let staging = self.staging.clone();
         let guard = Arc::new(std::sync::Mutex::new(BatchGuard::new(context.session_config().batch_size())));
+        let live = crate::RunLiveness::start(&staging);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let task = tokio::spawn(async move {
             let store = match Location::root(&spec.store_url, &spec.storage).and_then(|l| l.store()) {
@@ -171,6 +172,10 @@ impl ExecutionPlan for ReadInputExec {
                 };
                 for row in 0..files.len() {
                     let (file_idx, start, end) = (files.value(row), starts.value(row), ends.value(row));
+                    if let Err(e) = live.check().await {
+                        let _ = tx.send(Err(external(e))).await;
+                        return;
+                    }
                     let first_line = carry.filter(|c| c.0 == file_idx && c.1 == start).map(|c| c.2);
                     let spec2 = Arc::clone(&spec);
                     let (store2, in_s, out_s) =
@@ -179,6 +184,7 @@ impl ExecutionPlan for ReadInputExec {
                     let handle = tokio::runtime::Handle::current();
                     let qdir = spec.quarantine_dir.clone().unwrap_or_else(|| staging.join("_quarantine"));
                     let guard = Arc::clone(&guard);
+                    let live2 = live.clone();
                     let result = tokio::task::spawn_blocking(move || {
                         let file = &spec2.files[file_idx as usize];
                         // Quarantined rows leave as they accumulate, in parts whose
@@ -191,6 +197,7 @@ impl ExecutionPlan for ReadInputExec {
                                 body.push(b'\n');
                             }
                             let name = format!("part-{file_idx:05}-{start:013}-{part:04}.jsonl");
+                            live2.check_blocking(&sink_handle)?;
                             sink_handle.block_on(qdir.join(&name).put(body)).map_err(dsproc_io::Error::Store)
                         };
                         let reader = RangeReader {
@@ -220,6 +227,10 @@ impl ExecutionPlan for ReadInputExec {
                         }
                     };
                     carry = Some((file_idx, end, outcome.next_line));
+                    if let Err(e) = live.check().await {
+                        let _ = tx.send(Err(external(e))).await;
+                        return;
+                    }
                     if let Err(e) = write_side_outputs(&staging, &spec, file_idx, start, &outcome).await {
                         let _ = tx.send(Err(external(e))).await;
                         return;

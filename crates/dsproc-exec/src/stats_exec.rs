@@ -109,6 +109,7 @@ impl ExecutionPlan for StepStatsExec {
             keys: None,
             index_dir: self.keys_of.as_ref().map(|k| k.dir.clone()),
             dir: self.staging.join("_stats"),
+            live: crate::RunLiveness::start(&self.staging),
             finishing: None,
             done: false,
         }))
@@ -131,6 +132,8 @@ struct CountingStream {
     /// Where the finished key file is uploaded.
     index_dir: Option<Location>,
     dir: Location,
+    /// Stops the writes once the run is gone.
+    live: crate::RunLiveness,
     /// Writing the statistics file after the last batch.
     finishing: Option<BoxFuture<'static, Result<()>>>,
     done: bool,
@@ -237,8 +240,13 @@ impl CountingStream {
                 return internal_err!("StepStatsExec: keys without a directory");
             };
             let to = dir.join(&name);
+            let live = self.live.clone();
             return Ok(Some(
                 async move {
+                    if let Err(e) = live.check().await {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(crate::external(e));
+                    }
                     let r = to.put_file(&tmp).await;
                     let _ = std::fs::remove_file(&tmp);
                     r.map_err(|e| DataFusionError::External(Box::new(e)))
@@ -258,7 +266,14 @@ impl CountingStream {
         };
         let p = self.dir.join(&name);
         let body = serde_json::to_vec(&stats).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(async move { p.put(body).await.map_err(|e| DataFusionError::External(Box::new(e))) }.boxed()))
+        let live = self.live.clone();
+        Ok(Some(
+            async move {
+                live.check().await.map_err(crate::external)?;
+                p.put(body).await.map_err(|e| DataFusionError::External(Box::new(e)))
+            }
+            .boxed(),
+        ))
     }
 }
 

@@ -131,8 +131,9 @@ impl ExecutionPlan for WriteShardsExec {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let attempt = unique_suffix();
         let handle = tokio::runtime::Handle::current();
+        let live = crate::RunLiveness::start(&params.staging);
         let writer = tokio::task::spawn_blocking(move || -> Result<RecordBatch, IoError> {
-            let mut w = BucketWriter::new(params, file_schema, attempt, handle);
+            let mut w = BucketWriter::new(params, file_schema, attempt, handle, live);
             while let Some(batch) = rx.blocking_recv() {
                 let buckets = batch
                     .column(shard_idx)
@@ -196,10 +197,18 @@ struct BucketWriter {
     pending_rows: usize,
     done: Vec<Done>,
     attempt: String,
+    /// Stops the writer once the run is gone.
+    live: crate::RunLiveness,
 }
 
 impl BucketWriter {
-    fn new(params: WriteParams, schema: SchemaRef, attempt: String, handle: tokio::runtime::Handle) -> Self {
+    fn new(
+        params: WriteParams,
+        schema: SchemaRef,
+        attempt: String,
+        handle: tokio::runtime::Handle,
+        live: crate::RunLiveness,
+    ) -> Self {
         let rel_dir = params.shards_rel.clone();
         let dir = params.shards_dir.clone();
         Self {
@@ -213,6 +222,7 @@ impl BucketWriter {
             pending_rows: 0,
             done: Vec::new(),
             attempt,
+            live,
         }
     }
 
@@ -230,6 +240,7 @@ impl BucketWriter {
     }
 
     fn open(&mut self, bucket: u32, seq: u32) -> Result<(), IoError> {
+        self.live.check_blocking(&self.handle)?;
         let ext = self.params.shard_opts.extension(self.params.format);
         let name = if seq == 0 { format!("part-{bucket:05}.{ext}") } else { format!("part-{bucket:05}-{seq}.{ext}") };
         let w = ShardFileWriter::create(
@@ -282,6 +293,7 @@ impl BucketWriter {
 
     fn close_current(&mut self) -> Result<(), IoError> {
         if let Some((bucket, seq, path, w)) = self.current.take() {
+            self.live.check_blocking(&self.handle)?;
             let s = w.finish()?;
             if let Some((idx, bytes, sha256)) = s.companion {
                 let path = format!("{}/{idx}", self.rel_dir);
@@ -316,6 +328,7 @@ impl BucketWriter {
         self.flush_pending(true)?;
         self.close_current()?;
         // A marker per finished writer, for progress ("wrote k/P partitions").
+        self.live.check_blocking(&self.handle)?;
         let marker = self.params.staging.join(&format!("_stats/write-{}.json", self.attempt));
         let rows: u64 = self.done.iter().map(|d| d.rows).sum();
         dsproc_io::upload::put_blocking(&marker, format!("{{\"rows\":{rows}}}").as_bytes(), &self.handle)?;

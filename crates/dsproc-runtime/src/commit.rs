@@ -180,7 +180,12 @@ pub async fn acquire_lock(out: &Location, me: &RunMarker) -> Result<Location, Ds
         if lock.put_if_absent(me.body()).await.map_err(DsprocError::job)? {
             return Ok(lock);
         }
-        let holder = lock.get_opt().await.ok().flatten().and_then(|b| serde_json::from_slice::<RunMarker>(&b).ok());
+        let body = lock.get_opt().await.map_err(DsprocError::job)?;
+        let Some(body) = body else {
+            // The holder released the lock between our put and this read: try again.
+            continue;
+        };
+        let holder = serde_json::from_slice::<RunMarker>(&body).ok();
         let live = holder.as_ref().is_some_and(|m| !m.stale(dsproc_common::config::RUN_HEARTBEAT_SECS * 20));
         if live && started.elapsed().as_secs() < dsproc_common::config::COMMIT_LOCK_WAIT_SECS {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
