@@ -125,6 +125,9 @@ pub enum TokenizeError {
     Fetch(#[source] dsproc_io::store::StoreError),
     #[error("fetching tokenizer {url}: the fetch thread panicked")]
     FetchPanicked { url: String },
+    /// The access policy refuses reading the file ([`dsproc_io::policy`]).
+    #[error("tokenizer")]
+    Denied(#[source] dsproc_io::Error),
     #[error(transparent)]
     Encode(tokenizers::Error),
 }
@@ -135,6 +138,8 @@ type Cache = Mutex<HashMap<String, Arc<LoadedTokenizer>>>;
 /// contents is an error naming both hashes.
 pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<LoadedTokenizer>, TokenizeError> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
+    // Checked at every load, cached or not (a URL is checked again by its store).
+    dsproc_io::policy::check_read(path).map_err(TokenizeError::Denied)?;
     let cache = CACHE.get_or_init(Default::default);
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(t) = map.get(path) {
@@ -142,11 +147,7 @@ pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<
             return Ok(Arc::clone(t));
         }
     }
-    let bytes = if is_url(path) {
-        fetch_url(path)?
-    } else {
-        std::fs::read(path).map_err(|source| TokenizeError::Read { path: path.to_string(), source })?
-    };
+    let bytes = if is_url(path) { fetch_url(path)? } else { read_local(path)? };
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(want) = expect_sha256 {
         if want != sha256 {
@@ -186,6 +187,19 @@ pub fn is_url(path: &str) -> bool {
 /// from the standard environment variables; plain `http://` is allowed). Runs on
 /// its own thread and runtime, so it works from planning (async) and from a UDF
 /// (sync) alike.
+/// Reads a local tokenizer file, checking what was opened against the access
+/// policy (a symlink swapped after the check of `load` cannot redirect it).
+fn read_local(path: &str) -> std::result::Result<Vec<u8>, TokenizeError> {
+    use std::io::Read;
+    let read = |source| TokenizeError::Read { path: path.to_string(), source };
+    let mut f = std::fs::File::open(path).map_err(read)?;
+    let abs = std::path::absolute(path).map_err(read)?;
+    dsproc_io::policy::check_opened(dsproc_io::policy::Access::Read, path, &abs, &f).map_err(TokenizeError::Denied)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(read)?;
+    Ok(bytes)
+}
+
 fn fetch_url(url: &str) -> std::result::Result<Vec<u8>, TokenizeError> {
     let owned = url.to_string();
     let job = std::thread::spawn(move || -> std::result::Result<Vec<u8>, TokenizeError> {

@@ -60,6 +60,13 @@ pub enum Error {
     /// column and what was expected.
     #[error("{0}")]
     Data(String),
+    /// The access policy refuses the read or write (see [`crate::policy`]): names
+    /// the location as given, where it resolves to and the flag that allows it.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// An access-policy prefix that cannot be used (a relative path, a malformed URL).
+    #[error("{0}")]
+    Policy(String),
     /// An object-store operation failed (the store's redacted message:
     /// operation, URL, status).
     #[error(transparent)]
@@ -67,14 +74,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// An I/O failure; a policy refusal inside it is returned as itself.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { context: context.into(), source }
+        match crate::policy::denial(&source) {
+            Some(m) => Self::AccessDenied(m),
+            None => Self::Io { context: context.into(), source },
+        }
     }
     pub(crate) fn arrow(context: impl Into<String>, source: ArrowError) -> Self {
         Self::Arrow { context: context.into(), source }
     }
+    /// A Parquet failure; a policy refusal inside it is returned as itself.
     pub(crate) fn parquet(context: impl Into<String>, source: ParquetError) -> Self {
-        Self::Parquet { context: context.into(), source }
+        match crate::policy::denial(&source) {
+            Some(m) => Self::AccessDenied(m),
+            None => Self::Parquet { context: context.into(), source },
+        }
     }
     pub(crate) fn csv(context: impl Into<String>, source: csv::Error) -> Self {
         Self::Csv { context: context.into(), source }

@@ -121,7 +121,9 @@ pub async fn decide_input_format(
                 let head = if compression == Compression::None && f.size > 0 {
                     let path = crate::store::object_path(&f.path);
                     store.get_range(&path, 0..f.size.min(512)).await.map(|b| b.to_vec()).map_err(|e| {
-                        crate::store::redact(&format!("cannot read the first bytes of {}: {e}", shown(f)))
+                        crate::policy::denial(&e).unwrap_or_else(|| {
+                            crate::store::redact(&format!("cannot read the first bytes of {}: {e}", shown(f)))
+                        })
                     })?
                 } else {
                     Vec::new()

@@ -3,12 +3,14 @@
 //! text) with per-row quarantine, the shard writers (Parquet, JSONL.zst,
 //! Megatron, MDS) and blocking object uploads.
 //!
-//! Everything here runs on executors as well as in the driver.
+//! Everything here runs on executors as well as in the driver, and every read
+//! and write is checked against the process's access policy ([`policy`]).
 
 pub mod error;
 pub mod format;
 pub mod jsonscan;
 pub mod listing;
+pub mod policy;
 pub mod quarantine;
 pub mod read;
 pub mod rowsize;
@@ -24,4 +26,5 @@ mod fuzz;
 pub use error::Error;
 pub use format::{Compression, InputFormat, OutputFormat};
 pub use listing::InputFile;
+pub use policy::AccessPolicy;
 pub use store::{Location, StorageOptions};

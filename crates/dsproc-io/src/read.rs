@@ -119,6 +119,8 @@ impl RangeReader<'_> {
     /// `first_line` is the number of the first line starting in the range when the
     /// caller knows it (it read the previous range); otherwise it is counted.
     pub fn read(&self, range: Range<u64>, first_line: Option<u64>, emit: &mut Emit<'_>) -> Result<RangeOutcome, Error> {
+        // Refused before anything is opened (every open and request is checked again).
+        crate::policy::check_read(&self.shown())?;
         let mut out = RangeOutcome::default();
         match self.spec.format {
             InputFormat::Jsonl => self.read_jsonl(range, first_line, emit, &mut out)?,
@@ -865,8 +867,13 @@ pub(crate) fn open_input(
 ) -> Result<Box<dyn Read + Send>, Error> {
     let (_, compression) = Compression::strip(&file.path);
     let raw: Box<dyn Read + Send> = if store_url == "file://" {
+        use crate::policy::{check_local, check_opened, Access};
         let p = format!("/{}", file.path);
+        // Checked before the open (a refused FIFO or device is never opened) and
+        // on the opened descriptor (no symlink swapped in between redirects it).
+        check_local(Access::Read, &p, std::path::Path::new(&p))?;
         let mut f = File::open(&p).map_err(|e| Error::io(format!("cannot open input {p}"), e))?;
+        check_opened(Access::Read, &p, std::path::Path::new(&p), &f)?;
         if pos > 0 {
             f.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(format!("cannot seek in {p}"), e))?;
         }
@@ -1028,7 +1035,10 @@ impl ObjectReader {
             }
             other => other,
         };
-        let got = got.map_err(|e| std::io::Error::other(format!("GET {}: {e}", self.shown)))?;
+        let got = got.map_err(|e| match crate::policy::denial(&e) {
+            Some(m) => std::io::Error::other(Error::AccessDenied(m)),
+            None => std::io::Error::other(format!("GET {}: {e}", self.shown)),
+        })?;
         self.stream = Some(got.into_stream());
         Ok(())
     }

@@ -319,11 +319,12 @@ async fn read_head(store: &Arc<dyn ObjectStore>, file: &InputFile) -> Result<Vec
     if n == 0 {
         return Ok(Vec::new());
     }
-    let bytes = get_prefix(store, &path, n, file.size).await.map_err(|e| {
-        Error::Store(crate::store::StoreError::Request {
+    let bytes = get_prefix(store, &path, n, file.size).await.map_err(|e| match crate::policy::denial(&e) {
+        Some(m) => Error::AccessDenied(m),
+        None => Error::Store(crate::store::StoreError::Request {
             op: "GET".into(),
             message: crate::store::redact(&format!("cannot read input {}: {e}", file.path)),
-        })
+        }),
     })?;
     let mut out = Vec::new();
     let limited = |r: &mut dyn Read, out: &mut Vec<u8>| {

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -127,6 +126,9 @@ pub enum StoreError {
     /// The location cannot take this operation (e.g. writes to `http(s)://`).
     #[error("{0}")]
     Unsupported(String),
+    /// The access policy refuses the operation ([`crate::policy`]).
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl StoreError {
@@ -259,7 +261,8 @@ impl Location {
     }
 
     /// The object store serving this location (one client per store and
-    /// settings per process).
+    /// settings per process). Every request through it is checked against the
+    /// access policy ([`crate::policy`]) when it is made.
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         type Cache = Mutex<BTreeMap<String, Arc<dyn ObjectStore>>>;
         static CACHE: OnceLock<Cache> = OnceLock::new();
@@ -277,7 +280,7 @@ impl Location {
         if self.is_local() {
             // No automatic cleanup: it removes every emptied parent up to `/`, user
             // directories included. Our own directories are removed by `delete_all`.
-            return Ok(Arc::new(LocalFileSystem::new()));
+            return Ok(Arc::new(crate::policy::Checked::local()));
         }
         let mut settings: Vec<(String, String)> =
             self.storage.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -356,7 +359,7 @@ impl Location {
             }
             other => return Err(StoreError::Unsupported(format!("no object store for {other}://"))),
         };
-        Ok(store)
+        Ok(Arc::new(crate::policy::Checked::remote(store, &self.store_url)))
     }
 
     /// The object-store path (see [`object_path`]).
@@ -413,10 +416,22 @@ impl Location {
         StoreError::Request { op: op.to_string(), message: store_error(self, op, e) }
     }
 
+    /// Checks `access` to this location against the access policy, naming the
+    /// URI as given (the store checks every request again, by its path).
+    pub fn allow(&self, access: crate::policy::Access) -> Result<(), StoreError> {
+        let Some(policy) = crate::policy::current() else { return Ok(()) };
+        let r = match &self.local {
+            Some(path) => policy.check_local(access, &self.uri, path),
+            None => policy.check_as(access, &self.uri, &self.canonical()),
+        };
+        r.map_err(|e| StoreError::Denied(e.to_string()))
+    }
+
     // ---- operations -------------------------------------------------------
 
     /// Writes `bytes` (replacing any object there; atomic on every store).
     pub async fn put(&self, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
+        self.allow(crate::policy::Access::Write)?;
         let store = self.store()?;
         store.put(&self.path(), PutPayload::from(bytes.into())).await.map(|_| ()).map_err(|e| self.error("PUT", &e))
     }
@@ -425,6 +440,7 @@ impl Location {
     /// Returns false when it existed. On stores without conditional puts it
     /// checks first and puts (not atomic), with a warning.
     pub async fn put_if_absent(&self, bytes: impl Into<Bytes>) -> Result<bool, StoreError> {
+        self.allow(crate::policy::Access::Write)?;
         let store = self.store()?;
         let bytes = bytes.into();
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
@@ -448,6 +464,7 @@ impl Location {
     /// rename, and S3 servers that refuse `If-Match`) are written unconditionally;
     /// callers serialise writers with the commit lock.
     pub async fn put_if_match(&self, bytes: impl Into<Bytes>, e_tag: Option<String>) -> Result<bool, StoreError> {
+        self.allow(crate::policy::Access::Write)?;
         let Some(e_tag) = e_tag.filter(|_| !self.is_local()) else {
             return self.put(bytes).await.map(|_| true);
         };
@@ -469,6 +486,7 @@ impl Location {
     /// Uploads a local file to this location, streamed (one PUT up to one part,
     /// else a multipart upload of `UPLOAD_PART_BYTES` parts, a few in flight).
     pub async fn put_file(&self, file: &FsPath) -> Result<(), StoreError> {
+        self.allow(crate::policy::Access::Write)?;
         use dsproc_common::config::{UPLOAD_CONCURRENCY, UPLOAD_PART_BYTES};
         use tokio::io::AsyncReadExt;
         let read_err = |e: std::io::Error| StoreError::local(format!("reading {}", file.display()), e);
@@ -494,6 +512,7 @@ impl Location {
 
     /// The object's bytes and ETag, or None when it does not exist.
     pub async fn get_with_etag(&self) -> Result<Option<(Bytes, Option<String>)>, StoreError> {
+        self.allow(crate::policy::Access::Read)?;
         let store = self.store()?;
         match store.get(&self.path()).await {
             Ok(r) => {
@@ -507,6 +526,7 @@ impl Location {
 
     /// The object's size, or None when it does not exist.
     pub async fn size(&self) -> Result<Option<u64>, StoreError> {
+        self.allow(crate::policy::Access::Read)?;
         let store = self.store()?;
         match store.head(&self.path()).await {
             Ok(m) => Ok(Some(m.size)),
@@ -517,6 +537,7 @@ impl Location {
 
     /// The object's bytes, or None when it does not exist.
     pub async fn get_opt(&self) -> Result<Option<Bytes>, StoreError> {
+        self.allow(crate::policy::Access::Read)?;
         let store = self.store()?;
         match store.get(&self.path()).await {
             Ok(r) => r.bytes().await.map(Some).map_err(|e| self.error("GET", &e)),
@@ -527,6 +548,7 @@ impl Location {
 
     /// True when an object exists here.
     pub async fn exists(&self) -> Result<bool, StoreError> {
+        self.allow(crate::policy::Access::Read)?;
         let store = self.store()?;
         match store.head(&self.path()).await {
             Ok(_) => Ok(true),
@@ -537,6 +559,7 @@ impl Location {
 
     /// Every object below this location (recursively), with paths relative to it.
     pub async fn list(&self) -> Result<Vec<(String, ObjectMeta)>, StoreError> {
+        self.allow(crate::policy::Access::Read)?;
         let store = self.store()?;
         let prefix = self.path();
         let metas: Vec<ObjectMeta> = match store.list(Some(&prefix)).try_collect().await {
@@ -557,6 +580,7 @@ impl Location {
 
     /// The objects and "directories" directly below this location.
     pub async fn list_dir(&self) -> Result<(Vec<String>, Vec<ObjectMeta>), StoreError> {
+        self.allow(crate::policy::Access::Read)?;
         let store = self.store()?;
         let prefix = self.path();
         let r = match store.list_with_delimiter(Some(&prefix)).await {
@@ -571,12 +595,15 @@ impl Location {
 
     /// Moves the object to `to` (a rename locally, copy + delete on object stores).
     pub async fn rename_to(&self, to: &Location) -> Result<(), StoreError> {
+        self.allow(crate::policy::Access::Write)?;
+        to.allow(crate::policy::Access::Write)?;
         let store = self.store()?;
         store.rename(&self.path(), &to.path()).await.map_err(|e| to.error(&format!("move of {} to", self.shown()), &e))
     }
 
     /// Deletes the object (absent is fine).
     pub async fn delete(&self) -> Result<(), StoreError> {
+        self.allow(crate::policy::Access::Write)?;
         let store = self.store()?;
         match store.delete(&self.path()).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -587,6 +614,7 @@ impl Location {
     /// Deletes every object below this location; returns how many. Locally the
     /// directory goes too (and `_staging` when this was its last run).
     pub async fn delete_all(&self) -> Result<usize, StoreError> {
+        self.allow(crate::policy::Access::Write)?;
         let store = self.store()?;
         let objects = self.list().await?;
         let n = objects.len();
@@ -637,6 +665,12 @@ impl datafusion::execution::object_store::ObjectStoreRegistry for StoreRegistry 
     }
 
     fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        // Local files through our checked store, not DataFusion's default one.
+        if url.scheme() == "file" {
+            return Location::root("file://", &StorageOptions::default())
+                .and_then(|l| l.store())
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
+        }
         if let Ok(s) = self.inner.get_store(url) {
             return Ok(s);
         }
@@ -707,6 +741,9 @@ pub fn shown(store_url: &str, raw: &str) -> String {
 /// what to check. Credential values never appear in it.
 fn store_error(loc: &Location, op: &str, e: &object_store::Error) -> String {
     use object_store::Error as E;
+    if let Some(m) = crate::policy::denial(e) {
+        return m;
+    }
     let place = if loc.is_local() { loc.shown() } else { format!("{} (bucket {:?}, {op})", loc.shown(), loc.bucket()) };
     let detail = short(e);
     // List and multipart errors arrive as `Generic` with the HTTP status inside.

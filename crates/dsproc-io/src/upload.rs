@@ -46,10 +46,14 @@ pub struct ObjectWriter {
 
 impl ObjectWriter {
     /// Starts writing `loc` (creating parent directories locally). `handle` runs
-    /// the uploads; the writer must be used from a blocking thread.
+    /// the uploads; the writer must be used from a blocking thread. The access
+    /// policy is checked here (locally also on the created file and again before
+    /// the rename into place; on object stores at every request).
     pub fn create(loc: &Location, handle: &Handle) -> Result<Self, Error> {
+        use crate::policy::Access;
         let target = match &loc.local {
             Some(path) if loc.is_local() => {
+                crate::policy::check_local(Access::Write, &loc.uri, path)?;
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)
                         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
@@ -57,6 +61,10 @@ impl ObjectWriter {
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
                 let file = File::create(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+                if let Err(e) = crate::policy::check_opened(Access::Write, &tmp.display().to_string(), &tmp, &file) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
                 Target::Local { file: BufWriter::with_capacity(1 << 20, file), path: path.clone(), tmp }
             }
             _ => {
@@ -67,6 +75,7 @@ impl ObjectWriter {
                         loc.scheme()
                     ))));
                 }
+                loc.allow(Access::Write)?;
                 Target::Remote {
                     store: loc.store()?,
                     path: loc.path(),
@@ -89,6 +98,7 @@ impl ObjectWriter {
                     .into_inner()
                     .map_err(|e| Error::io(format!("writing {}", path.display()), e.into_error()))
                     .and_then(|f| f.sync_all().map_err(|e| Error::io(format!("writing {}", path.display()), e)))
+                    .and_then(|_| crate::policy::check_local(crate::policy::Access::Write, &loc.uri, &path))
                     .and_then(|_| {
                         std::fs::rename(&tmp, &path)
                             .map_err(|e| Error::io(format!("cannot move {} into place", path.display()), e))
