@@ -806,6 +806,27 @@ mod tests {
             .expect("refused");
         assert!(e.to_string().starts_with("access denied: writing /etc/dsproc-policy-test.parquet"), "{e}");
         assert!(check_write("/etc/dsproc-policy-test").is_err());
+        // The local reader refuses before opening.
+        let file =
+            crate::InputFile { path: "etc/hostname".into(), rel: "hostname".into(), size: 1, version: String::new() };
+        let handle = tokio::runtime::Handle::current();
+        let (store2, shown) = (Arc::clone(&store), "/etc/hostname".to_string());
+        let e = tokio::task::spawn_blocking(move || {
+            crate::read::open_input("file://", &store2, &file, 0, 1, &handle, &shown).err()
+        })
+        .await
+        .unwrap()
+        .expect("refused");
+        assert!(e.to_string().starts_with("access denied: reading /etc/hostname"), "{e}");
+        // A file opened inside the policy is checked by what it really is.
+        let (_d2, root2) = tmp();
+        let inside = root2.join("a.jsonl");
+        std::fs::write(&inside, "{}\n").unwrap();
+        let f = std::fs::File::open(&inside).unwrap();
+        assert!(check_opened(Access::Read, "a.jsonl", &inside, &f).is_ok());
+        let etc = std::fs::File::open("/etc/hostname").unwrap();
+        let m = check_opened(Access::Read, "a.jsonl", &inside, &etc).unwrap_err().to_string();
+        assert!(m.starts_with("access denied: reading a.jsonl (resolves to /etc/hostname)"), "{m}");
         let (_d, root) = tmp();
         assert!(check_read(&root.join("x").display().to_string()).is_ok());
         install(AccessPolicy::any());
