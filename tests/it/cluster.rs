@@ -21,11 +21,53 @@ fn wait_port(port: u16, child: &mut Child) {
     }
 }
 
-/// Scheduler + executors; every process is killed (by its PID) on drop.
+/// The TLS material and token every test cluster runs with (made once per test
+/// process by `dsproc cluster certs`): ca.pem, cluster.pem, cluster.key, token.
+pub(crate) fn tls_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("dsproc-it-tls-{}", std::process::id()));
+        let o =
+            Command::new(env!("CARGO_BIN_EXE_dsproc")).args(["cluster", "certs"]).arg(&dir).arg("-q").output().unwrap();
+        assert!(o.status.success(), "dsproc cluster certs: {}", String::from_utf8_lossy(&o.stderr));
+        dir
+    })
+}
+
+/// The environment a client of the test clusters needs (token file, CA).
+pub(crate) fn client_env() -> Vec<(String, String)> {
+    let d = tls_dir();
+    vec![
+        ("DSPROC_CLUSTER_TOKEN_FILE".into(), d.join("token").display().to_string()),
+        ("DSPROC_TLS_CA".into(), d.join("ca.pem").display().to_string()),
+    ]
+}
+
+/// The flags that give a server process the cluster's TLS identity and token.
+fn server_flags() -> Vec<String> {
+    let d = tls_dir();
+    let f = |n: &str| d.join(n).display().to_string();
+    [
+        "--tls-ca",
+        &f("ca.pem"),
+        "--tls-cert",
+        &f("cluster.pem"),
+        "--tls-key",
+        &f("cluster.key"),
+        "--token-file",
+        &f("token"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Scheduler + executors with TLS and a token; every process is killed (by its PID) on drop.
 pub(crate) struct Cluster {
     pub url: String,
     scheduler: Child,
     executors: Vec<Child>,
+    /// The executors' Arrow Flight ports.
+    pub flight_ports: Vec<u16>,
 }
 
 impl Cluster {
@@ -40,7 +82,12 @@ impl Cluster {
         executor_timeout: u64,
         env: &[(String, String)],
     ) -> Self {
-        Self::start_hiding(dir, executors, executor_timeout, env, None)
+        Self::start_hiding(dir, executors, executor_timeout, env, None, &["--allow-any-path"])
+    }
+
+    /// A cluster whose executors get `policy` (`--allow-read P`, …) instead of `--allow-any-path`.
+    pub(crate) fn start_with_policy(dir: &Path, executors: usize, policy: &[&str]) -> Self {
+        Self::start_hiding(dir, executors, 30, &[], None, policy)
     }
 
     /// Like [`Self::start_with_env`], with executors that cannot see `hide`: each
@@ -56,7 +103,7 @@ impl Cluster {
             crate::common::skip("cannot give executors their own mount namespace here (needs root and unshare)");
             return None;
         }
-        Some(Self::start_hiding(dir, executors, 30, env, Some(hide)))
+        Some(Self::start_hiding(dir, executors, 30, env, Some(hide), &["--allow-any-path"]))
     }
 
     fn start_hiding(
@@ -65,6 +112,24 @@ impl Cluster {
         executor_timeout: u64,
         env: &[(String, String)],
         hide: Option<&Path>,
+        policy: &[&str],
+    ) -> Self {
+        Self::start_full(dir, executors, executor_timeout, env, hide, policy, &[])
+    }
+
+    /// A cluster with mutual TLS: every client must present a certificate the CA signed.
+    pub(crate) fn start_mtls(dir: &Path, executors: usize) -> Self {
+        Self::start_full(dir, executors, 30, &[], None, &["--allow-any-path"], &["--tls-client-auth"])
+    }
+
+    fn start_full(
+        dir: &Path,
+        executors: usize,
+        executor_timeout: u64,
+        env: &[(String, String)],
+        hide: Option<&Path>,
+        policy: &[&str],
+        server_extra: &[&str],
     ) -> Self {
         let bin = env!("CARGO_BIN_EXE_dsproc");
         let port = free_port();
@@ -72,12 +137,14 @@ impl Cluster {
         let mut scheduler = Command::new(bin)
             .args(["scheduler", "--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--executor-timeout", &executor_timeout.to_string()])
+            .args(server_flags())
+            .args(server_extra)
             .stderr(log("scheduler.log"))
             .spawn()
             .unwrap();
         wait_port(port, &mut scheduler);
         let url = format!("df://127.0.0.1:{port}");
-        let mut cluster = Self { url, scheduler, executors: Vec::new() };
+        let mut cluster = Self { url, scheduler, executors: Vec::new(), flight_ports: Vec::new() };
         for i in 0..executors {
             let (fp, gp) = (free_port(), free_port());
             let work = dir.join(format!("work-{i}"));
@@ -97,12 +164,16 @@ impl Cluster {
                 .args(["executor", "--scheduler", &cluster.url, "--bind", "127.0.0.1"])
                 .args(["--port", &fp.to_string(), "--grpc-port", &gp.to_string(), "--task-slots", "2"])
                 .args(["--heartbeat", "1", "--work-dir", work.to_str().unwrap()])
+                .args(server_flags())
+                .args(server_extra)
+                .args(policy)
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .stderr(log(&format!("executor-{i}.log")))
                 .spawn()
                 .unwrap();
             wait_port(fp, &mut e);
             cluster.executors.push(e);
+            cluster.flight_ports.push(fp);
         }
         std::thread::sleep(Duration::from_millis(1500)); // registration
         cluster
@@ -126,6 +197,7 @@ fn submit(cwd: &Path, job: &Path, url: &str, out: &Path, extra: &[&str]) -> Outp
     Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(cwd)
         .args(["submit", job.to_str().unwrap(), "--cluster", url, "--json", "-q"])
+        .envs(client_env())
         .args(["--set", &format!("output.uri={}", out.display())])
         .args(extra)
         .output()
@@ -212,6 +284,7 @@ fn losing_an_executor_mid_job_still_commits_identical_output() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(dir.path())
         .args(["submit", job.to_str().unwrap(), "--cluster", &cluster.url, "--json", "-q", "--timeout", "240"])
+        .envs(client_env())
         .args(["--set", &format!("output.uri={}", out.display())])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -245,6 +318,7 @@ fn losing_every_executor_fails_within_the_timeout_without_manifest() {
     let child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(dir.path())
         .args(["submit", job.to_str().unwrap(), "--cluster", &cluster.url, "--json", "-q", "--timeout", "20"])
+        .envs(client_env())
         .args(["--set", &format!("output.uri={}", out.display())])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -268,13 +342,56 @@ fn losing_every_executor_fails_within_the_timeout_without_manifest() {
 
 /// The scheduler's status of job `job_id` (Debug form: `Some(Failed(…))`).
 fn job_status(url: &str, job_id: &str) -> String {
-    use ballista_core::serde::protobuf::{scheduler_grpc_client::SchedulerGrpcClient, GetJobStatusParams};
+    use ballista_core::serde::protobuf::GetJobStatusParams;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut c = SchedulerGrpcClient::connect(format!("http://{}", url.trim_start_matches("df://"))).await.unwrap();
+        let mut c = scheduler_client(url, Some(&token())).await.unwrap();
         let r = c.get_job_status(GetJobStatusParams { job_id: job_id.into() }).await.unwrap().into_inner();
         format!("{:?}", r.status.and_then(|s| s.status))
     })
+}
+
+/// The test clusters' token.
+pub(crate) fn token() -> String {
+    std::fs::read_to_string(tls_dir().join("token")).unwrap().trim().to_string()
+}
+
+/// A TLS channel to `host:port` that trusts the test clusters' CA (tonic directly,
+/// not dsproc's client).
+pub(crate) async fn tls_channel(addr: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let ca = Certificate::from_pem(std::fs::read(tls_dir().join("ca.pem")).unwrap());
+    Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(ClientTlsConfig::new().ca_certificate(ca))?
+        .connect()
+        .await
+}
+
+/// Adds `authorization: Bearer TOKEN` when a token is given.
+#[derive(Clone)]
+pub(crate) struct Bearer(pub Option<String>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        Ok(r)
+    }
+}
+
+type SchedulerClient = ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+
+/// A raw scheduler client over TLS, with `token` as a bearer token when given.
+pub(crate) async fn scheduler_client(
+    url: &str,
+    token: Option<&str>,
+) -> Result<SchedulerClient, tonic::transport::Error> {
+    let channel = tls_channel(url.trim_start_matches("df://")).await?;
+    Ok(SchedulerGrpcClient::with_interceptor(channel, Bearer(token.map(String::from))))
 }
 
 #[test]
@@ -286,6 +403,7 @@ fn sigterm_during_submit_cancels_the_cluster_job_and_exits_143() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dsproc"))
         .current_dir(dir.path())
         .args(["submit", job.to_str().unwrap(), "--cluster", &cluster.url, "--json", "-q"])
+        .envs(client_env())
         .args(["--set", &format!("output.uri={}", out.display())])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -13,5 +13,6 @@ mod proxy;
 mod registry;
 mod s3;
 mod schemas;
+mod security;
 mod tokenize;
 mod versions;

@@ -220,7 +220,7 @@ fn a_job_runs_from_s3_to_s3_locally_and_on_a_two_executor_cluster() {
             "--set",
             &format!("output.uri={}", s.uri("cluster")),
         ],
-        &[],
+        &crate::cluster::client_env(),
     );
     let on_cluster = json_manifest(&o);
     assert_eq!(on_cluster["engine"], "ballista");
@@ -750,13 +750,13 @@ fn save_index_then_against_on_a_cluster_whose_executors_cannot_see_the_driver_ma
         let ma = json_manifest(&s.dsproc(
             jobs.path(),
             &[&[engine[0], a_job.as_str(), "--json", "-q"], &engine[1..]].concat(),
-            &[],
+            &crate::cluster::client_env(),
         ));
         let b_job = format!("b-{tag}.toml");
         let mb = json_manifest(&s.dsproc(
             jobs.path(),
             &[&[engine[0], b_job.as_str(), "--json", "-q"], &engine[1..]].concat(),
-            &[],
+            &crate::cluster::client_env(),
         ));
         (ma, mb)
     };
@@ -793,7 +793,11 @@ fn save_index_then_against_on_a_cluster_whose_executors_cannot_see_the_driver_ma
     std::fs::write(jobs.path().join("a-ptr.toml"), spec("in/a.jsonl", &format!("save_index = \"{pointer}\""), "a-ptr"))
         .unwrap();
     let cluster_args = ["--cluster", cluster.url.as_str(), "--json", "-q"];
-    json_manifest(&s.dsproc(jobs.path(), &[&["submit", "a-ptr.toml"][..], &cluster_args].concat(), &[]));
+    json_manifest(&s.dsproc(
+        jobs.path(),
+        &[&["submit", "a-ptr.toml"][..], &cluster_args].concat(),
+        &crate::cluster::client_env(),
+    ));
     assert!(s.get("pointers/a/index.json").is_some(), "save_index wrote no pointer on the store");
     for (name, against) in [("b-root", s.uri("a-cluster")), ("b-ptr", pointer.clone())] {
         std::fs::write(
@@ -802,7 +806,11 @@ fn save_index_then_against_on_a_cluster_whose_executors_cannot_see_the_driver_ma
         )
         .unwrap();
         let job = format!("{name}.toml");
-        let m = json_manifest(&s.dsproc(jobs.path(), &[&["submit", job.as_str()][..], &cluster_args].concat(), &[]));
+        let m = json_manifest(&s.dsproc(
+            jobs.path(),
+            &[&["submit", job.as_str()][..], &cluster_args].concat(),
+            &crate::cluster::client_env(),
+        ));
         assert_eq!(m["rows"], lb["rows"], "{name}: against {against} removed other documents than locally");
     }
 }

@@ -51,6 +51,8 @@ enum Command {
         /// Scheduler URL, df://HOST:PORT.
         #[arg(long, env = "DSPROC_CLUSTER")]
         cluster: Option<String>,
+        #[command(flatten)]
+        security: SecurityFlags,
     },
     /// Check a spec and its inputs without moving data.
     Validate(SpecArgs),
@@ -141,6 +143,11 @@ enum Command {
         /// Seconds after which a finished job's shuffle files are removed from executors.
         #[arg(long, default_value_t = 300)]
         job_cleanup: u64,
+        #[command(flatten)]
+        security: SecurityFlags,
+        /// Allow a non-loopback --bind without TLS and a token (prints a warning).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Start a Ballista executor with everything dsproc needs (runs until stopped).
     Executor {
@@ -153,7 +160,7 @@ enum Command {
         /// Arrow Flight port (shuffle reads).
         #[arg(long, default_value_t = 50051)]
         port: u16,
-        /// gRPC port (tasks from the scheduler).
+        /// gRPC port (unused: executors pull their tasks; kept so existing units still start).
         #[arg(long, default_value_t = 50052)]
         grpc_port: u16,
         /// Directory for shuffle files (default: a temporary directory).
@@ -168,7 +175,129 @@ enum Command {
         /// Seconds between heartbeats to the scheduler.
         #[arg(long, default_value_t = 60)]
         heartbeat: u64,
+        #[command(flatten)]
+        security: SecurityFlags,
+        /// Allow a non-loopback --bind without TLS and a token (prints a warning).
+        #[arg(long)]
+        insecure: bool,
+        #[command(flatten)]
+        access: AccessFlags,
     },
+    /// Cluster set-up helpers.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Write a throwaway CA, a certificate for the cluster's processes (TLS and
+    /// mutual TLS) and a random token into DIR: ca.pem, cluster.pem, cluster.key, token.
+    Certs {
+        dir: PathBuf,
+        /// A host name or IP address the certificate must be valid for (besides
+        /// localhost and 127.0.0.1); repeat for each host of the cluster.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
+}
+
+/// The cluster's token and TLS files. The token itself is read only from
+/// DSPROC_CLUSTER_TOKEN or the token file, never from the command line.
+#[derive(Args, Debug, Clone, Default)]
+struct SecurityFlags {
+    /// File holding the cluster's shared token.
+    #[arg(long, env = "DSPROC_CLUSTER_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the cluster's certificates: turns TLS on.
+    #[arg(long, env = "DSPROC_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// This process's certificate (PEM): a server's identity, a client's for mutual TLS.
+    #[arg(long, env = "DSPROC_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The key (PEM) of --tls-cert.
+    #[arg(long, env = "DSPROC_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Servers: require clients to present a certificate signed by --tls-ca (mutual TLS).
+    #[arg(long, env = "DSPROC_TLS_CLIENT_AUTH")]
+    tls_client_auth: bool,
+}
+
+impl SecurityFlags {
+    /// Loads and installs this process's cluster security.
+    fn install(&self) -> Result<std::sync::Arc<dsproc_runtime::security::ClusterSecurity>, DsprocError> {
+        let args = dsproc_runtime::security::SecurityArgs {
+            token_file: self.token_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_client_auth: self.tls_client_auth,
+        };
+        dsproc_runtime::security::install(dsproc_runtime::security::ClusterSecurity::load(&args)?)?;
+        Ok(dsproc_runtime::security::current())
+    }
+}
+
+/// What this process may read and write (executors; `dsproc run` when given).
+#[derive(Args, Debug, Clone, Default)]
+struct AccessFlags {
+    /// A path or URL prefix plans may read (inputs, tokenizer files); repeat for each.
+    #[arg(long = "allow-read", value_name = "PREFIX")]
+    allow_read: Vec<String>,
+    /// A path or URL prefix plans may write (outputs, quarantine); also readable.
+    #[arg(long = "allow-write", value_name = "PREFIX")]
+    allow_write: Vec<String>,
+    /// Allow any path and URL (an executor refuses to start with no policy at all).
+    #[arg(long, conflicts_with_all = ["allow_read", "allow_write"])]
+    allow_any_path: bool,
+}
+
+impl AccessFlags {
+    fn given(&self) -> bool {
+        !self.allow_read.is_empty() || !self.allow_write.is_empty()
+    }
+
+    /// Installs the policy; `required`: no policy at all is an error.
+    fn install(&self, required: bool) -> Result<(), DsprocError> {
+        use dsproc_io::policy::{install, AccessPolicy};
+        if self.allow_any_path {
+            install(AccessPolicy::any());
+        } else if self.given() {
+            install(
+                AccessPolicy::new(&self.allow_read, &self.allow_write)
+                    .map_err(|e| DsprocError::usage_source("--allow-read/--allow-write", e))?,
+            );
+        } else if required {
+            return Err(DsprocError::usage(
+                "an executor runs whatever plans reach it: give --allow-read PREFIX and --allow-write PREFIX \
+                 (what its jobs may read and write), or --allow-any-path explicitly",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a non-loopback bind without TLS and a token, unless `insecure`.
+fn check_bind(
+    bind: &str,
+    security: &dsproc_runtime::security::ClusterSecurity,
+    insecure: bool,
+) -> Result<(), DsprocError> {
+    if dsproc_runtime::security::is_loopback(bind) || (security.has_tls() && security.has_token()) {
+        return Ok(());
+    }
+    if !insecure {
+        return Err(DsprocError::usage(format!(
+            "--bind {bind} is reachable from other hosts: give --tls-ca/--tls-cert/--tls-key and a token \
+             (--token-file or DSPROC_CLUSTER_TOKEN), or --insecure to run an open cluster anyway"
+        )));
+    }
+    eprintln!(
+        "warning: --insecure: listening on {bind} with {}; anyone who reaches this port can run plans here",
+        security.describe()
+    );
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +326,8 @@ struct RunArgs {
     /// POST OpenLineage events (START, then COMPLETE or FAIL) to this http:// URL.
     #[arg(long, value_name = "URL")]
     lineage_url: Option<String>,
+    #[command(flatten)]
+    access: AccessFlags,
 }
 
 fn engine_options(partitions: Option<usize>, memory_limit: Option<&str>) -> Result<EngineOptions, DsprocError> {
@@ -221,9 +352,12 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
     let tty = std::io::stderr().is_terminal() && !cli.quiet;
     match &cli.command {
         Command::Run(args) => run_job(cli, args, Engine::Local, tty).await,
-        Command::Submit { run, cluster } => {
+        Command::Submit { run, cluster, security } => {
             let engine = match cluster.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
-                Some(url) => Engine::Remote(url.to_string()),
+                Some(url) => {
+                    security.install()?;
+                    Engine::Remote(url.to_string())
+                }
                 None => Engine::Local,
             };
             run_job(cli, run, engine, tty).await
@@ -267,9 +401,11 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
                 serde_json::json!({"status": "ok", "ops": dsproc_job::reference::ops(), "tables": dsproc_job::reference::spec_tables()}),
             )
         }
-        Command::Scheduler { bind, port, executor_timeout, job_cleanup } => {
+        Command::Scheduler { bind, port, executor_timeout, job_cleanup, security, insecure } => {
+            let security = security.install()?;
+            check_bind(bind, &security, *insecure)?;
             if !cli.quiet {
-                eprintln!("dsproc scheduler listening on df://{bind}:{port}");
+                eprintln!("dsproc scheduler listening on df://{bind}:{port} ({})", security.describe());
             }
             let opts = dsproc_runtime::cluster::SchedulerOptions {
                 bind: bind.clone(),
@@ -280,11 +416,26 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             dsproc_runtime::cluster::run_scheduler(opts).await?;
             Ok(serde_json::json!({"status": "ok"}))
         }
-        Command::Executor { scheduler, bind, port, grpc_port, work_dir, task_slots, memory_limit, heartbeat } => {
+        Command::Executor {
+            scheduler,
+            bind,
+            port,
+            grpc_port,
+            work_dir,
+            task_slots,
+            memory_limit,
+            heartbeat,
+            security,
+            insecure,
+            access,
+        } => {
             let (scheduler_host, scheduler_port) = dsproc_runtime::cluster::parse_cluster_url(scheduler)?;
             let memory_limit = parse_memory_limit(memory_limit.as_deref())?;
+            let security = security.install()?;
+            check_bind(bind, &security, *insecure)?;
+            access.install(true)?;
             if !cli.quiet {
-                eprintln!("dsproc executor on {bind}:{port} (grpc {grpc_port}) for scheduler {scheduler}");
+                eprintln!("dsproc executor on {bind}:{port} for scheduler {scheduler} ({})", security.describe());
             }
             let opts = dsproc_runtime::cluster::ExecutorOptions {
                 scheduler_host,
@@ -299,6 +450,15 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             };
             dsproc_runtime::cluster::run_executor(opts).await?;
             Ok(serde_json::json!({"status": "ok"}))
+        }
+        Command::Cluster { command: ClusterCommand::Certs { dir, hosts } } => {
+            let files = dsproc_runtime::security::write_certs(dir, hosts)?;
+            if !cli.json && !cli.quiet {
+                for f in &files {
+                    outln!("{}", f.display());
+                }
+            }
+            Ok(serde_json::json!({"status": "ok", "files": files}))
         }
         Command::Gc { output, grace, dry_run, keep, older_than } => {
             gc_command(cli, output, *grace, *dry_run, *keep, older_than.as_deref()).await
@@ -362,6 +522,7 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
 
 async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result<serde_json::Value, DsprocError> {
     let loaded = LoadedSpec::load(&args.spec.job, &args.spec.set)?;
+    args.access.install(false)?;
     // On a cluster a job whose executors all vanish stays queued: never wait forever.
     let timeout = match (&engine, args.timeout) {
         (_, Some(t)) => Some(Duration::from_secs(t)),

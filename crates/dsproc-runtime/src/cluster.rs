@@ -5,14 +5,23 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::error::BallistaError;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_core::utils::{create_grpc_server, create_grpc_server_incoming, GrpcServerConfig};
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+use ballista_executor::flight_service::BallistaFlightService;
+use ballista_executor::shutdown::Shutdown;
+use ballista_executor::ArrowFlightServerProvider;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::scheduler_process::create_scheduler;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
 use dsproc_common::DsprocError;
 use dsproc_exec::{DsprocLogicalCodec, DsprocPhysicalCodec};
@@ -74,15 +83,21 @@ fn config_producer() -> ballista_core::ConfigProducer {
     Arc::new(|| dsproc_config(SessionConfig::new_with_ballista(), true))
 }
 
-/// Runs a scheduler until the process is stopped.
+/// Runs a scheduler until the process is stopped: Ballista's scheduler service on
+/// a tonic server of dsproc's own, with this process's TLS and token check
+/// ([`crate::security`]).
 pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
     let addr: SocketAddr = format!("{}:{}", opts.bind, opts.port)
         .parse()
         .map_err(|e| DsprocError::usage(format!("--bind/--port: {e}")))?;
+    let security = crate::security::current();
     let config = SchedulerConfig {
         bind_host: opts.bind.clone(),
         external_host: opts.bind.clone(),
         bind_port: opts.port,
+        // Executors pull their tasks: a pushing scheduler would need a task server on
+        // every executor, which Ballista builds without a hook for TLS or a token.
+        scheduling_policy: TaskSchedulingPolicy::PullStaged,
         executor_timeout_seconds: opts.executor_timeout_secs,
         expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 2).clamp(1, 15),
         finished_job_data_clean_up_interval_seconds: opts.job_cleanup_secs,
@@ -90,15 +105,74 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
         override_config_producer: Some(config_producer()),
         override_logical_codec: Some(Arc::new(DsprocLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(DsprocPhysicalCodec::default())),
+        override_create_grpc_client_endpoint: security.endpoint_override(),
         ..SchedulerConfig::default()
     };
-    let cluster =
-        BallistaCluster::new_from_config(&config).await.map_err(|e| DsprocError::job(format!("scheduler: {e}")))?;
-    start_server(cluster, addr, Arc::new(config)).await.map_err(|e| DsprocError::job(format!("scheduler: {e}")))
+    let fail = |e: &dyn std::fmt::Display| DsprocError::job(format!("scheduler: {e}"));
+    config.validate().map_err(|e| fail(&e))?;
+    let cluster = BallistaCluster::new_from_config(&config).await.map_err(|e| fail(&e))?;
+    let config = Arc::new(config);
+    let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::clone(&config))
+        .await
+        .map_err(|e| fail(&e))?;
+    let service = SchedulerGrpcServer::new(scheduler)
+        .max_encoding_message_size(config.grpc_server_max_encoding_message_size as usize)
+        .max_decoding_message_size(config.grpc_server_max_decoding_message_size as usize);
+    let defaults = GrpcServerConfig::default();
+    let incoming = create_grpc_server_incoming(addr, &defaults).map_err(|e| fail(&e))?;
+    let mut server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(defaults.http2_keepalive_interval_seconds)));
+    if let Some(tls) = security.server_tls()? {
+        server = server.tls_config(tls).map_err(|e| fail(&e))?;
+    }
+    let auth = {
+        let s = Arc::clone(&security);
+        move |req| s.authorize(req)
+    };
+    server
+        .layer(tonic::service::InterceptorLayer::new(auth))
+        .add_service(service)
+        .serve_with_incoming(incoming)
+        .await
+        .map_err(|e| fail(&e))
+}
+
+/// Ballista's Flight service (shuffle reads, results) on a server with this
+/// process's TLS and token check.
+fn flight_server(security: Arc<crate::security::ClusterSecurity>) -> Arc<ArrowFlightServerProvider> {
+    let defaults = ExecutorProcessConfig::default();
+    let (max_enc, max_dec) =
+        (defaults.grpc_max_encoding_message_size as usize, defaults.grpc_max_decoding_message_size as usize);
+    Arc::new(move |work_dir: String, addr: SocketAddr, mut shutdown: Shutdown, cfg: GrpcServerConfig| {
+        let security = Arc::clone(&security);
+        tokio::spawn(async move {
+            let service = FlightServiceServer::new(BallistaFlightService::new(work_dir))
+                .max_encoding_message_size(max_enc)
+                .max_decoding_message_size(max_dec);
+            let incoming = create_grpc_server_incoming(addr, &cfg)?;
+            let mut server = create_grpc_server(&cfg);
+            let tls = security.server_tls().map_err(|e| BallistaError::General(e.to_string()))?;
+            if let Some(tls) = tls {
+                server = server.tls_config(tls).map_err(BallistaError::TonicError)?;
+            }
+            let auth = {
+                let s = Arc::clone(&security);
+                move |req| s.authorize(req)
+            };
+            server
+                .layer(tonic::service::InterceptorLayer::new(auth))
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async move { shutdown.recv().await })
+                .await
+                .map_err(BallistaError::TonicError)
+        })
+    })
 }
 
 /// Runs an executor until the process is stopped.
 pub async fn run_executor(opts: ExecutorOptions) -> Result<(), DsprocError> {
+    let security = crate::security::current();
     let engine = EngineOptions { target_partitions: 1, memory_limit: None, batch_rows: None };
     let state = crate::session::dsproc_state(&engine, true)?;
     let registry = BallistaFunctionRegistry::from(&state);
@@ -129,6 +203,9 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), DsprocError> {
         override_runtime_producer: Some(runtime_producer),
         override_logical_codec: Some(Arc::new(DsprocLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(DsprocPhysicalCodec::default())),
+        override_arrow_flight_service: Some(flight_server(Arc::clone(&security))),
+        override_create_grpc_client_endpoint: security.endpoint_override(),
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config)).await.map_err(|e| DsprocError::job(format!("executor: {e}")))

@@ -118,7 +118,9 @@ impl ClusterJob {
         };
         let url = format!("http://{}", self.scheduler.trim_start_matches("df://"));
         let cancel = async {
-            let mut client = SchedulerGrpcClient::connect(url).await.map_err(|e| e.to_string())?;
+            let endpoint = tonic::transport::Endpoint::from_shared(url).map_err(|e| e.to_string())?;
+            let endpoint = crate::security::current().secure_endpoint(endpoint).map_err(|e| e.to_string())?;
+            let mut client = SchedulerGrpcClient::new(endpoint.connect().await.map_err(|e| e.to_string())?);
             client.cancel_job(CancelJobParams { job_id: job_id.clone() }).await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(Duration::from_secs(2), cancel).await {
@@ -329,7 +331,7 @@ async fn execute(
     };
     let result = match opts.timeout {
         Some(t) => match tokio::time::timeout(t, run).await {
-            Ok(r) => r.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
+            Ok(r) => r.map_err(|e| job_failed(&e, &opts.engine)),
             Err(_) => {
                 let cj = watch.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Some(cj) = cj {
@@ -339,7 +341,7 @@ async fn execute(
                 Err(DsprocError::job(format!("job timed out after {}s", t.as_secs())))
             }
         },
-        None => run.await.map_err(|e| DsprocError::job(format!("job failed: {}", clean(&e)))),
+        None => run.await.map_err(|e| job_failed(&e, &opts.engine)),
     };
     if let Some((handle, bar)) = progress {
         handle.abort();
@@ -419,6 +421,17 @@ async fn sized_batches(job: &LoweredJob, opts: &EngineOptions) -> EngineOptions 
 }
 
 /// The innermost useful message of a DataFusion error (it wraps context layers).
+/// A failed run's error; on a cluster, a refused token or a TLS mismatch says so.
+fn job_failed(e: &datafusion::error::DataFusionError, engine: &Engine) -> DsprocError {
+    let text = clean(e);
+    if let Engine::Remote(url) = engine {
+        if let Some(why) = crate::security::explain_failure(&text) {
+            return DsprocError::job(format!("cluster {url} {why}"));
+        }
+    }
+    DsprocError::job(format!("job failed: {text}"))
+}
+
 fn clean(e: &datafusion::error::DataFusionError) -> String {
     let s = e.to_string();
     let s = unwrap_task_error(&s).unwrap_or(s);

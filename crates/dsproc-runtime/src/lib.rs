@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod commit;
 pub mod driver;
 pub mod lineage;
+pub mod security;
 pub mod session;
 pub mod versions;
 

@@ -78,6 +78,10 @@ pub fn dsproc_config(base: SessionConfig, ballista: bool) -> SessionConfig {
         // accepts the job (push tracking learns it only with the first stage's
         // status), so a signal or a timeout can cancel the job at any time.
         config = config.set_str(ballista_core::config::BALLISTA_CLIENT_PULL, "true");
+        // Every client a task or the driver opens carries this process's TLS and token.
+        if let Some(f) = crate::security::current().endpoint_override() {
+            config = config.with_ballista_override_create_grpc_client_endpoint(f);
+        }
     }
     config
 }
