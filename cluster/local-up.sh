@@ -6,6 +6,7 @@
 #        CLUSTER_DIR (default: a new temp dir)   where logs, pid files and work dirs go
 #        SCHEDULER_PORT (default: a free port)   EXECUTOR_TIMEOUT (seconds, default 30)
 #        TASK_SLOTS (per executor, default: cores / N, at least 1)
+#        PLAINTEXT=1: no TLS and no token (loopback only; to measure what TLS costs)
 # The cluster runs with TLS and a token: a throwaway CA, certificate and token are
 # made in CLUSTER_DIR/tls (`dsproc cluster certs`). Executors get --allow-any-path
 # unless the extra flags give --allow-read/--allow-write.
@@ -37,6 +38,9 @@ wait_port() {  # PORT PIDFILE
 "$BIN" cluster certs "$DIR/tls" -q
 TLS=(--tls-ca "$DIR/tls/ca.pem" --tls-cert "$DIR/tls/cluster.pem" --tls-key "$DIR/tls/cluster.key")
 export DSPROC_CLUSTER_TOKEN_FILE="$DIR/tls/token"
+if [ -n "${PLAINTEXT:-}" ]; then  # loopback only: for measuring what TLS costs
+  TLS=(); unset DSPROC_CLUSTER_TOKEN_FILE
+fi
 POLICY=(--allow-any-path)
 for a in "$@"; do case "$a" in --allow-read|--allow-write|--allow-any-path) POLICY=();; esac; done
 SPORT="${SCHEDULER_PORT:-$(free_port)}"
@@ -56,8 +60,10 @@ for i in $(seq 1 "$N"); do
 done
 sleep 1  # let executors register
 {
-  echo "export DSPROC_CLUSTER_TOKEN_FILE=$DIR/tls/token"
-  echo "export DSPROC_TLS_CA=$DIR/tls/ca.pem"
+  if [ -z "${PLAINTEXT:-}" ]; then
+    echo "export DSPROC_CLUSTER_TOKEN_FILE=$DIR/tls/token"
+    echo "export DSPROC_TLS_CA=$DIR/tls/ca.pem"
+  fi
   echo "export DSPROC_CLUSTER=df://127.0.0.1:$SPORT"
 } > "$DIR/env"
 echo "cluster dir: $DIR (scheduler + $N executors, $SLOTS task slots each; TLS and a token: source $DIR/env)"

@@ -126,12 +126,8 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
     if let Some(tls) = security.server_tls()? {
         server = server.tls_config(tls).map_err(|e| fail(&e))?;
     }
-    let auth = {
-        let s = Arc::clone(&security);
-        move |req| s.authorize(req)
-    };
     server
-        .layer(tonic::service::InterceptorLayer::new(auth))
+        .layer(security.auth_layer())
         .add_service(service)
         .serve_with_incoming(incoming)
         .await
@@ -156,12 +152,8 @@ fn flight_server(security: Arc<crate::security::ClusterSecurity>) -> Arc<ArrowFl
             if let Some(tls) = tls {
                 server = server.tls_config(tls).map_err(BallistaError::TonicError)?;
             }
-            let auth = {
-                let s = Arc::clone(&security);
-                move |req| s.authorize(req)
-            };
             server
-                .layer(tonic::service::InterceptorLayer::new(auth))
+                .layer(security.auth_layer())
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move { shutdown.recv().await })
                 .await

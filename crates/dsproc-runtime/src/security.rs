@@ -221,6 +221,14 @@ impl ClusterSecurity {
         Some(Arc::new(move |e: Endpoint| this.secure_endpoint(e)))
     }
 
+    /// [`Self::authorize`] as a layer for a tonic server.
+    pub fn auth_layer(
+        self: &Arc<Self>,
+    ) -> tonic::service::InterceptorLayer<impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone> {
+        let this = Arc::clone(self);
+        tonic::service::InterceptorLayer::new(move |req| this.authorize(req))
+    }
+
     /// The server-side check: the token, from `authorization: Bearer` or the
     /// user agent; removed from the request the service sees.
     pub fn authorize(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
