@@ -55,11 +55,18 @@ fn python(py: &std::ffi::OsStr, args: &[&str]) -> Result<String, Option<String>>
 /// and on Ballista; the manifest records sha256, vocabulary and token totals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_ids_equal_python_tokenizers() {
+    // The byte-level BPE files run dsproc's fast encoder; o200k (a split pattern it
+    // does not reproduce) and WordPiece run the tokenizers crate: ids equal
+    // Python's either way, and the manifest says which encoder ran.
     let cases = [
-        ("bpe", "append_eos = true\n", 65_000u64),
-        ("wordpiece", "add_bos = true\nappend_eos = true\nmax_tokens = 300\n", 30_522),
+        ("bpe", "append_eos = true\n", Some(65_000u64), "fast_bpe"),
+        ("wordpiece", "add_bos = true\nappend_eos = true\nmax_tokens = 300\n", Some(30_522), "hf_tokenizers"),
+        ("cl100k", "append_eos = true\n", None, "fast_bpe"),
+        ("llama3", "", None, "fast_bpe"),
+        ("qwen3", "append_eos = true\n", None, "fast_bpe"),
+        ("o200k", "", None, "hf_tokenizers"),
     ];
-    for (kind, opts, vocab) in cases {
+    for (kind, opts, vocab, encoder) in cases {
         let Some(tok) = tokenizer(kind, "token_ids_equal_python_tokenizers") else { return };
         let dir = tempfile::tempdir().unwrap();
         let mut digests = Vec::new();
@@ -68,7 +75,11 @@ async fn token_ids_equal_python_tokenizers() {
             let m = run(&load(dir.path(), &spec(&tok, opts, &out, "parquet", "")), engine, 3).await.unwrap();
             let step = &m.steps[0];
             let info = step.info.as_ref().unwrap();
-            assert_eq!(info["vocab_size"], vocab);
+            if let Some(vocab) = vocab {
+                assert_eq!(info["vocab_size"], vocab);
+            }
+            assert_eq!(info["encoder"], encoder, "{kind}: {info}");
+            assert_eq!(info["encoder_fallback_reason"].is_null(), encoder == "fast_bpe", "{kind}: {info}");
             assert_eq!(info["tokenizer_sha256"].as_str().unwrap().len(), 64);
             let total: u64 = m.shards.iter().filter_map(|s| s.tokens).sum();
             assert_eq!(step.stats["tokens"], total, "step total = sum of shard totals");

@@ -47,6 +47,12 @@ pub struct LoadedTokenizer {
     pub sha256: String,
     /// Vocabulary size, added tokens included.
     pub vocab_size: usize,
+    /// The fast byte-level BPE encoder, when it reproduces this file exactly.
+    pub fast: Option<crate::bpe::FastEncoder>,
+    /// Which encoder runs (the manifest records it).
+    pub encoder: crate::bpe::EncoderPath,
+    /// Why the fast encoder does not run, when it does not.
+    pub fast_refusal: Option<String>,
 }
 
 impl LoadedTokenizer {
@@ -63,11 +69,16 @@ impl LoadedTokenizer {
         out: &mut Vec<u32>,
     ) -> std::result::Result<bool, TokenizeError> {
         out.clear();
-        let enc = self.tokenizer.encode_fast(text, opts.add_special_tokens).map_err(TokenizeError::Encode)?;
         if let Some(b) = opts.bos_id {
             out.push(b);
         }
-        out.extend_from_slice(enc.get_ids());
+        match &self.fast {
+            Some(fast) => fast.encode(text, opts.add_special_tokens, out).map_err(TokenizeError::FastEncode)?,
+            None => {
+                let enc = self.tokenizer.encode_fast(text, opts.add_special_tokens).map_err(TokenizeError::Encode)?;
+                out.extend_from_slice(enc.get_ids());
+            }
+        }
         let mut truncated = false;
         if let Some(max) = opts.max_tokens {
             let keep = (max as usize).saturating_sub(usize::from(opts.eos_id.is_some()));
@@ -130,6 +141,8 @@ pub enum TokenizeError {
     Denied(#[source] dsproc_io::Error),
     #[error(transparent)]
     Encode(tokenizers::Error),
+    #[error(transparent)]
+    FastEncode(crate::bpe::EncodeError),
 }
 
 type Cache = Mutex<HashMap<String, Arc<LoadedTokenizer>>>;
@@ -165,7 +178,17 @@ pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<
     tokenizer.with_padding(None);
     tokenizer.with_truncation(None).map_err(|source| TokenizeError::Configure { path: path.to_string(), source })?;
     let vocab_size = tokenizer.get_vocab_size(true);
-    let t = Arc::new(LoadedTokenizer { tokenizer, sha256, vocab_size });
+    // The fast encoder where it reproduces the file exactly (its loader checks every
+    // stage); `DSPROC_TOKENIZER_ENCODER=hf` keeps the tokenizers crate (benchmarks).
+    let (fast, fast_refusal) = match std::env::var("DSPROC_TOKENIZER_ENCODER").as_deref() {
+        Ok("hf") => (None, Some("DSPROC_TOKENIZER_ENCODER=hf".to_string())),
+        _ => match crate::bpe::FastEncoder::from_json(&bytes) {
+            Ok(f) => (Some(f), None),
+            Err(r) => (None, Some(r.0)),
+        },
+    };
+    let encoder = if fast.is_some() { crate::bpe::EncoderPath::Fast } else { crate::bpe::EncoderPath::HfTokenizers };
+    let t = Arc::new(LoadedTokenizer { tokenizer, sha256, vocab_size, fast, encoder, fast_refusal });
     map.insert(path.to_string(), Arc::clone(&t));
     Ok(t)
 }

@@ -126,12 +126,7 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
     if let Some(tls) = security.server_tls()? {
         server = server.tls_config(tls).map_err(|e| fail(&e))?;
     }
-    server
-        .layer(security.auth_layer())
-        .add_service(service)
-        .serve_with_incoming(incoming)
-        .await
-        .map_err(|e| fail(&e))
+    server.layer(security.auth_layer()).add_service(service).serve_with_incoming(incoming).await.map_err(|e| fail(&e))
 }
 
 /// Ballista's Flight service (shuffle reads, results) on a server with this

@@ -148,6 +148,8 @@ impl Tokenize {
                 "tokenizer": o.path,
                 "tokenizer_sha256": tok.sha256,
                 "vocab_size": tok.vocab_size,
+                "encoder": tok.encoder.name(),
+                "encoder_fallback_reason": tok.fast_refusal,
                 "bos_id": o.bos_id,
                 "eos_id": o.eos_id,
                 "add_special_tokens": o.add_special_tokens,
