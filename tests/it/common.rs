@@ -25,6 +25,7 @@ pub async fn run(loaded: &LoadedSpec, engine: Engine, partitions: usize) -> Resu
         progress: false,
         timeout: Some(std::time::Duration::from_secs(300)),
         lineage_url: None,
+        incremental: false,
     };
     dsproc_runtime::run_job(loaded, &opts).await.map(|s| s.manifest).map_err(|e| e.to_string())
 }

@@ -311,6 +311,7 @@ fn dedup_minhash_completes_under_a_small_memory_limit() {
             progress: false,
             timeout: Some(std::time::Duration::from_secs(300)),
             lineage_url: None,
+            incremental: false,
         };
         let m = dsproc_runtime::run_job(&loaded, &opts).await.unwrap().manifest;
         assert_eq!(m.rows.out as usize, want.len());

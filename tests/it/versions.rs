@@ -654,3 +654,55 @@ s.serve_forever()
     let source: serde_json::Value = serde_json::from_str(rec["source"].as_str().unwrap()).unwrap();
     assert!(source["uri"].as_str().unwrap().starts_with("file:///"));
 }
+
+/// `--incremental` / `output.incremental`: a rerun with the same spec, input files
+/// and op versions commits nothing ("up to date"); an added, changed or removed
+/// file, or another spec, rebuilds and the manifest says why.
+#[test]
+fn incremental_reruns_are_up_to_date_until_an_input_or_the_spec_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_input(dir.path(), 2, 500);
+    let out = dir.path().join("out");
+    write_job(dir.path(), &input, &out, "");
+    let run = |extra: &[&str]| json(&dsproc(dir.path(), &[&["run", "j.toml", "--json", "-q"], extra].concat()));
+    let v1 = run(&["--incremental"]);
+    assert_eq!(v1["manifest"]["version"], 1);
+    assert_eq!(v1["manifest"]["incremental"]["mode"], "full");
+    assert_eq!(v1["manifest"]["incremental"]["reason"], "no current version");
+    // Nothing changed: nothing committed, the current version reported.
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let again = run(&["--incremental"]);
+    assert_eq!(again["up_to_date"], true);
+    assert_eq!(again["version"], 1);
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+    assert!(!out.join("_versions/2.json").exists());
+    let o = dsproc(dir.path(), &["run", "j.toml", "--incremental"]);
+    assert!(stderr(&o).contains("up to date: version 1"), "{}", stderr(&o));
+    // Without --incremental the same run commits a new version.
+    assert_eq!(run(&[])["manifest"]["version"], 2);
+    assert_eq!(run(&["--incremental"])["up_to_date"], true);
+    // A new input file: rebuilt, and why.
+    synthetic_jsonl(&dir.path().join("in/p9.jsonl"), 50);
+    let v3 = run(&["--incremental"]);
+    assert_eq!(v3["manifest"]["version"], 3);
+    let reason = v3["manifest"]["incremental"]["reason"].as_str().unwrap();
+    assert!(reason.contains("1 added, 0 removed, 0 changed"), "{reason}");
+    assert!(v3["manifest"]["rows"]["in"].as_u64().unwrap() > v1["manifest"]["rows"]["in"].as_u64().unwrap());
+    // A removed file.
+    std::fs::remove_file(dir.path().join("in/p9.jsonl")).unwrap();
+    let v4 = run(&["--incremental"]);
+    assert!(v4["manifest"]["incremental"]["reason"].as_str().unwrap().contains("0 added, 1 removed"));
+    assert_eq!(v4["manifest"]["rows"], v1["manifest"]["rows"]);
+    // Another step parameter: a full rebuild because the spec changed.
+    let v5 = run(&["--incremental", "--set", "steps.0.form=nfkc"]);
+    assert_eq!(v5["manifest"]["version"], 5);
+    assert!(v5["manifest"]["incremental"]["reason"].as_str().unwrap().contains("the spec changed"));
+    // Incremental needs overwrite.
+    write_job(dir.path(), &input, &out, "");
+    let spec =
+        std::fs::read_to_string(dir.path().join("j.toml")).unwrap().replace("mode = \"overwrite\"", "mode = \"error\"");
+    std::fs::write(dir.path().join("j.toml"), spec).unwrap();
+    let o = dsproc(dir.path(), &["run", "j.toml", "--incremental"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("overwrite"), "{}", stderr(&o));
+}

@@ -326,6 +326,10 @@ struct RunArgs {
     /// POST OpenLineage events (START, then COMPLETE or FAIL) to this http:// URL.
     #[arg(long, value_name = "URL")]
     lineage_url: Option<String>,
+    /// Rebuild only if the spec, the input files or op versions changed since the
+    /// current version (as `output.incremental = true`).
+    #[arg(long)]
+    incremental: bool,
     #[command(flatten)]
     access: AccessFlags,
 }
@@ -535,9 +539,18 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
         progress: tty,
         timeout,
         lineage_url: args.lineage_url.clone(),
+        incremental: args.incremental,
     };
     let summary = dsproc_runtime::run_job(&loaded, &opts).await?;
     let m = &summary.manifest;
+    if summary.up_to_date {
+        if !cli.json && !cli.quiet {
+            eprintln!("up to date: version {} of {} (nothing changed; nothing committed)", m.version, summary.output);
+        }
+        return Ok(
+            serde_json::json!({"status": "ok", "up_to_date": true, "version": m.version, "output": summary.output, "manifest": m}),
+        );
+    }
     if !cli.json && !cli.quiet {
         let dropped: u64 = m.rows.dropped.values().sum();
         eprintln!(

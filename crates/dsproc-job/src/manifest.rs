@@ -53,6 +53,10 @@ pub struct Manifest {
     /// The dsproc dataset this job read, when `input.uri` named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_dataset: Option<InputDataset>,
+    /// Runs with `output.incremental`: how this version was built,
+    /// `{"mode": "full", "reason": …}` (with what changed since the parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<serde_json::Value>,
     /// Side files of the version (e.g. `dedup_minhash` saved indexes), relative to
     /// the dataset root; kept and expired with the version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -235,6 +235,13 @@ pub struct OutputSpec {
     /// `error` (default) | `overwrite`: what to do if OUTPUT already has a dataset.
     #[serde(default)]
     pub mode: WriteMode,
+    /// Rebuild only when something changed: a run whose spec, input files (URI,
+    /// size, ETag or mtime) and op versions equal the current version's commits
+    /// nothing and reports `up to date: version N`. Needs `mode = "overwrite"`.
+    /// (Carrying unchanged files' rows into a new version is not built yet: any
+    /// change rebuilds fully, and the manifest's `incremental` says why.)
+    #[serde(default)]
+    pub incremental: bool,
     /// Store settings for `uri` (default: the standard environment variables).
     #[serde(default)]
     pub storage: Option<StorageSpec>,

@@ -31,13 +31,78 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// POST OpenLineage START and COMPLETE / FAIL events here (`http://…`).
     pub lineage_url: Option<String>,
+    /// `--incremental`: as `output.incremental = true` for this run.
+    pub incremental: bool,
 }
 
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub output: String,
+    /// The committed version's manifest (the current one when up to date).
     pub manifest: Manifest,
+    /// Nothing changed since the current version: nothing was committed.
+    pub up_to_date: bool,
+}
+
+/// The content hash `dataset_version`: spec + input fingerprints + op versions.
+fn dataset_version(spec_sha256: &str, inputs: &[ManifestInput]) -> String {
+    let mut h = Sha256::new();
+    h.update(spec_sha256.as_bytes());
+    for i in inputs {
+        h.update(format!("{}|{}|{}\n", i.uri, i.bytes, i.version).as_bytes());
+    }
+    for (op, v) in dsproc_job::manifest::op_versions() {
+        h.update(format!("{op}={v}\n").as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn manifest_inputs(store_url: &str, files: &[dsproc_io::InputFile]) -> Vec<ManifestInput> {
+    files
+        .iter()
+        .map(|f| ManifestInput {
+            uri: dsproc_io::store::uri_of(store_url, &f.path),
+            bytes: f.size,
+            version: f.version.clone(),
+        })
+        .collect()
+}
+
+/// An incremental run's look at the current version: `Ok(Err(current))` when it
+/// was built from this spec, these input files and these op versions (nothing to
+/// do), else `Ok(Ok(report))`: the manifest's `incremental` entry, saying why the
+/// version is rebuilt.
+async fn incremental_check(
+    loaded: &LoadedSpec,
+    out: &Location,
+) -> Result<Result<serde_json::Value, Box<Manifest>>, DsprocError> {
+    let full = |reason: String| Ok(Ok(serde_json::json!({"mode": "full", "reason": reason})));
+    let Some(current) = crate::commit::read_manifest(out).await? else {
+        return full("no current version".into());
+    };
+    let input = dsproc_job::lower::resolve_input(loaded).await?;
+    let inputs = manifest_inputs(&input.location.store_url, &input.files);
+    if dataset_version(&loaded.sha256, &inputs) == current.dataset_version {
+        return Ok(Err(Box::new(current)));
+    }
+    if loaded.sha256 != current.spec_sha256 {
+        return full(format!("the spec changed since version {}", current.version));
+    }
+    let ops: BTreeMap<String, u32> =
+        dsproc_job::manifest::op_versions().iter().map(|(op, v)| (op.to_string(), *v)).collect();
+    if !current.op_versions.is_empty() && ops != current.op_versions {
+        return full(format!("op versions changed since version {}", current.version));
+    }
+    let before: BTreeMap<&str, &ManifestInput> = current.inputs.iter().map(|i| (i.uri.as_str(), i)).collect();
+    let now: BTreeMap<&str, &ManifestInput> = inputs.iter().map(|i| (i.uri.as_str(), i)).collect();
+    let added = now.keys().filter(|u| !before.contains_key(*u)).count();
+    let removed = before.keys().filter(|u| !now.contains_key(*u)).count();
+    let changed = now.iter().filter(|(u, i)| before.get(*u).is_some_and(|b| b != *i)).count();
+    full(format!(
+        "input files changed since version {}: {added} added, {removed} removed, {changed} changed (carrying unchanged files into the new version is not built yet)",
+        current.version
+    ))
 }
 
 fn new_run_id() -> String {
@@ -183,6 +248,21 @@ pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummar
             out.shown()
         )));
     }
+    let incremental = if spec.output.incremental || opts.incremental {
+        if spec.output.mode != WriteMode::Overwrite {
+            return Err(DsprocError::usage(
+                "incremental rebuilds commit new versions on top: set output.mode = \"overwrite\"",
+            ));
+        }
+        match incremental_check(loaded, &out).await? {
+            Err(current) => {
+                return Ok(RunSummary { output: out.shown(), manifest: *current, up_to_date: true });
+            }
+            Ok(report) => Some(report),
+        }
+    } else {
+        None
+    };
     let run_id = new_run_id();
     let planning = planning_context(&opts.engine_opts).await?;
     let mut marker = RunMarker::new(&run_id, &spec.name);
@@ -203,7 +283,8 @@ pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummar
             tracing::warn!(error = %e, "could not send the lineage START event");
         }
     }
-    let result = run_claimed(loaded, opts, &planning, &run_id, version, &mut marker, &committing, started).await;
+    let result =
+        run_claimed(loaded, opts, &planning, &run_id, version, &mut marker, &committing, started, incremental).await;
     if let Some(url) = &opts.lineage_url {
         let ev = match &result {
             Ok(s) => crate::lineage::openlineage_event(&s.manifest, &out.canonical()),
@@ -242,6 +323,7 @@ async fn run_claimed(
     marker: &mut RunMarker,
     committing: &Arc<AtomicBool>,
     started: Instant,
+    incremental: Option<serde_json::Value>,
 ) -> Result<RunSummary, DsprocError> {
     let job = dsproc_job::lower::lower_version(planning, loaded, run_id, Some(version)).await?;
     // The run's marker goes first and is refreshed while it runs: `dsproc gc`
@@ -267,7 +349,10 @@ async fn run_claimed(
     run_opts.engine_opts = sized_batches(&job, &opts.engine_opts).await;
     let result = loop {
         match execute(&job, &run_opts).await {
-            Ok(batches) => break finish(loaded, &job, &run_opts, &batches, started, version, committing).await,
+            Ok(batches) => {
+                break finish(loaded, &job, &run_opts, &batches, started, version, committing, incremental.clone())
+                    .await
+            }
             Err(e) => match rerun_batch_rows(&e, &run_opts) {
                 Some(rows) => {
                     // Nothing of the stopped attempt stays: a rerun starts from an empty staging and prefix.
@@ -533,6 +618,7 @@ fn spawn_progress(
     (handle, bar)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     loaded: &LoadedSpec,
     job: &LoweredJob,
@@ -541,6 +627,7 @@ async fn finish(
     started: Instant,
     version: u64,
     committing: &AtomicBool,
+    incremental: Option<serde_json::Value>,
 ) -> Result<RunSummary, DsprocError> {
     // The shards the sink reported: exactly one attempt per (bucket, seq).
     // Keyed by (bucket, seq, file name): a Megatron shard is a .bin and an .idx.
@@ -694,24 +781,7 @@ async fn finish(
         let entry = mds_index(job, &manifest_shards).await?;
         manifest_shards.push(entry);
     }
-    let inputs: Vec<ManifestInput> = job
-        .input
-        .files
-        .iter()
-        .map(|f| ManifestInput {
-            uri: dsproc_io::store::uri_of(&job.input.location.store_url, &f.path),
-            bytes: f.size,
-            version: f.version.clone(),
-        })
-        .collect();
-    let mut h = Sha256::new();
-    h.update(loaded.sha256.as_bytes());
-    for i in &inputs {
-        h.update(format!("{}|{}|{}\n", i.uri, i.bytes, i.version).as_bytes());
-    }
-    for (op, v) in dsproc_job::manifest::op_versions() {
-        h.update(format!("{op}={v}\n").as_bytes());
-    }
+    let inputs = manifest_inputs(&job.input.location.store_url, &job.input.files);
     let tokens = manifest_shards.iter().filter_map(|s| s.tokens).reduce(|a, b| a + b);
     let manifest = Manifest {
         dsproc_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -720,12 +790,13 @@ async fn finish(
         status: "current".into(),
         op_versions: dsproc_job::manifest::op_versions().iter().map(|(op, v)| (op.to_string(), *v)).collect(),
         input_dataset: job.input.dataset.clone(),
+        incremental,
         side_files: Vec::new(),
         schema: output_columns(job),
         input_schema: columns(job.input.schema.fields().iter().map(|f| (f.name().as_str(), f.data_type()))),
         job_name: loaded.spec.name.clone(),
         spec_sha256: loaded.sha256.clone(),
-        dataset_version: hex::encode(h.finalize()),
+        dataset_version: dataset_version(&loaded.sha256, &inputs),
         created_at: chrono::Utc::now().to_rfc3339(),
         run_id: job.run_id.clone(),
         engine: opts.engine.name().to_string(),
@@ -767,7 +838,7 @@ async fn finish(
         )
         .await?;
     }
-    Ok(RunSummary { output: job.output.shown(), manifest })
+    Ok(RunSummary { output: job.output.shown(), manifest, up_to_date: false })
 }
 
 fn columns<'a>(fields: impl Iterator<Item = (&'a str, &'a datafusion::arrow::datatypes::DataType)>) -> Vec<Column> {
