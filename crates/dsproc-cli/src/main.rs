@@ -137,7 +137,8 @@ enum Command {
         /// gRPC port clients and executors connect to.
         #[arg(long, default_value_t = 50050)]
         port: u16,
-        /// Seconds without a heartbeat after which an executor is declared lost and its tasks rerun.
+        /// Seconds without a heartbeat after which an executor is declared lost and its tasks
+        /// rerun (at least 12: a busy executor polls, its heartbeat, every 5 s).
         #[arg(long, default_value_t = 180)]
         executor_timeout: u64,
         /// Seconds after which a finished job's shuffle files are removed from executors.

@@ -83,6 +83,9 @@ fn config_producer() -> ballista_core::ConfigProducer {
     Arc::new(|| dsproc_config(SessionConfig::new_with_ballista(), true))
 }
 
+/// The shortest executor timeout: more than twice a busy executor's 5 s poll interval.
+pub const MIN_EXECUTOR_TIMEOUT_SECS: u64 = 12;
+
 /// Runs a scheduler until the process is stopped: Ballista's scheduler service on
 /// a tonic server of dsproc's own, with this process's TLS and token check
 /// ([`crate::security`]).
@@ -91,6 +94,16 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
         .parse()
         .map_err(|e| DsprocError::usage(format!("--bind/--port: {e}")))?;
     let security = crate::security::current();
+    // A pulling executor whose task slots are all busy polls (its only heartbeat)
+    // every 5 s (Ballista 55's HEARTBEAT_POLL_INTERVAL): a shorter timeout would
+    // declare busy executors lost and rerun their tasks forever.
+    let executor_timeout_secs = opts.executor_timeout_secs.max(MIN_EXECUTOR_TIMEOUT_SECS);
+    if executor_timeout_secs != opts.executor_timeout_secs {
+        eprintln!(
+            "note: --executor-timeout {} raised to {executor_timeout_secs} s (busy executors poll the scheduler every 5 s)",
+            opts.executor_timeout_secs
+        );
+    }
     let config = SchedulerConfig {
         bind_host: opts.bind.clone(),
         external_host: opts.bind.clone(),
@@ -98,8 +111,8 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), DsprocError> {
         // Executors pull their tasks: a pushing scheduler would need a task server on
         // every executor, which Ballista builds without a hook for TLS or a token.
         scheduling_policy: TaskSchedulingPolicy::PullStaged,
-        executor_timeout_seconds: opts.executor_timeout_secs,
-        expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 2).clamp(1, 15),
+        executor_timeout_seconds: executor_timeout_secs,
+        expire_dead_executor_interval_seconds: (executor_timeout_secs / 4).clamp(1, 15),
         finished_job_data_clean_up_interval_seconds: opts.job_cleanup_secs,
         override_session_builder: Some(session_builder()),
         override_config_producer: Some(config_producer()),
