@@ -16,11 +16,16 @@ import json, random, sys
 d, n = sys.argv[1], int(sys.argv[2])
 r = random.Random(7)
 words = [''.join(r.choice('abcdefghij') for _ in range(r.randint(2, 9))) for _ in range(5000)]
+recent = []
 for f in range(4):
     with open(f"{d}/p{f}.jsonl", "w") as out:
         for i in range(n):
-            k = r.randint(0, n)  # about a third are exact copies
-            out.write(json.dumps({"id": f"{f}-{i}", "text": " ".join(words[(k * 7 + j) % 5000] for j in range(60))}) + "\n")
+            if recent and r.random() < 0.3:  # about a third are exact copies of earlier rows
+                text = r.choice(recent)
+            else:
+                text = " ".join(r.choice(words) for _ in range(60))
+                recent = (recent + [text])[-1000:]
+            out.write(json.dumps({"id": f"{f}-{i}", "text": text}) + "\n")
 PY
 cat > "$W/job.toml" <<TOML
 name = "tls-bench"
