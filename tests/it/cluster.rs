@@ -82,12 +82,12 @@ impl Cluster {
         executor_timeout: u64,
         env: &[(String, String)],
     ) -> Self {
-        Self::start_hiding(dir, executors, executor_timeout, env, None, &["--allow-any-path"])
+        Self::start_full(dir, executors, executor_timeout, env, None, &["--allow-any-path"], &[])
     }
 
     /// A cluster whose executors get `policy` (`--allow-read P`, …) instead of `--allow-any-path`.
     pub(crate) fn start_with_policy(dir: &Path, executors: usize, policy: &[&str]) -> Self {
-        Self::start_hiding(dir, executors, 30, &[], None, policy)
+        Self::start_full(dir, executors, 30, &[], None, policy, &[])
     }
 
     /// Like [`Self::start_with_env`], with executors that cannot see `hide`: each
@@ -103,18 +103,7 @@ impl Cluster {
             crate::common::skip("cannot give executors their own mount namespace here (needs root and unshare)");
             return None;
         }
-        Some(Self::start_hiding(dir, executors, 30, env, Some(hide), &["--allow-any-path"]))
-    }
-
-    fn start_hiding(
-        dir: &Path,
-        executors: usize,
-        executor_timeout: u64,
-        env: &[(String, String)],
-        hide: Option<&Path>,
-        policy: &[&str],
-    ) -> Self {
-        Self::start_full(dir, executors, executor_timeout, env, hide, policy, &[])
+        Some(Self::start_full(dir, executors, 30, env, Some(hide), &["--allow-any-path"], &[]))
     }
 
     /// A cluster with mutual TLS: every client must present a certificate the CA signed.
@@ -122,6 +111,8 @@ impl Cluster {
         Self::start_full(dir, executors, 30, &[], None, &["--allow-any-path"], &["--tls-client-auth"])
     }
 
+    /// Scheduler and executors: executors see `env`, cannot see `hide` (when
+    /// given), get `policy`; both get `server_extra` after the TLS flags.
     fn start_full(
         dir: &Path,
         executors: usize,

@@ -812,6 +812,19 @@ mod tests {
         Some(p)
     }
 
+    /// The load-time self-check passes for an encoder built from the same file as
+    /// the crate's tokenizer and catches one whose ids differ (built from another file).
+    #[test]
+    fn the_load_self_check_accepts_the_same_file_and_catches_different_ids() {
+        let (Some(gpt2), Some(cl100k)) = (tokenizer_file("bpe"), tokenizer_file("cl100k")) else { return };
+        let fast = FastEncoder::from_json(&std::fs::read(&gpt2).unwrap()).unwrap();
+        let same = tokenizers::Tokenizer::from_file(&gpt2).unwrap();
+        assert_eq!(crate::tokenize::fast_agrees(&fast, &same), Ok(()));
+        let other = tokenizers::Tokenizer::from_file(&cl100k).unwrap();
+        let why = crate::tokenize::fast_agrees(&fast, &other).unwrap_err();
+        assert!(why.contains("differ from the tokenizers crate"), "{why}");
+    }
+
     /// Hand-made texts for the scanner's corners.
     fn tricky() -> Vec<String> {
         let mut v: Vec<String> = [

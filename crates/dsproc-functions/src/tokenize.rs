@@ -183,7 +183,10 @@ pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<
     let (fast, fast_refusal) = match std::env::var("DSPROC_TOKENIZER_ENCODER").as_deref() {
         Ok("hf") => (None, Some("DSPROC_TOKENIZER_ENCODER=hf".to_string())),
         _ => match crate::bpe::FastEncoder::from_json(&bytes) {
-            Ok(f) => (Some(f), None),
+            Ok(f) => match fast_agrees(&f, &tokenizer) {
+                Ok(()) => (Some(f), None),
+                Err(why) => (None, Some(why)),
+            },
             Err(r) => (None, Some(r.0)),
         },
     };
@@ -191,6 +194,30 @@ pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<
     let t = Arc::new(LoadedTokenizer { tokenizer, sha256, vocab_size, fast, encoder, fast_refusal });
     map.insert(path.to_string(), Arc::clone(&t));
     Ok(t)
+}
+
+/// Text the fast encoder must encode exactly as the tokenizers crate before it is
+/// used: contractions, digit runs, mixed scripts, CJK, emoji, whitespace runs,
+/// control characters and code. A file whose stages the loader accepted but whose
+/// ids still differ here falls back to the crate (reported), never to other ids.
+const SELF_CHECK: &str = "It's 2026-12-02; they'll pay $1,234,567.89 (3.5%) — naïve café déjà vu.\n\n\tdef f(x):\r\n    return x**2  # ok?\u{0}\u{7}\n\
+    日本語のテキスト、中文文本。한국어 텍스트 Ελληνικά русский עברית العربية हिन्दी\n\
+    emoji 👩‍👩‍👧‍👦🎉🇺🇸 ZWJ\u{200d}joiner   trailing   \n\n\n   <|endoftext|> [CLS] </s>\u{a0}\u{2003}end";
+
+/// Ok when `fast` gives the crate's ids on [`SELF_CHECK`] (with and without
+/// special tokens), else why not.
+pub fn fast_agrees(fast: &crate::bpe::FastEncoder, tokenizer: &Tokenizer) -> std::result::Result<(), String> {
+    for add_special in [false, true] {
+        let want = tokenizer.encode_fast(SELF_CHECK, add_special).map_err(|e| format!("self-check: {e}"))?;
+        let mut got = Vec::new();
+        fast.encode(SELF_CHECK, add_special, &mut got).map_err(|e| format!("self-check: {e}"))?;
+        if got != want.get_ids() {
+            return Err(format!(
+                "the fast BPE encoder's ids differ from the tokenizers crate's on the self-check text (add_special_tokens = {add_special})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The tokenizer the job was planned with (sha256 checked), as a function error.
