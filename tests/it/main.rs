@@ -5,6 +5,7 @@
 mod cli;
 mod cluster;
 mod common;
+mod incremental;
 mod ingest;
 mod input;
 mod minhash;

@@ -564,6 +564,18 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
             dropped,
             m.elapsed_s
         );
+        if let Some(inc) = &m.incremental {
+            match inc["mode"].as_str() {
+                Some("incremental") => eprintln!(
+                    "incremental: read {} new files, carried {} files ({} rows) from version {}",
+                    inc["files_read"],
+                    inc["files_carried"],
+                    m.rows.carried.unwrap_or(0),
+                    inc["parent_version"]
+                ),
+                _ => eprintln!("full rebuild: {}", inc["reason"].as_str().unwrap_or("")),
+            }
+        }
     }
     Ok(serde_json::json!({"status": "ok", "output": summary.output, "manifest": m}))
 }

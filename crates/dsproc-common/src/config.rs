@@ -24,6 +24,9 @@ pub const DEFAULT_SHARD_SIZE: &str = "256MiB";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Directory of quarantined rows in an output.
 pub const QUARANTINE_DIR: &str = "_quarantine";
+/// Inside a version: the incremental state of its dedup steps
+/// (`_state/step-NNN/state-*.parquet`), listed in the manifest's `side_files`.
+pub const STATE_DIR: &str = "_state";
 /// Directory of staged, not yet committed, files in an output.
 pub const STAGING_DIR: &str = "_staging";
 /// Column holding the shard bucket of a row just before the sink.

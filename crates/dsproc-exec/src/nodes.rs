@@ -120,8 +120,13 @@ pub struct StepStatsNode {
 /// Where a [`StepStatsNode`] writes a column's values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KeysOf {
-    /// The `List<UInt64>` column.
+    /// The `List<UInt64>` column; with `state`, a struct column whose fields are
+    /// written as the file's columns.
     pub column: String,
+    /// Incremental state (`state-*.parquet` files of the struct's fields) rather
+    /// than band keys (`keys-*.parquet`, one column `k`).
+    #[serde(default)]
+    pub state: bool,
     /// Where the key files go (the version's `_index/step-NNN/`, on the output's
     /// store): each process that computes keys uploads its files there through
     /// object_store, so the driver finds them whatever filesystem it sees.
@@ -141,7 +146,7 @@ impl StepStatsNode {
     /// A node that writes the values of the `List<UInt64>` column `keys_of.column`.
     pub fn with_keys(input: LogicalPlan, step: usize, op: &str, staging: Location, keys_of: KeysOf) -> Self {
         let mut n = Self::with_sums(input, step, op, staging, None);
-        n.key = format!("{}|keys={}|{}", n.key, keys_of.column, keys_of.dir.canonical());
+        n.key = format!("{}|keys={}|{}|{}", n.key, keys_of.column, keys_of.dir.canonical(), keys_of.state);
         n.keys_of = Some(keys_of);
         n
     }

@@ -106,6 +106,7 @@ impl ExecutionPlan for StepStatsExec {
             sums_of: self.sums_of.clone(),
             sums: std::collections::BTreeMap::new(),
             keys_of: self.keys_of.as_ref().map(|k| k.column.clone()),
+            state: self.keys_of.as_ref().is_some_and(|k| k.state),
             keys: None,
             index_dir: self.keys_of.as_ref().map(|k| k.dir.clone()),
             dir: self.staging.join("_stats"),
@@ -127,6 +128,8 @@ struct CountingStream {
     sums_of: Option<String>,
     sums: std::collections::BTreeMap<String, u64>,
     keys_of: Option<String>,
+    /// `keys_of` is a struct column of incremental state.
+    state: bool,
     /// The open key file (a temporary file on this process's disk) and its writer.
     keys: Option<(PathBuf, KeyWriter)>,
     /// Where the finished key file is uploaded.
@@ -202,8 +205,21 @@ impl CountingStream {
     /// same file; two partitions holding exactly the same multiset of ids would
     /// collide, which the driver's row accounting then reports as a failed job.
     fn write_keys(&mut self, batch: &RecordBatch, name: &str) -> Result<()> {
-        use datafusion::arrow::array::{ListArray, UInt64Array};
+        use datafusion::arrow::array::{ListArray, StructArray, UInt64Array};
         let i = batch.schema().index_of(name)?;
+        if self.state {
+            let Some(st) = batch.column(i).as_any().downcast_ref::<StructArray>() else {
+                return internal_err!("StepStatsExec: {name} is not a struct");
+            };
+            let part = RecordBatch::from(st.clone());
+            if self.keys.is_none() {
+                let tmp = std::env::temp_dir().join(format!("dsproc-state-{}.parquet", crate::unique_suffix()));
+                let w = KeyWriter::create_with(&tmp, part.schema())?;
+                self.keys = Some((tmp, w));
+            }
+            let (_, w) = self.keys.as_mut().expect("opened above");
+            return w.write_batch(&part);
+        }
         let Some(list) = batch.column(i).as_any().downcast_ref::<ListArray>() else {
             return internal_err!("StepStatsExec: {name} is not a List<UInt64>");
         };
@@ -231,10 +247,11 @@ impl CountingStream {
             // named like the stats files: a retried attempt replaces its own file
             let Some((tmp, w)) = self.keys.take() else { return Ok(None) };
             w.close()?;
+            let kind = if self.state { "state" } else { "keys" };
             let name = if self.by_content {
-                format!("keys-{:03}-{:016x}-{}.parquet", self.step, self.digest, self.rows)
+                format!("{kind}-{:03}-{:016x}-{}.parquet", self.step, self.digest, self.rows)
             } else {
-                format!("keys-{:03}-p{:05}.parquet", self.step, self.partition)
+                format!("{kind}-{:03}-p{:05}.parquet", self.step, self.partition)
             };
             let Some(dir) = self.index_dir.clone() else {
                 return internal_err!("StepStatsExec: keys without a directory");
@@ -277,7 +294,8 @@ impl CountingStream {
     }
 }
 
-/// A Parquet file with one `UInt64` column `k` (band keys of a saved index).
+/// A Parquet file with one `UInt64` column `k` (band keys of a saved index), or
+/// the columns of a step's incremental state.
 struct KeyWriter {
     writer: datafusion::parquet::arrow::ArrowWriter<std::fs::File>,
     schema: datafusion::arrow::datatypes::SchemaRef,
@@ -286,15 +304,23 @@ struct KeyWriter {
 impl KeyWriter {
     fn create(path: &std::path::Path) -> Result<Self> {
         use datafusion::arrow::datatypes::{Field, Schema};
+        Self::create_with(path, Arc::new(Schema::new(vec![Field::new("k", DataType::UInt64, false)])))
+    }
+    fn create_with(path: &std::path::Path, schema: datafusion::arrow::datatypes::SchemaRef) -> Result<Self> {
         let err = |e: &dyn std::fmt::Display| DataFusionError::Execution(format!("writing {}: {e}", path.display()));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         }
         let file = std::fs::File::create(path).map_err(|e| err(&e))?;
-        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::UInt64, false)]));
-        let writer =
-            datafusion::parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), None).map_err(|e| err(&e))?;
+        let props = datafusion::parquet::file::properties::WriterProperties::builder()
+            .set_compression(datafusion::parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
+            .map_err(|e| err(&e))?;
         Ok(Self { writer, schema })
+    }
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| DataFusionError::Execution(format!("writing incremental state: {e}")))
     }
     fn write(&mut self, values: datafusion::arrow::array::UInt64Array) -> Result<()> {
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![Arc::new(values)])?;

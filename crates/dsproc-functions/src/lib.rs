@@ -46,6 +46,7 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(tokenize::TokenizeChunksFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashBandsFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashJaccardFunc::new())),
+        Arc::new(ScalarUDF::from(minhash::udf::MinHashStateFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::DedupRankFunc::new())),
         Arc::new(ScalarUDF::from(minhash::graph::GraphStepFunc::bucket_edges())),
         Arc::new(ScalarUDF::from(minhash::graph::GraphStepFunc::large_star())),

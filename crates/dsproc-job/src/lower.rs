@@ -110,8 +110,9 @@ async fn dataset_input(
 
 /// The input location and its files: a dataset root's current (or chosen)
 /// version, else what the path, directory or glob lists.
-async fn list_input_files(
+pub async fn list_input_files(
     loaded: &LoadedSpec,
+    only: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<(Location, Vec<InputFile>, Option<crate::manifest::InputDataset>), DsprocError> {
     let input = &loaded.spec.input;
     let location = Location::parse(&input.uri, Some(&loaded.base))
@@ -127,6 +128,23 @@ async fn list_input_files(
             (files, None)
         }
     };
+    let mut files = files;
+    if let Some(only) = only {
+        files.retain(|f| only.contains(&dsproc_io::store::uri_of(&location.store_url, &f.path)));
+    }
+    Ok((location, files, dataset))
+}
+
+/// The input files with their fingerprints as `input.fingerprint` takes them
+/// (`sha256`: each file is read and hashed; a dataset's shards already carry theirs).
+pub async fn fingerprinted_input_files(
+    loaded: &LoadedSpec,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> Result<(Location, Vec<InputFile>, Option<crate::manifest::InputDataset>), DsprocError> {
+    let (location, mut files, dataset) = list_input_files(loaded, only).await?;
+    if loaded.spec.input.fingerprint == crate::spec::Fingerprint::Sha256 && dataset.is_none() {
+        dsproc_io::listing::content_fingerprints(&location, &mut files).await.map_err(DsprocError::job)?;
+    }
     Ok((location, files, dataset))
 }
 
@@ -134,7 +152,7 @@ async fn list_input_files(
 /// before it claims a version, so a refused run writes nothing into its input.
 pub async fn check_output_overlap(loaded: &LoadedSpec) -> Result<(), DsprocError> {
     let output = resolve_output(loaded)?;
-    let (location, files, dataset) = list_input_files(loaded).await?;
+    let (location, files, dataset) = list_input_files(loaded, None).await?;
     overlap_error(&location, &files, dataset.is_some(), &output).map_err(|e| at_output_uri(loaded, e))
 }
 
@@ -152,8 +170,20 @@ fn at_output_uri(loaded: &LoadedSpec, e: DsprocError) -> DsprocError {
 /// Lists the input files, checks the format and reads the schema (text column
 /// present and a string). Errors here are usage errors (exit 2).
 pub async fn resolve_input(loaded: &LoadedSpec) -> Result<ResolvedInput, DsprocError> {
+    resolve_input_files(loaded, None).await
+}
+
+/// [`resolve_input`] over the listed files whose URIs `only` holds (an
+/// incremental build reads its new files alone; format and schema come from them).
+pub async fn resolve_input_files(
+    loaded: &LoadedSpec,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> Result<ResolvedInput, DsprocError> {
     let input = &loaded.spec.input;
-    let (location, files, dataset) = list_input_files(loaded).await?;
+    let (location, files, dataset) = fingerprinted_input_files(loaded, only).await?;
+    if files.is_empty() {
+        return Err(DsprocError::job("internal: an incremental build with no file to read"));
+    }
     // A dataset's rows carry their ids.
     let id = input.id.clone().or_else(|| dataset.as_ref().map(|_| "id".to_string()));
     let store = location.store().map_err(DsprocError::job)?;
@@ -298,7 +328,32 @@ async fn duplicate_id_check(
         .and_then(|b| b.project(exprs))
         .and_then(|b| b.build())
         .map_err(err)?;
-    node(ranked, DuplicateIdsPhase::Check)
+    // An incremental build: a new row whose id a published row has counts as a
+    // later occurrence of it (the published row came first).
+    let ranked = match crate::ops::parent_state_plan(pc, "input").await? {
+        None => ranked,
+        Some(parent) => {
+            let cols: Vec<String> = ranked
+                .schema()
+                .fields()
+                .iter()
+                .filter(|f| ![DUP_COUNT, DUP_RANK].contains(&f.name().as_str()))
+                .map(|f| format!("r.\"{}\"", f.name().replace('"', "\"\"")))
+                .collect();
+            let query = format!(
+                "SELECT * FROM (SELECT {cols}, r.{DUP_COUNT} + CASE WHEN p.__dsproc_pid IS NULL THEN 0 ELSE 1 END AS {DUP_COUNT}, \
+                        r.{DUP_RANK} + CASE WHEN p.__dsproc_pid IS NULL THEN 0 ELSE 1 END AS {DUP_RANK} \
+                 FROM __dsproc_ids r \
+                 LEFT JOIN (SELECT DISTINCT id AS __dsproc_pid FROM __dsproc_ids_parent) p ON r.id = p.__dsproc_pid) q",
+                cols = cols.join(", ")
+            );
+            let views = [("__dsproc_ids".to_string(), ranked), ("__dsproc_ids_parent".to_string(), parent)];
+            crate::ops::sql_over_views(pc, "input", &views, &query).await?
+        }
+    };
+    let checked = node(ranked, DuplicateIdsPhase::Check)?;
+    // Each version keeps the ids it holds, for the next incremental build's check.
+    crate::ops::with_state(pc, "input", checked, "named_struct('id', arrow_cast(id, 'Utf8'))").await
 }
 
 /// Every step must leave a string `text` column (a step that makes it null or
@@ -356,6 +411,41 @@ pub struct LoweredJob {
     pub read_spec: ReadSpec,
     /// The duplicate-id check of a named id column (None: auto ids, unique).
     pub duplicate_ids: Option<DuplicateIdMode>,
+    /// Why this spec cannot be built incrementally (the first step whose output
+    /// depends on all rows in a way state cannot stand in for), if so.
+    pub incremental_blocker: Option<String>,
+}
+
+/// How a run builds its version (see [`crate::ops::Incremental`]).
+#[derive(Debug, Clone, Default)]
+pub struct BuildMode {
+    /// State the stateful steps write and compare against.
+    pub state: crate::ops::Incremental,
+    /// Read only these input files (URIs as the manifest records them); `None`: all.
+    pub only_files: Option<std::collections::BTreeSet<String>>,
+}
+
+/// Plan nodes that combine rows (their output depends on more than one row).
+fn cross_row_nodes(plan: &LogicalPlan) -> usize {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut n = 0;
+    let _ = plan.apply_with_subqueries(|p| {
+        if matches!(
+            p,
+            LogicalPlan::Aggregate(_)
+                | LogicalPlan::Window(_)
+                | LogicalPlan::Join(_)
+                | LogicalPlan::Limit(_)
+                | LogicalPlan::Distinct(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Union(_)
+                | LogicalPlan::RecursiveQuery(_)
+        ) {
+            n += 1;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    n
 }
 
 /// Resolves the output location (a local directory or an object-store prefix).
@@ -384,7 +474,7 @@ pub fn resolve_output(loaded: &LoadedSpec) -> Result<Location, DsprocError> {
 /// and the plan's shards would go under the run's staging prefix.
 /// `ctx` must have the dsproc functions registered.
 pub async fn lower(ctx: &SessionContext, loaded: &LoadedSpec, run_id: &str) -> Result<LoweredJob, DsprocError> {
-    lower_version(ctx, loaded, run_id, None).await
+    lower_version(ctx, loaded, run_id, None, &BuildMode::default()).await
 }
 
 /// Lowers the spec for a run that claimed `version`: shards, quarantine and side
@@ -394,9 +484,11 @@ pub async fn lower_version(
     loaded: &LoadedSpec,
     run_id: &str,
     version: Option<u64>,
+    mode: &BuildMode,
 ) -> Result<LoweredJob, DsprocError> {
     let spec = &loaded.spec;
-    let input = resolve_input(loaded).await?;
+    let input = resolve_input_files(loaded, mode.only_files.as_ref()).await?;
+    let inc = &mode.state;
     let output = resolve_output(loaded)?;
     check_overlap(&input, &output).map_err(|e| at_output_uri(loaded, e))?;
     let staging = output.join(&format!("{STAGING_DIR}/{run_id}"));
@@ -429,14 +521,46 @@ pub async fn lower_version(
         crate::spec::OnDuplicateId::First => DuplicateIdMode::First,
     });
     if let Some(mode) = duplicate_ids {
-        let pc = PlanContext { ctx, step: 0, staging: &staging, run_id, base: &loaded.base, version_dir: &version_dir };
+        let pc = PlanContext {
+            ctx,
+            step: 0,
+            staging: &staging,
+            run_id,
+            base: &loaded.base,
+            version_dir: &version_dir,
+            incremental: inc,
+        };
         plan = duplicate_id_check(&pc, plan, mode).await?;
     }
     let mut steps = Vec::new();
+    let mut incremental_blocker = None;
     for (i, op) in spec.steps.iter().enumerate() {
         let step = i + 1;
-        let pc = PlanContext { ctx, step, staging: &staging, run_id, base: &loaded.base, version_dir: &version_dir };
+        let pc = PlanContext {
+            ctx,
+            step,
+            staging: &staging,
+            run_id,
+            base: &loaded.base,
+            version_dir: &version_dir,
+            incremental: inc,
+        };
+        let before = cross_row_nodes(&plan);
         plan = op.plan(&pc, plan).await?;
+        match op.incrementality() {
+            crate::ops::Incrementality::RowLocal if cross_row_nodes(&plan) > before => {
+                incremental_blocker.get_or_insert_with(|| {
+                    format!(
+                        "step {step} ({}) combines rows (an aggregate, window, join, sort, limit or union): its result depends on all of them",
+                        op.name()
+                    )
+                });
+            }
+            crate::ops::Incrementality::Unsupported(why) => {
+                incremental_blocker.get_or_insert_with(|| format!("step {step}: {why}"));
+            }
+            _ => {}
+        }
         check_text_column(&plan, step, op.name())?;
         plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::new(plan, step, op.name(), staging.clone())),
@@ -554,5 +678,6 @@ pub async fn lower_version(
         steps,
         read_spec,
         duplicate_ids,
+        incremental_blocker,
     })
 }

@@ -168,13 +168,22 @@ pub struct RowCounts {
     /// `tokenize` with `overflow = "split"`). Invariant: in + added = out + quarantined + dropped.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub added: BTreeMap<String, u64>,
+    /// Rows of the parent version kept by an incremental version (its shards are
+    /// listed, not copied). Absent in full builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<u64>,
+    /// Rows of the parent version an incremental version leaves out, by reason
+    /// (`file_removed`, `file_changed`). Present with `carried`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<BTreeMap<String, u64>>,
 }
 
 impl RowCounts {
-    /// `in == out + quarantined + sum(dropped)`.
+    /// `in + sum(added) + carried == out + quarantined + sum(dropped) + sum(removed)`.
     pub fn balanced(&self) -> bool {
-        self.rows_in + self.added.values().sum::<u64>()
-            == self.out + self.quarantined + self.dropped.values().sum::<u64>()
+        let removed: u64 = self.removed.iter().flat_map(|r| r.values()).sum();
+        self.rows_in + self.added.values().sum::<u64>() + self.carried.unwrap_or(0)
+            == self.out + self.quarantined + self.dropped.values().sum::<u64>() + removed
     }
 }
 

@@ -66,6 +66,24 @@ pub struct InputSpec {
     /// Default ids (`<path>:<line>`) are unique by construction and not checked.
     #[serde(default)]
     pub on_duplicate_id: OnDuplicateId,
+    /// How an input file's fingerprint (the manifest's `inputs[].version`, which
+    /// incremental rebuilds compare) is taken: `meta` (default: ETag, else
+    /// modification time; no read) or `sha256` (the content's hash: every file is
+    /// read once more per run, and a file rewritten with the same bytes counts as
+    /// unchanged).
+    #[serde(default)]
+    pub fingerprint: Fingerprint,
+}
+
+/// `input.fingerprint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Fingerprint {
+    /// ETag, else modification time.
+    #[default]
+    Meta,
+    /// sha256 of the content.
+    Sha256,
 }
 
 impl InputSpec {
@@ -235,11 +253,13 @@ pub struct OutputSpec {
     /// `error` (default) | `overwrite`: what to do if OUTPUT already has a dataset.
     #[serde(default)]
     pub mode: WriteMode,
-    /// Rebuild only when something changed: a run whose spec, input files (URI,
-    /// size, ETag or mtime) and op versions equal the current version's commits
-    /// nothing and reports `up to date: version N`. Needs `mode = "overwrite"`.
-    /// (Carrying unchanged files' rows into a new version is not built yet: any
-    /// change rebuilds fully, and the manifest's `incremental` says why.)
+    /// Incremental rebuilds (needs `mode = "overwrite"`): a run whose spec, input
+    /// fingerprints and op versions equal the current version's commits nothing
+    /// (`up to date: version N`); when files were only added, only they are read,
+    /// deduplicated against the rows the current version keeps (a published row
+    /// wins), and the new version lists the current one's shards beside its own;
+    /// anything else rebuilds fully. The manifest's `incremental` says which and why.
+    /// Each version also keeps its dedup steps' state (`vNNNNN/_state/`).
     #[serde(default)]
     pub incremental: bool,
     /// Store settings for `uri` (default: the standard environment variables).

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use dsproc_common::config::MANIFEST_FILE;
 use dsproc_common::DsprocError;
-use dsproc_job::manifest::{Column, Manifest, ManifestInput, ManifestShard, RowCounts, StepReport};
+use dsproc_job::manifest::{Column, Manifest, ManifestShard, RowCounts, StepReport};
 use dsproc_job::spec::WriteMode;
 use dsproc_job::{lower, LoadedSpec, LoweredJob};
 
@@ -43,66 +43,6 @@ pub struct RunSummary {
     pub manifest: Manifest,
     /// Nothing changed since the current version: nothing was committed.
     pub up_to_date: bool,
-}
-
-/// The content hash `dataset_version`: spec + input fingerprints + op versions.
-fn dataset_version(spec_sha256: &str, inputs: &[ManifestInput]) -> String {
-    let mut h = Sha256::new();
-    h.update(spec_sha256.as_bytes());
-    for i in inputs {
-        h.update(format!("{}|{}|{}\n", i.uri, i.bytes, i.version).as_bytes());
-    }
-    for (op, v) in dsproc_job::manifest::op_versions() {
-        h.update(format!("{op}={v}\n").as_bytes());
-    }
-    hex::encode(h.finalize())
-}
-
-fn manifest_inputs(store_url: &str, files: &[dsproc_io::InputFile]) -> Vec<ManifestInput> {
-    files
-        .iter()
-        .map(|f| ManifestInput {
-            uri: dsproc_io::store::uri_of(store_url, &f.path),
-            bytes: f.size,
-            version: f.version.clone(),
-        })
-        .collect()
-}
-
-/// An incremental run's look at the current version: `Ok(Err(current))` when it
-/// was built from this spec, these input files and these op versions (nothing to
-/// do), else `Ok(Ok(report))`: the manifest's `incremental` entry, saying why the
-/// version is rebuilt.
-async fn incremental_check(
-    loaded: &LoadedSpec,
-    out: &Location,
-) -> Result<Result<serde_json::Value, Box<Manifest>>, DsprocError> {
-    let full = |reason: String| Ok(Ok(serde_json::json!({"mode": "full", "reason": reason})));
-    let Some(current) = crate::commit::read_manifest(out).await? else {
-        return full("no current version".into());
-    };
-    let input = dsproc_job::lower::resolve_input(loaded).await?;
-    let inputs = manifest_inputs(&input.location.store_url, &input.files);
-    if dataset_version(&loaded.sha256, &inputs) == current.dataset_version {
-        return Ok(Err(Box::new(current)));
-    }
-    if loaded.sha256 != current.spec_sha256 {
-        return full(format!("the spec changed since version {}", current.version));
-    }
-    let ops: BTreeMap<String, u32> =
-        dsproc_job::manifest::op_versions().iter().map(|(op, v)| (op.to_string(), *v)).collect();
-    if !current.op_versions.is_empty() && ops != current.op_versions {
-        return full(format!("op versions changed since version {}", current.version));
-    }
-    let before: BTreeMap<&str, &ManifestInput> = current.inputs.iter().map(|i| (i.uri.as_str(), i)).collect();
-    let now: BTreeMap<&str, &ManifestInput> = inputs.iter().map(|i| (i.uri.as_str(), i)).collect();
-    let added = now.keys().filter(|u| !before.contains_key(*u)).count();
-    let removed = before.keys().filter(|u| !now.contains_key(*u)).count();
-    let changed = now.iter().filter(|(u, i)| before.get(*u).is_some_and(|b| b != *i)).count();
-    full(format!(
-        "input files changed since version {}: {added} added, {removed} removed, {changed} changed (carrying unchanged files into the new version is not built yet)",
-        current.version
-    ))
 }
 
 fn new_run_id() -> String {
@@ -254,11 +194,11 @@ pub async fn run_job(loaded: &LoadedSpec, opts: &RunOptions) -> Result<RunSummar
                 "incremental rebuilds commit new versions on top: set output.mode = \"overwrite\"",
             ));
         }
-        match incremental_check(loaded, &out).await? {
-            Err(current) => {
+        match crate::incremental::decide(loaded, &out).await? {
+            crate::incremental::Plan::UpToDate(current) => {
                 return Ok(RunSummary { output: out.shown(), manifest: *current, up_to_date: true });
             }
-            Ok(report) => Some(report),
+            plan => Some(plan),
         }
     } else {
         None
@@ -323,9 +263,9 @@ async fn run_claimed(
     marker: &mut RunMarker,
     committing: &Arc<AtomicBool>,
     started: Instant,
-    incremental: Option<serde_json::Value>,
+    incremental: Option<crate::incremental::Plan>,
 ) -> Result<RunSummary, DsprocError> {
-    let job = dsproc_job::lower::lower_version(planning, loaded, run_id, Some(version)).await?;
+    let (job, build) = lower_build(planning, loaded, run_id, version, incremental).await?;
     // The run's marker goes first and is refreshed while it runs: `dsproc gc`
     // tells a crashed run's staging (and claimed version) from a live one by it.
     write_run_marker(&job.staging, marker).await?;
@@ -349,10 +289,7 @@ async fn run_claimed(
     run_opts.engine_opts = sized_batches(&job, &opts.engine_opts).await;
     let result = loop {
         match execute(&job, &run_opts).await {
-            Ok(batches) => {
-                break finish(loaded, &job, &run_opts, &batches, started, version, committing, incremental.clone())
-                    .await
-            }
+            Ok(batches) => break finish(loaded, &job, &run_opts, &batches, started, version, committing, &build).await,
             Err(e) => match rerun_batch_rows(&e, &run_opts) {
                 Some(rows) => {
                     // Nothing of the stopped attempt stays: a rerun starts from an empty staging and prefix.
@@ -376,6 +313,67 @@ async fn run_claimed(
         }
     }
     result
+}
+
+/// How a run builds its version: the manifest's `incremental` entry and, for an
+/// incremental build, the version it adds to.
+struct Build {
+    report: Option<serde_json::Value>,
+    parent: Option<Box<crate::incremental::Parent>>,
+}
+
+/// Lowers the run: a full build (with incremental state when the run is
+/// incremental), or an incremental one over the added files; an incremental
+/// build that cannot stand on its parent (see [`crate::incremental::blocker`])
+/// is lowered again as a full one.
+async fn lower_build(
+    planning: &SessionContext,
+    loaded: &LoadedSpec,
+    run_id: &str,
+    version: u64,
+    plan: Option<crate::incremental::Plan>,
+) -> Result<(LoweredJob, Build), DsprocError> {
+    use crate::incremental::Plan;
+    use dsproc_job::lower::{lower_version, BuildMode};
+    let Some(plan) = plan else {
+        let job = lower_version(planning, loaded, run_id, Some(version), &BuildMode::default()).await?;
+        return Ok((job, Build { report: None, parent: None }));
+    };
+    let stateful =
+        BuildMode { state: dsproc_job::ops::Incremental { write_state: true, ..Default::default() }, only_files: None };
+    let full = |reason: String| async move {
+        let job = lower_version(planning, loaded, run_id, Some(version), &stateful).await?;
+        let report = serde_json::json!({"mode": "full", "reason": reason});
+        Ok::<_, DsprocError>((job, Build { report: Some(report), parent: None }))
+    };
+    match plan {
+        Plan::UpToDate(_) => Err(DsprocError::job("internal: an up-to-date run was started")),
+        Plan::Full(reason) => full(reason).await,
+        Plan::Incremental(parent) => {
+            let mode = BuildMode {
+                state: dsproc_job::ops::Incremental {
+                    write_state: true,
+                    parent_state: crate::incremental::state_files(
+                        &dsproc_job::lower::resolve_output(loaded)?,
+                        &parent.manifest,
+                    ),
+                },
+                only_files: Some(parent.read.clone()),
+            };
+            let job = lower_version(planning, loaded, run_id, Some(version), &mode).await?;
+            if let Some(why) = crate::incremental::blocker(&job, &parent.manifest, &output_columns(&job)) {
+                return full(format!("{why}; everything is rebuilt")).await;
+            }
+            let report = serde_json::json!({
+                "mode": "incremental",
+                "parent_version": parent.manifest.version,
+                "files_read": parent.read.len(),
+                "files_carried": parent.manifest.inputs.len(),
+                "files_removed": 0,
+            });
+            Ok((job, Build { report: Some(report), parent: Some(parent) }))
+        }
+    }
 }
 
 /// The run's `save_index` steps and their `save_index` directories.
@@ -627,7 +625,7 @@ async fn finish(
     started: Instant,
     version: u64,
     committing: &AtomicBool,
-    incremental: Option<serde_json::Value>,
+    build: &Build,
 ) -> Result<RunSummary, DsprocError> {
     // The shards the sink reported: exactly one attempt per (bucket, seq).
     // Keyed by (bucket, seq, file name): a Megatron shard is a .bin and an .idx.
@@ -747,21 +745,28 @@ async fn finish(
         });
         rows = out;
     }
-    counts.out = shards.values().map(|s| s.1).sum();
-    if counts.out != rows {
+    let written: u64 = shards.values().map(|s| s.1).sum();
+    if written != rows {
         return Err(DsprocError::job(format!(
-            "row accounting: the last step passed {rows} rows but the shards hold {}; not committing",
-            counts.out
+            "row accounting: the last step passed {rows} rows but the shards hold {written}; not committing"
         )));
     }
+    // An incremental build keeps every row of its parent (it reads added files only).
+    let parent = build.parent.as_ref().map(|p| &p.manifest);
+    let carried = parent.map(|p| p.rows.out);
+    counts.out = written + carried.unwrap_or(0);
+    counts.carried = carried;
+    counts.removed = carried.map(|_| BTreeMap::new());
     if !counts.balanced() {
         return Err(DsprocError::job(format!(
-            "row accounting does not balance: in {} + added {} != out {} + quarantined {} + dropped {}; not committing",
+            "row accounting does not balance: in {} + added {} + carried {} != out {} + quarantined {} + dropped {} + removed {}; not committing",
             counts.rows_in,
             counts.added.values().sum::<u64>(),
+            counts.carried.unwrap_or(0),
             counts.out,
             counts.quarantined,
-            counts.dropped.values().sum::<u64>()
+            counts.dropped.values().sum::<u64>(),
+            counts.removed.iter().flat_map(|r| r.values()).sum::<u64>()
         )));
     }
 
@@ -777,11 +782,31 @@ async fn finish(
             raw_bytes: *rb,
         })
         .collect();
+    // The parent's shards, listed where they are (an MDS index is rewritten below).
+    if let Some(p) = parent {
+        let kept = p.shards.iter().filter(|s| !(p.format == "mds" && s.path.ends_with("/index.json")));
+        manifest_shards.splice(0..0, kept.cloned());
+    }
     if loaded.spec.output.format == dsproc_io::OutputFormat::Mds {
         let entry = mds_index(job, &manifest_shards).await?;
         manifest_shards.push(entry);
     }
-    let inputs = manifest_inputs(&job.input.location.store_url, &job.input.files);
+    let inputs = match &build.parent {
+        Some(p) => p.inputs.clone(),
+        None => crate::incremental::manifest_inputs(&job.input.location.store_url, &job.input.files),
+    };
+    let mut side_files: Vec<String> = parent
+        .map(|p| {
+            p.side_files
+                .iter()
+                .filter(|f| f.contains(&format!("/{}/", dsproc_common::config::STATE_DIR)))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if build.report.is_some() {
+        side_files.extend(crate::incremental::written_state(&job.version_dir, &job.version_rel).await?);
+    }
     let tokens = manifest_shards.iter().filter_map(|s| s.tokens).reduce(|a, b| a + b);
     let manifest = Manifest {
         dsproc_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -790,13 +815,17 @@ async fn finish(
         status: "current".into(),
         op_versions: dsproc_job::manifest::op_versions().iter().map(|(op, v)| (op.to_string(), *v)).collect(),
         input_dataset: job.input.dataset.clone(),
-        incremental,
-        side_files: Vec::new(),
+        incremental: build.report.clone(),
+        side_files,
         schema: output_columns(job),
         input_schema: columns(job.input.schema.fields().iter().map(|f| (f.name().as_str(), f.data_type()))),
         job_name: loaded.spec.name.clone(),
         spec_sha256: loaded.sha256.clone(),
-        dataset_version: dataset_version(&loaded.sha256, &inputs),
+        dataset_version: crate::incremental::dataset_version(
+            &loaded.sha256,
+            &inputs,
+            &crate::incremental::step_infos(loaded),
+        ),
         created_at: chrono::Utc::now().to_rfc3339(),
         run_id: job.run_id.clone(),
         engine: opts.engine.name().to_string(),
@@ -871,8 +900,13 @@ async fn mds_index(job: &LoweredJob, shards: &[ManifestShard]) -> Result<Manifes
                 packed: o.pack.is_some(),
                 zstd: o.mds_zstd,
             };
-            let name = s.path.rsplit('/').next().unwrap_or(&s.path);
-            dsproc_io::token_shards::mds_index_entry(&c, name, s.bytes, s.raw_bytes, s.sequences.unwrap_or(s.rows))
+            // relative to the index: the version's own shards by name, a parent's
+            // (carried by an incremental build) as ../vNNNNN/NAME
+            let name = match s.path.strip_prefix(&format!("{}/", job.version_rel)) {
+                Some(own) => own.to_string(),
+                None => format!("../{}", s.path),
+            };
+            dsproc_io::token_shards::mds_index_entry(&c, &name, s.bytes, s.raw_bytes, s.sequences.unwrap_or(s.rows))
         })
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "shards": entries, "version": 2 }))

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod commit;
 pub mod driver;
+pub mod incremental;
 pub mod lineage;
 pub mod security;
 pub mod session;

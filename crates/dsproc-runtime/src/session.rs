@@ -102,16 +102,36 @@ pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState
 }
 
 /// A session state over `config` and `runtime` with the dsproc planner and functions.
+/// DataFusion 55's leaf-expression pushdown (struct field access moved towards
+/// the scans) fails on a projection over a join whose sides share a column name
+/// ("qualified field name q.id and unqualified field name id would be
+/// ambiguous": an incremental build's duplicate-id join under `tokenize`'s field
+/// accesses). dsproc's struct columns are computed by its own functions, never
+/// read from Parquet, so the rewrite gains nothing here.
+const SKIPPED_OPTIMIZER_RULES: [&str; 2] = ["extract_leaf_expressions", "push_down_leaf_projections"];
+
 pub fn state_with(
     config: SessionConfig,
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 ) -> Result<SessionState, DsprocError> {
+    let rules: Vec<_> = datafusion::optimizer::Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|r| !SKIPPED_OPTIMIZER_RULES.contains(&r.name()))
+        .collect();
     let mut state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_query_planner(Arc::new(DsprocQueryPlanner))
+        .with_optimizer_rules(rules)
         .build();
+    // DataFusion 55's leaf-expression pushdown (struct field access moved towards
+    // the scans) fails on a projection over a join whose sides share a column name
+    // ("qualified field name q.id and unqualified field name id would be
+    // ambiguous": an incremental build's duplicate-id join under `tokenize`'s
+    // field accesses). dsproc's struct columns are computed by its own functions,
+    // never read from Parquet, so the rewrite gains nothing here.
     for udf in dsproc_functions::all_udfs() {
         state.register_udf(udf).map_err(err)?;
     }

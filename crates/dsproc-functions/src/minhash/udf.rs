@@ -3,6 +3,9 @@
 //!   MinHash signature (empty for a text without shingles, null for null);
 //! - `minhash_jaccard(a, b, params)`: exact Jaccard similarity of the two texts'
 //!   shingle sets (`Float64`);
+//! - `minhash_state(id, text, params)`: a surviving document's incremental state,
+//!   `{n: id, k: band keys, s: sorted distinct shingle hashes}` (what a later
+//!   version needs to find and verify its near-duplicates without the text);
 //! - `dedup_rank(value, id)`: the sort key that makes "keep the row with the
 //!   largest value, then the smallest id" a `min()`.
 //!
@@ -69,6 +72,68 @@ impl ScalarUDFImpl for MinHashBandsFunc {
             out.append(true);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MinHashStateFunc {
+    signature: Signature,
+}
+udf_boilerplate!(MinHashStateFunc);
+
+/// The struct `minhash_state` returns.
+pub fn state_fields() -> datafusion::arrow::datatypes::Fields {
+    let list = DataType::List(item_field());
+    vec![Field::new("n", DataType::Utf8, true), Field::new("k", list.clone(), true), Field::new("s", list, true)].into()
+}
+
+impl ScalarUDFImpl for MinHashStateFunc {
+    fn name(&self) -> &str {
+        "minhash_state"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        check_arg_types(self.name(), arg_types, &["string", "string", "string"])?;
+        Ok(DataType::Struct(state_fields()))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::StructArray;
+        let p = params(&args.args[2], self.name())?;
+        let perms = Permutations::new(p.num_perm, p.seed);
+        let ids = string_arg(&args.args[0], args.number_rows, self.name())?;
+        let input = string_arg(&args.args[1], args.number_rows, self.name())?;
+        let (ids, strings) = (as_strings(&ids), as_strings(&input));
+        let mut n = StringBuilder::with_capacity(ids.len(), ids.value_data().len());
+        let mut keys = ListBuilder::with_capacity(UInt64Builder::with_capacity(strings.len() * p.bands), strings.len())
+            .with_field(item_field());
+        let mut sets = ListBuilder::with_capacity(UInt64Builder::new(), strings.len()).with_field(item_field());
+        let (mut sh, mut sig, mut k) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, text) in ids.iter().zip(strings.iter()) {
+            n.append_option(id);
+            let Some(text) = text else {
+                keys.append_null();
+                sets.append_null();
+                continue;
+            };
+            shingles(text, p.ngram, p.shingle, &mut sh);
+            if perms.signature(&sh, &mut sig) {
+                band_keys(&sig, p.bands, p.rows, &mut k);
+                keys.values().append_slice(&k);
+            }
+            keys.append(true);
+            sh.sort_unstable();
+            sh.dedup();
+            sets.values().append_slice(&sh);
+            sets.append(true);
+        }
+        let st = StructArray::try_new(
+            state_fields(),
+            vec![Arc::new(n.finish()), Arc::new(keys.finish()), Arc::new(sets.finish())],
+            None,
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(st)))
     }
 }
 

@@ -7,14 +7,20 @@
 //! for each candidate row, its Jaccard similarity with the anchor (null on the
 //! anchor row). It only looks at the current row, so DataFusion runs it in bounded
 //! memory over sorted, spillable input.
+//!
+//! `minhash_verify(side, text, params, shingles)`: a row whose text is null and
+//! whose `shingles` (a `List<UInt64>`, sorted and distinct, as `minhash_state`
+//! stores them) is not is a document of an earlier version: its stored shingle
+//! set stands in for its text, so the Jaccard is the same as from the text.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
-use datafusion::logical_expr::{PartitionEvaluator, Signature, Volatility, WindowUDFImpl};
+use datafusion::logical_expr::{PartitionEvaluator, Signature, TypeSignature, Volatility, WindowUDFImpl};
 
 use super::{jaccard, shingles, MinHashParams};
 
@@ -25,8 +31,19 @@ pub struct MinHashVerifyFunc {
 
 impl MinHashVerifyFunc {
     pub fn new() -> Self {
+        let list = DataType::List(Arc::new(Field::new("item", DataType::UInt64, true)));
+        let strict = DataType::List(Arc::new(Field::new("item", DataType::UInt64, false)));
+        let three = vec![DataType::Int64, DataType::Utf8, DataType::Utf8];
+        let four = |l: &DataType| vec![DataType::Int64, DataType::Utf8, DataType::Utf8, l.clone()];
         Self {
-            signature: Signature::exact(vec![DataType::Int64, DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(three),
+                    TypeSignature::Exact(four(&list)),
+                    TypeSignature::Exact(four(&strict)),
+                ],
+                Volatility::Immutable,
+            ),
         }
     }
 }
@@ -89,6 +106,23 @@ impl PartitionEvaluator for VerifyEvaluator {
         let text = text.as_string::<i32>();
         if side.is_null(i) {
             return Ok(ScalarValue::Float64(None));
+        }
+        // an earlier version's document: its stored shingle set
+        let stored = values.get(3).map(|s| s.as_list::<i32>()).filter(|l| text.is_null(i) && !l.is_null(i)).map(|l| {
+            let v = l.value(i);
+            v.as_primitive::<datafusion::arrow::datatypes::UInt64Type>().values().to_vec()
+        });
+        if let Some(set) = stored {
+            if side.value(i) == 0 {
+                self.index_anchor = false;
+                self.anchor = Some(set);
+                return Ok(ScalarValue::Float64(None));
+            }
+            let Some(anchor) = self.anchor.as_mut() else {
+                return Ok(ScalarValue::Float64(self.index_anchor.then_some(1.0)));
+            };
+            self.scratch = set;
+            return Ok(ScalarValue::Float64(Some(jaccard(anchor, &mut self.scratch))));
         }
         if side.value(i) == 0 && text.is_null(i) {
             // the anchor is a saved index (band keys only, no text): a shared band

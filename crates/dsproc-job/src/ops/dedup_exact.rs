@@ -9,7 +9,7 @@ use dsproc_common::DsprocError;
 use dsproc_functions::text::normalize_text::{Form, Whitespace};
 
 use super::normalize::{default_form, default_ws};
-use super::{quote_str, sql_over, Op, PlanContext};
+use super::{quote_str, sql_over_views, Incrementality, Op, PlanContext};
 
 /// Keeps one row per distinct normalized text; the survivor is the row with the
 /// smallest id (min(id) per content hash, then a semi-join: no operator buffers
@@ -39,14 +39,37 @@ impl Op for DedupExact {
     /// No operator buffers or sorts whole documents, so memory stays bounded
     /// however large the documents are; the price is reading the input twice.
     /// Rows that share both id and text all survive (ids are expected unique).
+    ///
+    /// Incremental builds: each version keeps the content hashes of the step's
+    /// survivors (`_state/step-NNN/`, column `h`); the new rows of an incremental
+    /// build lose to every hash the parent keeps (a published row wins), then the
+    /// smallest id wins among themselves.
     async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
         let view = format!("__dsproc_step_{}", pc.step);
-        let query = format!(
-            "SELECT t.* FROM (SELECT min(id) AS __dsproc_sid FROM {view} GROUP BY content_hash(text, {form}, {ws})) s \
-             RIGHT SEMI JOIN {view} t ON t.id = s.__dsproc_sid",
+        let parent = format!("__dsproc_step_{}_parent", pc.step);
+        let hash = format!(
+            "content_hash(text, {form}, {ws})",
             form = quote_str(self.form.as_str()),
             ws = quote_str(self.whitespace.as_str()),
         );
-        sql_over(pc, "dedup_exact", &view, input, &query).await
+        let mut views = vec![(view.clone(), input)];
+        let groups = match super::parent_state_plan(pc, Self::NAME).await? {
+            None => format!("SELECT min(id) AS __dsproc_sid FROM {view} GROUP BY {hash}"),
+            Some(p) => {
+                views.push((parent.clone(), p));
+                format!(
+                    "SELECT min(id) AS __dsproc_sid FROM \
+                       (SELECT id, {hash} AS __dsproc_h FROM {view}) n \
+                       LEFT ANTI JOIN {parent} o ON n.__dsproc_h = o.h \
+                     GROUP BY __dsproc_h"
+                )
+            }
+        };
+        let query = format!("SELECT t.* FROM ({groups}) s RIGHT SEMI JOIN {view} t ON t.id = s.__dsproc_sid");
+        let out = sql_over_views(pc, Self::NAME, &views, &query).await?;
+        super::with_state(pc, Self::NAME, out, &format!("named_struct('h', {hash})")).await
+    }
+    fn incrementality(&self) -> Incrementality {
+        Incrementality::Stateful
     }
 }

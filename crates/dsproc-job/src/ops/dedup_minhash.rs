@@ -39,7 +39,7 @@ use dsproc_common::DsprocError;
 use dsproc_exec::StepStatsNode;
 use dsproc_functions::minhash::{optimal_bands, MinHashParams, Shingle, SIGNATURE_VERSION};
 
-use super::{quote_str, sql_over_views, Op, OpError, OpParseError, PlanContext};
+use super::{quote_str, sql_over_views, Incrementality, Op, OpError, OpParseError, PlanContext};
 
 /// In each bucket, every member is linked to the bucket's best member and to the
 /// `BUCKET_LINKS` members before it in an order drawn from the bucket key (a
@@ -223,11 +223,12 @@ impl DedupMinhash {
     }
 
     /// SQL turning a node key back into the document id.
-    fn node_id_sql(&self, node: &str) -> String {
-        if self.keep == Keep::SmallestId {
-            node.to_string()
-        } else {
-            format!("substr({node}, 17)")
+    fn node_id_sql(&self, node: &str, pfx: bool) -> String {
+        match (self.keep == Keep::SmallestId, pfx) {
+            (true, false) => node.to_string(),
+            (true, true) => format!("substr({node}, 2)"),
+            (false, false) => format!("substr({node}, 17)"),
+            (false, true) => format!("substr({node}, 18)"),
         }
     }
 
@@ -307,17 +308,28 @@ impl Op for DedupMinhash {
                 )));
             }
         }
-        let node = self.node_sql(input.schema(), step, "")?;
-        let tnode = self.node_sql(input.schema(), step, "t.")?;
+        // An incremental build: the parent version's survivors take part as nodes
+        // '0' + id (band keys and shingle sets from its state, no text), the new
+        // documents as '1' + node, so a published document is always the best of
+        // its cluster and only new documents are removed.
+        let parent = super::parent_state_plan(pc, Self::NAME).await?;
+        let pfx = parent.is_some();
+        let wrap = |n: String| if pfx { format!("concat('1', {n})") } else { n };
+        let node = wrap(self.node_sql(input.schema(), step, "")?);
+        let tnode = wrap(self.node_sql(input.schema(), step, "t.")?);
         let params = quote_str(&serde_json::to_string(&p).map_err(|e| DsprocError::usage(e.to_string()))?);
         let docs = format!("__dsproc_step_{step}");
         let edges = format!("__dsproc_step_{step}_edges");
         let index = format!("__dsproc_step_{step}_index");
+        let state = format!("__dsproc_step_{step}_parent");
         let saved = self.saved_keys(pc, &p).await?;
         let with = |e: &LogicalPlan| {
             let mut v = vec![(docs.clone(), input.clone()), (edges.clone(), e.clone())];
             if let Some(s) = &saved {
                 v.push((index.clone(), s.clone()));
+            }
+            if let Some(s) = &parent {
+                v.push((state.clone(), s.clone()));
             }
             v
         };
@@ -337,8 +349,26 @@ impl Op for DedupMinhash {
                    (SELECT DISTINCT e['hi'] AS hi, e['lo'] AS lo FROM \
                      (SELECT unnest(es) AS e FROM \
                        (SELECT dedup_bucket_edges(array_agg(n), k, {links}) AS es FROM \
-                         (SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k FROM {docs}{saved}) \
-                        GROUP BY k HAVING count(*) > 1)))",
+                         ({new}{saved}{old}) \
+                        GROUP BY k HAVING count(*) > 1 AND max(f) = 1)))",
+                new = if pfx {
+                    format!(
+                        "SELECT nullif(dn, '') AS n, nullif(dk, arrow_cast(0, 'UInt64')) AS k, f FROM \
+                           (SELECT {node} AS dn, unnest(minhash_bands(text, {params})) AS dk, 1 AS f FROM {docs})"
+                    )
+                } else {
+                    format!("SELECT {node} AS n, unnest(minhash_bands(text, {params})) AS k, 1 AS f FROM {docs}")
+                },
+                // the parent's survivors, in the buckets of new documents only
+                // (HAVING max(f) = 1): a bucket of published documents alone is settled
+                old = if pfx {
+                    format!(
+                        " UNION ALL SELECT nullif(pn, '') AS n, nullif(pk, arrow_cast(0, 'UInt64')) AS k, f FROM \
+                           (SELECT concat('0', n) AS pn, unnest(k) AS pk, 0 AS f FROM {state})"
+                    )
+                } else {
+                    String::new()
+                },
                 // a saved index's keys belong to the node '', smaller than every document:
                 // it becomes the root of every cluster it touches, so all of it is removed
                 saved = if saved.is_some() {
@@ -346,7 +376,7 @@ impl Op for DedupMinhash {
                     // schema, or Ballista's shuffle writer rejects the batches
                     format!(
                         " UNION ALL SELECT DISTINCT nullif(arrow_cast('', 'Utf8'), 'x') AS n, \
-                         nullif(k, arrow_cast(0, 'UInt64')) AS k FROM {index}"
+                         nullif(k, arrow_cast(0, 'UInt64')) AS k, 0 AS f FROM {index}"
                     )
                 } else {
                     String::new()
@@ -365,14 +395,22 @@ impl Op for DedupMinhash {
                 format!(
                     "SELECT hi, lo, {c} AS __dsproc_mh_verified FROM \
                        (SELECT g AS lo, m AS hi, side, \
-                               minhash_verify(side, text, {params}) OVER (PARTITION BY g ORDER BY side, m) AS j FROM \
-                         (SELECT x.g, x.side, x.m, d.text FROM \
+                               minhash_verify(side, text, {params}{s}) OVER (PARTITION BY g ORDER BY side, m) AS j FROM \
+                         (SELECT x.g, x.side, x.m, d.text{os} FROM \
                            (SELECT DISTINCT g, side, m FROM \
                              (SELECT lo AS g, unnest(make_array(0, 1)) AS side, unnest(make_array(lo, hi)) AS m \
                               FROM {edges})) x \
                           LEFT JOIN (SELECT {node} AS n, arrow_cast(text, 'Utf8') AS text FROM {docs}) d \
-                          ON x.m = d.n)) \
+                          ON x.m = d.n{oj})) \
                      WHERE side = 1 AND j >= {t}",
+                    s = if pfx { ", s" } else { "" },
+                    os = if pfx { ", o.s" } else { "" },
+                    // the parent's survivors: their stored shingle sets
+                    oj = if pfx {
+                        format!(" LEFT JOIN (SELECT concat('0', n) AS pn, s FROM {state}) o ON x.m = o.pn")
+                    } else {
+                        String::new()
+                    },
                     c = counter("verified_pairs", "1"),
                     t = self.threshold,
                 ),
@@ -447,7 +485,7 @@ impl Op for DedupMinhash {
                              (SELECT unnest(make_array(hi, lo)) AS n, lo AS root FROM {edges}))) l \
                      RIGHT JOIN {docs} t ON l.n = {tnode}",
                     cols = cols.join(", "),
-                    root_id = self.node_id_sql("l.root"),
+                    root_id = self.node_id_sql("l.root", pfx),
                     // only the survivors' keys are saved
                     keys = keys
                         .replace("minhash_bands(", "CASE WHEN l.root IS NULL OR l.root = {tnode} THEN minhash_bands(")
@@ -466,13 +504,19 @@ impl Op for DedupMinhash {
             )
             .await?
         };
+        // the survivors' state (ids, band keys, shingle sets), for later incremental builds
+        let state_sql = format!("minhash_state(arrow_cast(id, 'Utf8'), arrow_cast(text, 'Utf8'), {params})");
         if self.save_index.is_none() {
-            return Ok(out);
+            if self.keep_cluster_column {
+                return Ok(out);
+            }
+            return super::with_state(pc, Self::NAME, out, &state_sql).await;
         }
         // 5. the survivors' band keys go into the version (`vNNNNN/_index/step-NNN/`,
         // on the output's store), uploaded by whichever process computes them; the
         // driver lists them there at commit
-        let keys = dsproc_exec::KeysOf { column: "__dsproc_mh_keys".into(), dir: index_dir(pc.version_dir, step) };
+        let keys =
+            dsproc_exec::KeysOf { column: "__dsproc_mh_keys".into(), dir: index_dir(pc.version_dir, step), state: false };
         let plan = LogicalPlan::Extension(Extension {
             node: Arc::new(StepStatsNode::with_keys(out, step, "dedup_minhash", pc.staging.clone(), keys)),
         });
@@ -483,7 +527,24 @@ impl Op for DedupMinhash {
             .filter(|c| c.name != "__dsproc_mh_keys")
             .map(|c| format!("\"{}\"", c.name.replace('"', "\"\"")))
             .collect();
-        q(&plan, format!("SELECT {} FROM {edges}", names.join(", "))).await
+        let out = q(&plan, format!("SELECT {} FROM {edges}", names.join(", "))).await?;
+        if self.keep_cluster_column {
+            return Ok(out);
+        }
+        super::with_state(pc, Self::NAME, out, &state_sql).await
+    }
+    fn incrementality(&self) -> Incrementality {
+        if self.keep_cluster_column {
+            return Incrementality::Unsupported(
+                "dedup_minhash keep_cluster_column: the cluster_size of published rows would change".into(),
+            );
+        }
+        if self.save_index.is_some() {
+            return Incrementality::Unsupported(
+                "dedup_minhash save_index: the saved index would lose the parent's keys".into(),
+            );
+        }
+        Incrementality::Stateful
     }
 }
 

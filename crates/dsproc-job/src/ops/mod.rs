@@ -32,6 +32,53 @@ pub struct PlanContext<'a> {
     /// The prefix of the version this run writes (`OUTPUT/vNNNNN`, on the output's
     /// store): state the version needs (saved indexes) goes below it.
     pub version_dir: &'a dsproc_io::Location,
+    /// What an incremental build needs of the step (see [`Incremental`]).
+    pub incremental: &'a Incremental,
+}
+
+impl PlanContext<'_> {
+    /// The parent version's state files of this step (an incremental build
+    /// deduplicates the new rows against them), if any.
+    pub fn parent_state(&self) -> Option<&[dsproc_io::Location]> {
+        self.incremental.parent_state.get(&self.step).map(|v| v.as_slice()).filter(|v| !v.is_empty())
+    }
+    /// Where this step writes its state, when the build keeps state.
+    pub fn state_dir(&self) -> Option<dsproc_io::Location> {
+        self.incremental.write_state.then(|| state_dir(self.version_dir, self.step))
+    }
+}
+
+/// Incremental builds (`output.incremental`): what each stateful step writes into
+/// the version it builds and what it deduplicates against.
+#[derive(Debug, Clone, Default)]
+pub struct Incremental {
+    /// Stateful steps write what a later incremental build needs (content hashes,
+    /// band keys and shingle sets of their survivors) under
+    /// `vNNNNN/_state/step-NNN/`.
+    pub write_state: bool,
+    /// Step → the state files of every row the parent version keeps (its own and
+    /// those it carried); non-empty only for an incremental build, whose input is
+    /// the new files alone.
+    pub parent_state: BTreeMap<usize, Vec<dsproc_io::Location>>,
+}
+
+/// Where step `step` of a version keeps its incremental state.
+pub fn state_dir(version_dir: &dsproc_io::Location, step: usize) -> dsproc_io::Location {
+    version_dir.join(&format!("{}/step-{step:03}", dsproc_common::config::STATE_DIR))
+}
+
+/// How a step takes part in an incremental build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incrementality {
+    /// Each output row depends on one input row: new files' rows go through it
+    /// alone.
+    RowLocal,
+    /// It compares rows (dedup): it writes state into each version and, in an
+    /// incremental build, compares the new rows with the parent's state.
+    Stateful,
+    /// Its output depends on all rows in a way state cannot stand in for: an
+    /// incremental build rebuilds fully, for this reason.
+    Unsupported(String),
 }
 
 /// A job step: its options (the struct itself, deserialized from its
@@ -60,6 +107,10 @@ pub trait Op: Sized + Serialize + DeserializeOwned + schemars::JsonSchema {
     /// Static facts about the step for the manifest (e.g. a signature version).
     fn info(&self, _base: &Path) -> Option<serde_json::Value> {
         None
+    }
+    /// How the step takes part in an incremental build.
+    fn incrementality(&self) -> Incrementality {
+        Incrementality::RowLocal
     }
     /// Turns the step's raw counters into its manifest statistics (`info` is what
     /// [`Op::info`] recorded); an error fails the job.
@@ -166,6 +217,9 @@ macro_rules! registry {
             pub fn info(&self, base: &Path) -> Option<serde_json::Value> {
                 match self { $(Self::$ty(o) => o.info(base),)* }
             }
+            pub fn incrementality(&self) -> Incrementality {
+                match self { $(Self::$ty(o) => o.incrementality(),)* }
+            }
             pub async fn plan(&self, pc: &PlanContext<'_>, input: LogicalPlan) -> Result<LogicalPlan, DsprocError> {
                 match self { $(Self::$ty(o) => o.plan(pc, input).await,)* }
             }
@@ -221,6 +275,46 @@ pub(crate) fn summed(pc: &PlanContext<'_>, plan: LogicalPlan, op: &'static str, 
     use datafusion::logical_expr::Extension;
     let node = dsproc_exec::StepStatsNode::with_sums(plan, pc.step, op, pc.staging.clone(), Some(column.into()));
     LogicalPlan::Extension(Extension { node: std::sync::Arc::new(node) })
+}
+
+/// The parent version's state files of the step, as one plan (their columns as
+/// [`with_state`] wrote them).
+pub(crate) async fn parent_state_plan(pc: &PlanContext<'_>, op: &str) -> Result<Option<LogicalPlan>, DsprocError> {
+    let Some(files) = pc.parent_state() else { return Ok(None) };
+    for f in files {
+        dsproc_io::store::remember_storage(f);
+    }
+    let urls: Vec<String> = files.iter().map(|f| f.canonical()).collect();
+    let df = pc
+        .ctx
+        .read_parquet(urls, datafusion::prelude::ParquetReadOptions::default())
+        .await
+        .map_err(|e| DsprocError::usage(format!("step {} ({op}): the parent version's state: {e}", pc.step)))?;
+    Ok(Some(df.into_unoptimized_plan()))
+}
+
+/// When the build keeps state: `plan` (the step's output) with its state
+/// written into the version: `state_sql`, a struct expression over the output's
+/// columns, is computed per row and its fields are written as the columns of
+/// `vNNNNN/_state/step-NNN/state-*.parquet`; the rows pass on unchanged.
+pub(crate) async fn with_state(
+    pc: &PlanContext<'_>,
+    op: &'static str,
+    plan: LogicalPlan,
+    state_sql: &str,
+) -> Result<LogicalPlan, DsprocError> {
+    use datafusion::logical_expr::Extension;
+    let Some(dir) = pc.state_dir() else { return Ok(plan) };
+    let view = format!("__dsproc_step_{}_state", pc.step);
+    let cols: Vec<String> =
+        plan.schema().columns().iter().map(|c| format!("\"{}\"", c.name.replace('"', "\"\""))).collect();
+    let cols = cols.join(", ");
+    let with =
+        sql_over(pc, op, &view, plan, &format!("SELECT {cols}, {state_sql} AS __dsproc_state FROM {view}")).await?;
+    let keys = dsproc_exec::KeysOf { column: "__dsproc_state".into(), dir, state: true };
+    let node = dsproc_exec::StepStatsNode::with_keys(with, pc.step, op, pc.staging.clone(), keys);
+    let node = LogicalPlan::Extension(Extension { node: std::sync::Arc::new(node) });
+    sql_over(pc, op, &view, node, &format!("SELECT {cols} FROM {view}")).await
 }
 
 /// Quotes a string literal for SQL.
