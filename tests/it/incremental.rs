@@ -189,6 +189,25 @@ fn an_incremental_rebuild_reads_only_new_files_and_leaves_no_duplicate_of_the_pu
     let again = run(&[]);
     assert_eq!((again["up_to_date"].as_bool(), again["version"].as_u64()), (Some(true), Some(2)));
 
+    // An incremental version on an incremental one: E repeats C's new documents
+    // (exactly and nearly) and adds 5 more; v3 dedups against v1's and v2's state.
+    let mut e: Vec<(String, String)> = (0..5).map(|i| (format!("e-new-{i}"), random_text(&mut next, 120))).collect();
+    for (i, (_, t)) in new.iter().skip(30).take(10).enumerate() {
+        e.push((format!("e-exact-{i}"), t.clone()));
+        e.push((format!("e-near-{i}"), near_copy(t)));
+    }
+    write_jsonl(&input.join("e.jsonl"), &e);
+    let v3 = run(&[])["manifest"].clone();
+    assert_eq!(v3["incremental"]["mode"], "incremental", "{}", v3["incremental"]);
+    assert_eq!((v3["rows"]["carried"].as_u64(), v3["rows"]["out"].as_u64()), (Some(360), Some(365)), "{}", v3["rows"]);
+    assert!(shards(&v2).is_subset(&shards(&v3)));
+    assert_no_duplicates(&rows_of(&out), 0.8);
+    std::fs::remove_file(input.join("e.jsonl")).unwrap();
+    // Back to C's input: the removal rebuilds fully (v4), equal to v2's rows.
+    let v4 = run(&[])["manifest"].clone();
+    assert_eq!(v4["incremental"]["mode"], "full");
+    assert_eq!(v4["rows"]["out"], 360);
+
     // A new file repeating a published id: the build fails naming it.
     write_jsonl(&input.join("d.jsonl"), &[(a[0].0.clone(), "a different text for a published id".into())]);
     let o = dsproc(d, &["run", "j.toml"]);
@@ -198,10 +217,10 @@ fn an_incremental_rebuild_reads_only_new_files_and_leaves_no_duplicate_of_the_pu
 
     // B removed: a full rebuild, saying why; nothing of B is left.
     std::fs::remove_file(input.join("b.jsonl")).unwrap();
-    let v3 = run(&[])["manifest"].clone();
-    assert_eq!(v3["version"], 3);
-    assert_eq!(v3["incremental"]["mode"], "full");
-    let reason = v3["incremental"]["reason"].as_str().unwrap();
+    let v5 = run(&[])["manifest"].clone();
+    assert_eq!(v5["version"], 5);
+    assert_eq!(v5["incremental"]["mode"], "full");
+    let reason = v5["incremental"]["reason"].as_str().unwrap();
     assert!(reason.contains("0 added, 1 removed") && reason.contains("b.jsonl"), "{reason}");
     let rows = rows_of(&out);
     assert!(rows.keys().all(|id| !id.starts_with("b-")), "rows of the removed file are left");
@@ -210,13 +229,13 @@ fn an_incremental_rebuild_reads_only_new_files_and_leaves_no_duplicate_of_the_pu
 
     // Another step parameter: a full rebuild because the spec changed.
     std::fs::write(d.join("j.toml"), spec(&input, &out, "jsonl", "ngram = 4")).unwrap();
-    let v4 = run(&[])["manifest"].clone();
-    assert_eq!(v4["incremental"]["mode"], "full");
-    assert!(v4["incremental"]["reason"].as_str().unwrap().contains("the spec changed since version 3"));
+    let v6 = run(&[])["manifest"].clone();
+    assert_eq!(v6["incremental"]["mode"], "full");
+    assert!(v6["incremental"]["reason"].as_str().unwrap().contains("the spec changed since version 5"));
 
     // A version listing another's shards keeps them through retention: expiring
     // v1 leaves every file v2 lists in place.
-    let o = dsproc(d, &["gc", out.to_str().unwrap(), "--keep", "3"]);
+    let o = dsproc(d, &["gc", out.to_str().unwrap(), "--keep", "5"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for (p, _) in shards(&v2) {
         assert!(out.join(&p).exists(), "{p}, listed by the kept version 2, was removed");

@@ -327,8 +327,9 @@ struct RunArgs {
     /// POST OpenLineage events (START, then COMPLETE or FAIL) to this http:// URL.
     #[arg(long, value_name = "URL")]
     lineage_url: Option<String>,
-    /// Rebuild only if the spec, the input files or op versions changed since the
-    /// current version (as `output.incremental = true`).
+    /// Incremental rebuild for this run (as `output.incremental = true`): nothing
+    /// if nothing changed since the current version, only the added files when
+    /// files were only added, else a full rebuild saying why.
     #[arg(long)]
     incremental: bool,
     #[command(flatten)]

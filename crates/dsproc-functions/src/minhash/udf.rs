@@ -81,10 +81,15 @@ pub struct MinHashStateFunc {
 }
 udf_boilerplate!(MinHashStateFunc);
 
-/// The struct `minhash_state` returns.
+/// The struct `minhash_state` returns: `n` the id, `k` the band keys, `s` the
+/// shingle set as the low 32 bits of each shingle hash, sorted and distinct
+/// (half the size of the 64-bit hashes, and Parquet's delta encoding packs the
+/// sorted values into ~3 bytes each; a false match between two documents'
+/// distinct shingles has probability 2^-32 per pair of shingles).
 pub fn state_fields() -> datafusion::arrow::datatypes::Fields {
-    let list = DataType::List(item_field());
-    vec![Field::new("n", DataType::Utf8, true), Field::new("k", list.clone(), true), Field::new("s", list, true)].into()
+    let keys = DataType::List(item_field());
+    let set = DataType::List(Arc::new(Field::new("item", DataType::UInt32, false)));
+    vec![Field::new("n", DataType::Utf8, true), Field::new("k", keys, true), Field::new("s", set, true)].into()
 }
 
 impl ScalarUDFImpl for MinHashStateFunc {
@@ -108,7 +113,9 @@ impl ScalarUDFImpl for MinHashStateFunc {
         let mut n = StringBuilder::with_capacity(ids.len(), ids.value_data().len());
         let mut keys = ListBuilder::with_capacity(UInt64Builder::with_capacity(strings.len() * p.bands), strings.len())
             .with_field(item_field());
-        let mut sets = ListBuilder::with_capacity(UInt64Builder::new(), strings.len()).with_field(item_field());
+        let mut sets = ListBuilder::with_capacity(datafusion::arrow::array::UInt32Builder::new(), strings.len())
+            .with_field(Arc::new(Field::new("item", DataType::UInt32, false)));
+        let mut low: Vec<u32> = Vec::new();
         let (mut sh, mut sig, mut k) = (Vec::new(), Vec::new(), Vec::new());
         for (id, text) in ids.iter().zip(strings.iter()) {
             n.append_option(id);
@@ -123,9 +130,11 @@ impl ScalarUDFImpl for MinHashStateFunc {
                 keys.values().append_slice(&k);
             }
             keys.append(true);
-            sh.sort_unstable();
-            sh.dedup();
-            sets.values().append_slice(&sh);
+            low.clear();
+            low.extend(sh.iter().map(|&h| h as u32));
+            low.sort_unstable();
+            low.dedup();
+            sets.values().append_slice(&low);
             sets.append(true);
         }
         let st = StructArray::try_new(

@@ -9,9 +9,10 @@
 //! memory over sorted, spillable input.
 //!
 //! `minhash_verify(side, text, params, shingles)`: a row whose text is null and
-//! whose `shingles` (a `List<UInt64>`, sorted and distinct, as `minhash_state`
-//! stores them) is not is a document of an earlier version: its stored shingle
-//! set stands in for its text, so the Jaccard is the same as from the text.
+//! whose `shingles` (a `List<UInt32>`: the low 32 bits of the shingle hashes,
+//! sorted and distinct, as `minhash_state` stores them) is not is a document of
+//! an earlier version: its stored set stands in for its text, and the other
+//! document of the pair is compared on the low 32 bits of its hashes too.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -31,8 +32,8 @@ pub struct MinHashVerifyFunc {
 
 impl MinHashVerifyFunc {
     pub fn new() -> Self {
-        let list = DataType::List(Arc::new(Field::new("item", DataType::UInt64, true)));
-        let strict = DataType::List(Arc::new(Field::new("item", DataType::UInt64, false)));
+        let list = DataType::List(Arc::new(Field::new("item", DataType::UInt32, true)));
+        let strict = DataType::List(Arc::new(Field::new("item", DataType::UInt32, false)));
         let three = vec![DataType::Int64, DataType::Utf8, DataType::Utf8];
         let four = |l: &DataType| vec![DataType::Int64, DataType::Utf8, DataType::Utf8, l.clone()];
         Self {
@@ -75,6 +76,8 @@ struct VerifyEvaluator {
     anchor: Option<Vec<u64>>,
     /// The group's anchor is a saved index (a row with no text).
     index_anchor: bool,
+    /// The anchor is a stored shingle set (low 32 bits of each hash).
+    anchor_low: bool,
     scratch: Vec<u64>,
 }
 
@@ -107,21 +110,27 @@ impl PartitionEvaluator for VerifyEvaluator {
         if side.is_null(i) {
             return Ok(ScalarValue::Float64(None));
         }
-        // an earlier version's document: its stored shingle set
+        // an earlier version's document: its stored shingle set (the low 32 bits
+        // of each hash); the other side of the pair is compared on its low 32 bits too
         let stored = values.get(3).map(|s| s.as_list::<i32>()).filter(|l| text.is_null(i) && !l.is_null(i)).map(|l| {
             let v = l.value(i);
-            v.as_primitive::<datafusion::arrow::datatypes::UInt64Type>().values().to_vec()
+            v.as_primitive::<datafusion::arrow::datatypes::UInt32Type>().values().iter().map(|&h| h as u64).collect()
         });
         if let Some(set) = stored {
             if side.value(i) == 0 {
                 self.index_anchor = false;
                 self.anchor = Some(set);
+                self.anchor_low = true;
                 return Ok(ScalarValue::Float64(None));
             }
             let Some(anchor) = self.anchor.as_mut() else {
                 return Ok(ScalarValue::Float64(self.index_anchor.then_some(1.0)));
             };
             self.scratch = set;
+            if !self.anchor_low {
+                let mut low = anchor.iter().map(|&h| h as u32 as u64).collect();
+                return Ok(ScalarValue::Float64(Some(jaccard(&mut low, &mut self.scratch))));
+            }
             return Ok(ScalarValue::Float64(Some(jaccard(anchor, &mut self.scratch))));
         }
         if side.value(i) == 0 && text.is_null(i) {
@@ -136,6 +145,7 @@ impl PartitionEvaluator for VerifyEvaluator {
         }
         if side.value(i) == 0 {
             self.index_anchor = false;
+            self.anchor_low = false;
             let mut set = Vec::new();
             shingles(text.value(i), p.ngram, p.shingle, &mut set);
             set.sort_unstable();
@@ -147,6 +157,11 @@ impl PartitionEvaluator for VerifyEvaluator {
             return Ok(ScalarValue::Float64(self.index_anchor.then_some(1.0)));
         };
         shingles(text.value(i), p.ngram, p.shingle, &mut self.scratch);
+        if self.anchor_low {
+            for h in self.scratch.iter_mut() {
+                *h = *h as u32 as u64;
+            }
+        }
         Ok(ScalarValue::Float64(Some(jaccard(anchor, &mut self.scratch))))
     }
 }
