@@ -279,6 +279,7 @@ pub fn explain_failure(text: &str) -> Option<String> {
         && (t.contains("h2 protocol error")
             || t.contains("connection reset")
             || t.contains("connection closed")
+            || t.contains("broken pipe")
             || t.contains("frame with invalid size"))
     {
         return Some(format!(
