@@ -13,6 +13,7 @@ mod ops;
 mod proxy;
 mod registry;
 mod s3;
+mod schedule;
 mod schemas;
 mod security;
 mod tokenize;

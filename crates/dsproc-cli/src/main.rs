@@ -41,6 +41,37 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum ScheduleCommand {
+    /// Each job's last runs (result, exit, version, reason), whether one is
+    /// running now, and the next due time.
+    Status {
+        /// Job specs or directories of them.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// How many of the last runs to show.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        last: usize,
+    },
+    /// The next fire times of a job's [schedule] (or of --cron in --timezone).
+    Next {
+        /// A job spec with a [schedule] table.
+        job: Option<String>,
+        /// How many fire times.
+        #[arg(short = 'n', default_value_t = 5)]
+        n: usize,
+        /// A cron line to check instead of a job's.
+        #[arg(long, conflicts_with = "job")]
+        cron: Option<String>,
+        /// The time zone of --cron.
+        #[arg(long, default_value = "UTC", requires = "cron")]
+        timezone: String,
+        /// Fire times after this instant (RFC 3339; default now).
+        #[arg(long, default_value = "now")]
+        after: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Run a job locally, in-process (the embedded default).
     Run(RunArgs),
@@ -122,6 +153,20 @@ enum Command {
         /// Only report what would be removed.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Scheduled rebuilds: run each job (JOB.toml, or every *.toml with a
+    /// [schedule] in a DIR) at its `[schedule] cron` times, in the foreground,
+    /// until SIGTERM (the current run is stopped cleanly). Also: `schedule status`,
+    /// `schedule next`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Schedule {
+        #[command(subcommand)]
+        what: Option<ScheduleCommand>,
+        /// Job specs or directories of them.
+        paths: Vec<String>,
+        /// Run the jobs on this Ballista cluster (df://HOST:PORT) instead of locally.
+        #[arg(long, env = "DSPROC_CLUSTER")]
+        cluster: Option<String>,
     },
     /// List every op with its options, types, defaults and docs (--json: as JSON).
     Ops {
@@ -397,6 +442,9 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             }
             Ok(serde_json::json!({"status": "ok", "plan": text}))
         }
+        Command::Schedule { what, paths, cluster } => {
+            schedule_command(cli, what.as_ref(), paths, cluster.as_deref()).await
+        }
         Command::Ops { markdown } => {
             if *markdown {
                 outln!("{}", dsproc_job::reference::markdown().trim_end());
@@ -581,12 +629,92 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
     Ok(serde_json::json!({"status": "ok", "output": summary.output, "manifest": m}))
 }
 
+/// `dsproc schedule [status|next]`.
+async fn schedule_command(
+    cli: &Cli,
+    what: Option<&ScheduleCommand>,
+    paths: &[String],
+    cluster: Option<&str>,
+) -> Result<serde_json::Value, DsprocError> {
+    use dsproc_runtime::schedule;
+    match what {
+        Some(ScheduleCommand::Next { job, n, cron, timezone, after }) => {
+            let after =
+                dsproc_job::schedule::parse_instant(after).map_err(|e| DsprocError::usage(format!("--after {e}")))?;
+            let c = match (job, cron) {
+                (_, Some(c)) => dsproc_job::schedule::CronSchedule::parse(c, timezone).map_err(DsprocError::usage)?,
+                (Some(j), None) => schedule::load_jobs(std::slice::from_ref(j))?.remove(0).schedule.cron,
+                (None, None) => return Err(DsprocError::usage("give a job spec or --cron")),
+            };
+            let times: Vec<String> = c.upcoming(after, *n).iter().map(|t| t.to_rfc3339()).collect();
+            if !cli.json {
+                for t in &times {
+                    outln!("{t}");
+                }
+            }
+            Ok(serde_json::json!({"status": "ok", "cron": c.text, "timezone": c.tz.name(), "next": times}))
+        }
+        Some(ScheduleCommand::Status { paths, last }) => {
+            let jobs = schedule::load_jobs(paths)?;
+            let st = schedule::status(&jobs, *last).await?;
+            if !cli.json {
+                for j in st["jobs"].as_array().into_iter().flatten() {
+                    outln!(
+                        "{} ({}) cron {} {}; next {}",
+                        j["job"].as_str().unwrap_or(""),
+                        j["dataset"].as_str().unwrap_or(""),
+                        j["cron"],
+                        j["timezone"].as_str().unwrap_or(""),
+                        j["next"].as_str().unwrap_or("never")
+                    );
+                    if let Some(r) = j["running"].as_object() {
+                        outln!(
+                            "  running now: tick {} by scheduler {} (pid {} on {})",
+                            r["scheduled_for"].as_str().unwrap_or(""),
+                            r["scheduler"].as_str().unwrap_or(""),
+                            r["pid"],
+                            r["host"].as_str().unwrap_or("")
+                        );
+                    }
+                    for r in j["runs"].as_array().into_iter().flatten() {
+                        outln!(
+                            "  {} attempt {} {:<11} exit {:<4} version {:<5} {}",
+                            r["scheduled_for"].as_str().unwrap_or(""),
+                            r["attempt"],
+                            r["status"].as_str().unwrap_or(""),
+                            r["exit"],
+                            r["version"],
+                            r["reason"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            Ok(serde_json::json!({"status": "ok", "jobs": st["jobs"]}))
+        }
+        None => {
+            let jobs = schedule::load_jobs(paths)?;
+            let exe =
+                std::env::current_exe().map_err(|e| DsprocError::job(format!("cannot find the dsproc binary: {e}")))?;
+            let opts = schedule::SchedulerOptions { exe, cluster: cluster.map(String::from) };
+            let code = schedule::run_scheduler(jobs, opts).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(serde_json::json!({"status": "ok"}))
+        }
+    }
+}
+
 /// Runs the command; SIGTERM or SIGINT stops it cleanly: the run's future is
 /// dropped (nothing more is written), what it wrote that no version lists is
 /// removed (or left for `dsproc gc` once its commit had begun), and the process
 /// exits 143 / 130 without committing.
 async fn run_until_signal(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
     use tokio::signal::unix::{signal, SignalKind};
+    // The scheduler stops its runs and releases its locks itself.
+    if matches!(cli.command, Command::Schedule { what: None, .. }) {
+        return run(cli).await;
+    }
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return run(cli).await;
     };

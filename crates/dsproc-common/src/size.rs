@@ -102,3 +102,30 @@ mod tests {
         assert!(parse_size("0").is_err());
     }
 }
+
+/// A duration that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?}: use e.g. 30d, 12h, 90m, 45s")]
+    Number(String),
+    #[error("invalid duration {0:?}: the unit is one of s, m, h, d, w")]
+    Unit(String),
+}
+
+/// Parses a duration such as `30d`, `12h`, `90m`, `45s` or `2w` (a bare number
+/// is days) into seconds.
+pub fn parse_duration_secs(s: &str) -> Result<u64, DurationError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| DurationError::Number(s.to_string()))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" | "" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(DurationError::Unit(s.to_string())),
+    };
+    Ok(n.saturating_mul(secs))
+}

@@ -7,6 +7,7 @@ pub mod lower;
 pub mod manifest;
 pub mod ops;
 pub mod reference;
+pub mod schedule;
 pub mod spec;
 #[cfg(test)]
 mod spec_fuzz;

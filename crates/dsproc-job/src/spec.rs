@@ -283,6 +283,8 @@ struct RawSpec {
     #[serde(default)]
     steps: Vec<toml::Table>,
     output: OutputSpec,
+    #[serde(default)]
+    schedule: Option<crate::schedule::ScheduleSpec>,
 }
 
 /// A validated spec.
@@ -292,6 +294,9 @@ pub struct JobSpec {
     pub input: InputSpec,
     pub steps: Vec<OpSpec>,
     pub output: OutputSpec,
+    /// `[schedule]`: when `dsproc schedule` rebuilds the job (`dsproc run` ignores it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::ScheduleSpec>,
 }
 
 /// `output.pack`: documents (each ending in its EOS) are concatenated in shard
@@ -487,6 +492,7 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
                 vec!["output".to_string()],
                 vec!["input".to_string(), "storage".to_string()],
                 vec!["output".to_string(), "storage".to_string()],
+                vec!["schedule".to_string()],
             ];
             for path in tables {
                 if let Some(s) = key_span(&doc, &path, &field) {
@@ -572,7 +578,11 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         })?;
         steps.push(step);
     }
-    let spec = JobSpec { name: raw.name, input: raw.input, steps, output: raw.output };
+    let spec = JobSpec { name: raw.name, input: raw.input, steps, output: raw.output, schedule: raw.schedule };
+    if let Some(Err((key, message))) = spec.schedule.as_ref().map(crate::schedule::ScheduleSpec::check) {
+        let span = key_span(&doc, &["schedule".to_string()], &key);
+        return Err(DsprocError::spec(loc(file, src, span), format!("schedule.{key}: {message}")));
+    }
     for (table, storage) in [("input", &spec.input.storage), ("output", &spec.output.storage)] {
         if let Some(Err((key, message))) = storage.as_ref().map(StorageSpec::check) {
             let (sub, leaf) = key.split_once('.').unwrap_or(("", key.as_str()));

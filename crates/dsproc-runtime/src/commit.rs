@@ -147,12 +147,24 @@ impl RunMarker {
 
     /// True when the process is certainly gone: it ran on this host and its pid is dead.
     fn dead_here(&self) -> bool {
-        self.host == hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.host == hostname() && !pid_alive(self.pid)
     }
 
     /// Dead for sure, or silent for longer than `grace_secs`.
     pub fn stale(&self, grace_secs: u64) -> bool {
         self.dead_here() || self.silent_secs() > grace_secs as i64
+    }
+}
+
+/// The process `pid` of this host runs (a zombie, exited but not yet reaped by
+/// its parent, does not).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // state is the field after the command name's closing parenthesis
+        Ok(stat) => {
+            !matches!(stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()), Some('Z' | 'X'))
+        }
+        Err(_) => false,
     }
 }
 

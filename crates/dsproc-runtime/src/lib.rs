@@ -7,6 +7,7 @@ pub mod commit;
 pub mod driver;
 pub mod incremental;
 pub mod lineage;
+pub mod schedule;
 pub mod security;
 pub mod session;
 pub mod versions;

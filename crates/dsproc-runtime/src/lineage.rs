@@ -196,12 +196,15 @@ fn mlflow_type(arrow: &str) -> &'static str {
 /// POSTs a JSON event to `url` (plain HTTP/1.1; `http://HOST:PORT/PATH`). A 2xx
 /// answer is success; anything else is an error naming the URL and the status.
 pub async fn post_event(url: &str, event: &Value) -> Result<(), DsprocError> {
+    post_json(url, "lineage URL", event).await
+}
+
+/// POSTs `event` to `url` (see [`post_event`]); `what` names the URL in errors.
+pub async fn post_json(url: &str, what: &str, event: &Value) -> Result<(), DsprocError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let err = |m: String| DsprocError::job(format!("lineage URL {url}: {m}"));
+    let err = |m: String| DsprocError::job(format!("{what} {url}: {m}"));
     let rest = url.strip_prefix("http://").ok_or_else(|| {
-        DsprocError::usage(format!(
-            "--lineage-url {url}: only http:// URLs are supported (use a local relay for https)"
-        ))
+        DsprocError::usage(format!("{what} {url}: only http:// URLs are supported (use a local relay for https)"))
     })?;
     let (host, path) = match rest.split_once('/') {
         Some((h, p)) => (h, format!("/{p}")),

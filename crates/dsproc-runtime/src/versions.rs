@@ -643,30 +643,12 @@ pub fn diff_manifests(a: &Manifest, b: &Manifest) -> serde_json::Value {
     })
 }
 
-/// A duration that does not parse.
-#[derive(Debug, thiserror::Error)]
-pub enum DurationError {
-    #[error("invalid duration {0:?}: use e.g. 30d, 12h, 90m, 45s")]
-    Number(String),
-    #[error("invalid duration {0:?}: the unit is one of s, m, h, d, w")]
-    Unit(String),
-}
+pub use dsproc_common::size::DurationError;
 
 /// Parses a duration such as `30d`, `12h`, `90m`, `45s` or `2w`.
 pub fn parse_duration(s: &str) -> Result<chrono::Duration, DurationError> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().map_err(|_| DurationError::Number(s.to_string()))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" | "" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(DurationError::Unit(s.to_string())),
-    };
-    Ok(chrono::Duration::seconds(n.saturating_mul(secs)))
+    let secs = dsproc_common::size::parse_duration_secs(s)?;
+    Ok(chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)))
 }
 
 #[cfg(test)]
