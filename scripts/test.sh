@@ -24,6 +24,15 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, token
 fi
 export DSPROC_PYTHON="$VENV/bin/python"
 
+# Prefect 3 runs docs/orchestrators/prefect_flow.py for real (its own venv: its
+# pins conflict with nothing else there).
+PREFECT="${DSPROC_PREFECT_VENV:-$HOME/.cache/dsproc-prefect}"
+if [ ! -x "$PREFECT/bin/python" ] || ! "$PREFECT/bin/python" -c "import prefect" 2>/dev/null; then
+  [ -x "$PREFECT/bin/python" ] || python3 -m venv "$PREFECT"
+  "$PREFECT/bin/pip" install -q "prefect==3.*"
+fi
+export DSPROC_PREFECT_PYTHON="$PREFECT/bin/python"
+
 S3_DIR="$(mktemp -d)"
 trap 'bash scripts/s3-server.sh stop "$S3_DIR"; rm -rf "$S3_DIR"' EXIT
 bash scripts/s3-server.sh start "$S3_DIR" >/dev/null

@@ -371,3 +371,58 @@ fn a_scheduler_rebuilds_incrementally_every_2s_and_survives_kill_9_retries_and_a
         Some(true)
     );
 }
+
+/// The Prefect flow in docs/orchestrators, run for real (Prefect 3, its
+/// temporary local server): success hands the committed version and digest to
+/// the training task; exit 1 (a malformed line with on_error = "fail") is
+/// retried 3 times; exit 2 (no input files) fails at once.
+#[test]
+fn the_prefect_flow_pins_the_version_and_retries_only_exit_1() {
+    let Some(py) = std::env::var_os("DSPROC_PREFECT_PYTHON") else {
+        skip("the_prefect_flow: DSPROC_PREFECT_PYTHON is not set (scripts/test.sh installs prefect)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("in")).unwrap();
+    docs(&d.join("in/a.jsonl"), "a", 20);
+    std::fs::write(
+        d.join("j.toml"),
+        "name = \"pf\"\n[input]\nuri = \"in/*.jsonl\"\nid = \"id\"\non_error = \"fail\"\n[[steps]]\nop = \"dedup_exact\"\n[output]\nuri = \"out\"\nformat = \"parquet\"\nmode = \"overwrite\"\n",
+    )
+    .unwrap();
+    let flow = repo().join("docs/orchestrators/prefect_flow.py");
+    let run = |job: &str| {
+        let o = Command::new(&py)
+            .current_dir(d)
+            .args([flow.to_str().unwrap(), job])
+            .env("DSPROC_BIN", env!("CARGO_BIN_EXE_dsproc"))
+            .env("PREFECT_HOME", d.join(".prefect"))
+            .env("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
+            .env("DSPROC_RETRY_DELAY", "0")
+            .output()
+            .unwrap();
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let (ok, log) = run("j.toml");
+    assert!(ok, "{log}");
+    let line = log.lines().find_map(|l| l.strip_prefix("DATASET ")).unwrap_or_else(|| panic!("{log}"));
+    let ds: serde_json::Value = serde_json::from_str(line).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("out/manifest.json")).unwrap()).unwrap();
+    assert_eq!(ds["version"], m["version"]);
+    assert_eq!(ds["dataset_version"], m["dataset_version"]);
+    assert!(log.contains(&format!("version {}", m["version"])), "{log}");
+
+    std::fs::write(d.join("in/bad.jsonl"), "{not json\n").unwrap();
+    let (ok, log) = run("j.toml");
+    assert!(!ok);
+    assert!(log.contains("Retry 3/3") && log.contains("Retries are exhausted"), "exit 1 not retried: {log}");
+    assert!(log.contains("dsproc exited 1"), "{log}");
+    std::fs::remove_file(d.join("in/bad.jsonl")).unwrap();
+
+    let spec = std::fs::read_to_string(d.join("j.toml")).unwrap().replace("in/*.jsonl", "none/*.jsonl");
+    std::fs::write(d.join("k.toml"), spec).unwrap();
+    let (ok, log) = run("k.toml");
+    assert!(!ok);
+    assert!(log.contains("dsproc exited 2") && !log.contains("Retry 1/3"), "exit 2 retried: {log}");
+}

@@ -598,7 +598,7 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
             eprintln!("up to date: version {} of {} (nothing changed; nothing committed)", m.version, summary.output);
         }
         return Ok(
-            serde_json::json!({"status": "ok", "up_to_date": true, "version": m.version, "output": summary.output, "manifest": m}),
+            serde_json::json!({"status": "ok", "up_to_date": true, "version": m.version, "dataset_version": m.dataset_version, "output": summary.output, "manifest": m}),
         );
     }
     if !cli.json && !cli.quiet {
@@ -626,7 +626,9 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
             }
         }
     }
-    Ok(serde_json::json!({"status": "ok", "output": summary.output, "manifest": m}))
+    Ok(
+        serde_json::json!({"status": "ok", "up_to_date": false, "version": m.version, "dataset_version": m.dataset_version, "output": summary.output, "manifest": m}),
+    )
 }
 
 /// `dsproc schedule [status|next]`.

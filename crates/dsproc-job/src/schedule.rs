@@ -181,7 +181,9 @@ impl ReadyBy {
         if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
             return Ok(Self::At(t.with_timezone(&Utc)));
         }
-        CronSchedule::parse(s, tz).map(|c| Self::Cron(Box::new(c))).map_err(|e| format!("{e} (or give an RFC 3339 time)"))
+        CronSchedule::parse(s, tz)
+            .map(|c| Self::Cron(Box::new(c)))
+            .map_err(|e| format!("{e} (or give an RFC 3339 time)"))
     }
     /// The first deadline strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
