@@ -53,6 +53,7 @@ pub fn spec_tables() -> Vec<TableDoc> {
         table_doc("[input]", &schema_of::<InputSpec>().to_value()),
         table_doc("[output]", &schema_of::<OutputSpec>().to_value()),
         table_doc("[input.storage] / [output.storage]", &schema_of::<StorageSpec>().to_value()),
+        table_doc("[schedule]", &schema_of::<crate::schedule::ScheduleSpec>().to_value()),
     ]
 }
 
