@@ -426,3 +426,35 @@ fn the_prefect_flow_pins_the_version_and_retries_only_exit_1() {
     assert!(!ok);
     assert!(log.contains("dsproc exited 2") && !log.contains("Retry 1/3"), "exit 2 retried: {log}");
 }
+
+/// `max_runtime` stops a run that is still going (a failure, exit 1, with the
+/// reason), and `ready_by` deadlines with no good version since the previous
+/// one warn and notify `ready_by_missed`.
+#[test]
+fn max_runtime_stops_a_run_and_ready_by_reports_a_missed_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("in")).unwrap();
+    docs(&d.join("in/a.jsonl"), "a", 20);
+    let hooks = hooks();
+    std::fs::write(
+        d.join("j.toml"),
+        format!(
+            "name = \"slow\"\n[input]\nuri = \"in/*.jsonl\"\nid = \"id\"\n[[steps]]\nop = \"dedup_exact\"\n[output]\nuri = \"out\"\nformat = \"parquet\"\nmode = \"overwrite\"\n[schedule]\ncron = \"* * * * * */3\"\nmax_runtime = \"1s\"\nready_by = \"* * * * * */2\"\nlease = \"3s\"\nnotify = [\"{}\"]\n",
+            hooks.url
+        ),
+    )
+    .unwrap();
+    let out = d.join("out");
+    let mut s = Scheduler::start(d, &[("DSPROC_PAUSE_AT", "before-lock"), ("DSPROC_PAUSE_MS", "5000")]);
+    let failure = wait_for("a failure event", 60, || {
+        hooks.events.lock().unwrap().iter().find(|e| e["event"] == "failure").cloned()
+    });
+    assert!(failure["reason"].as_str().unwrap_or("").contains("max_runtime"), "{failure}");
+    assert_eq!(failure["exit"], 1);
+    wait_for("a ready_by_missed event", 30, || {
+        hooks.events.lock().unwrap().iter().find(|e| e["event"] == "ready_by_missed").cloned()
+    });
+    s.term();
+    assert!(current(&out).is_none(), "a run stopped by max_runtime committed");
+}

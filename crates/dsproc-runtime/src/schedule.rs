@@ -751,7 +751,8 @@ async fn run_child(
     };
     Outcome {
         exit: if timed_out || lost_lease { Some(1) } else { code },
-        interrupted: interrupted || (code.is_none() && !timed_out && !lost_lease) || matches!(code, Some(130 | 143)),
+        // stopped by us for max_runtime or a lost lock: a failure (retried), not an interruption
+        interrupted: !timed_out && !lost_lease && (interrupted || code.is_none() || matches!(code, Some(130 | 143))),
         up_to_date: json.as_ref().is_some_and(|j| j["up_to_date"] == true),
         version: json.as_ref().and_then(|j| j["version"].as_u64()).or_else(|| m.and_then(|m| m["version"].as_u64())),
         dataset_version: m.and_then(|m| m["dataset_version"].as_str().map(String::from)),
