@@ -2,6 +2,7 @@
 //! and in Ballista standalone mode (plans serialised through our codecs) and the
 //! shards must be byte-identical.
 
+mod checks;
 mod cli;
 mod cluster;
 mod common;

@@ -30,6 +30,10 @@ pub enum DsprocError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The data was rejected by an `error` check: the version is recorded as
+    /// rejected and the previous one stays current (exit 3: do not retry).
+    #[error("{message}")]
+    Rejected { message: String },
 }
 
 impl DsprocError {
@@ -50,11 +54,13 @@ impl DsprocError {
     pub fn job_source(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Job { message: message.into(), source: Some(source.into()) }
     }
-    /// Process exit code: 2 for spec and usage errors, 1 for failed jobs.
+    /// Process exit code: 2 for spec and usage errors, 1 for failed jobs, 3 for
+    /// data rejected by checks.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Spec { .. } | Self::Usage { .. } => 2,
             Self::Job { .. } => 1,
+            Self::Rejected { .. } => 3,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! plan, the manifest that commits a run, and the spec reference generated from
 //! the option structs' docs.
 
+pub mod checks;
 pub mod lower;
 pub mod manifest;
 pub mod ops;

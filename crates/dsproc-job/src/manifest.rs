@@ -74,6 +74,9 @@ pub struct Manifest {
     /// Duplicate ids of a named id column (`input.on_duplicate_id`), when checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_ids: Option<DuplicateIds>,
+    /// `[[checks]]` results: {check, name, severity, passed, values, threshold, …}.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<serde_json::Value>,
 }
 
 /// What the duplicate-id check of a named `input.id` column found.

@@ -285,6 +285,8 @@ struct RawSpec {
     output: OutputSpec,
     #[serde(default)]
     schedule: Option<crate::schedule::ScheduleSpec>,
+    #[serde(default)]
+    checks: Vec<crate::checks::CheckSpec>,
 }
 
 /// A validated spec.
@@ -297,6 +299,9 @@ pub struct JobSpec {
     /// `[schedule]`: when `dsproc schedule` rebuilds the job (`dsproc run` ignores it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<crate::schedule::ScheduleSpec>,
+    /// `[[checks]]`: what the new version must pass before it may become current.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::checks::CheckSpec>,
 }
 
 /// `output.pack`: documents (each ending in its EOS) are concatenated in shard
@@ -477,6 +482,14 @@ fn step_key_span(doc: &toml_edit::ImDocument<&str>, step: usize, key: &str) -> O
     }
 }
 
+fn check_key_span(doc: &toml_edit::ImDocument<&str>, check: usize, key: &str) -> Option<std::ops::Range<usize>> {
+    let t = doc.as_table().get("checks")?.as_array_of_tables()?.get(check)?;
+    match t.get_key_value(key) {
+        Some((k, v)) => k.span().or_else(|| v.span()),
+        None => t.span(),
+    }
+}
+
 /// Parses and validates spec text.
 pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
     let doc = toml_edit::ImDocument::parse(src).map_err(|e| syntax_error(file, src, &e))?;
@@ -578,7 +591,23 @@ pub fn parse(file: &str, src: &str) -> Result<JobSpec, DsprocError> {
         })?;
         steps.push(step);
     }
-    let spec = JobSpec { name: raw.name, input: raw.input, steps, output: raw.output, schedule: raw.schedule };
+    let spec = JobSpec {
+        name: raw.name,
+        input: raw.input,
+        steps,
+        output: raw.output,
+        schedule: raw.schedule,
+        checks: raw.checks,
+    };
+    for (i, c) in spec.checks.iter().enumerate() {
+        if let Err((key, message)) = c.check() {
+            let span = check_key_span(&doc, i, &key);
+            return Err(DsprocError::spec(
+                loc(file, src, span),
+                format!("check {} ({}): {key}: {message}", i + 1, c.kind()),
+            ));
+        }
+    }
     if let Some(Err((key, message))) = spec.schedule.as_ref().map(crate::schedule::ScheduleSpec::check) {
         let span = key_span(&doc, &["schedule".to_string()], &key);
         return Err(DsprocError::spec(loc(file, src, span), format!("schedule.{key}: {message}")));

@@ -842,6 +842,7 @@ async fn finish(
         workers: stats.workers.iter().cloned().collect(),
         extra_columns_dropped: stats.extra_dropped.clone(),
         duplicate_ids,
+        checks: Vec::new(),
     };
     let mut manifest = manifest;
     for (s, _) in saved_indexes(job) {
@@ -849,9 +850,25 @@ async fn finish(
             crate::commit::commit_index(&job.version_dir, &job.version_rel, s.step, s.info.as_ref(), &manifest).await?;
         manifest.side_files.extend(files);
     }
+    // The checks, on the written shards, before the version may become current.
+    let current = crate::commit::read_manifest(&job.output).await?;
+    let checks = crate::checks::evaluate(&loaded.spec.checks, &job.output, &manifest, current.as_ref()).await?;
+    manifest.checks = checks.iter().map(|c| c.value.clone()).collect();
+    for c in &checks {
+        if !c.value["passed"].as_bool().unwrap_or(false) || opts.progress {
+            eprintln!("{}", c.summary);
+        }
+    }
+    let rejected = checks.iter().any(|c| c.failed_error);
     committing.store(true, Ordering::SeqCst);
     let refuse_existing = loaded.spec.output.mode == WriteMode::Error;
-    let manifest = crate::versions::commit_version(&job.output, version, &manifest, refuse_existing).await?;
+    let manifest =
+        crate::versions::commit_version_as(&job.output, version, &manifest, refuse_existing, rejected).await?;
+    if rejected {
+        return Err(DsprocError::Rejected {
+            message: crate::checks::rejection(&checks, manifest.version, current.map(|c| c.version)),
+        });
+    }
     for (s, dir) in saved_indexes(job) {
         let dir = Location::parse(dir, None)
             .map_err(|e| DsprocError::job(format!("save_index: {e}")))?

@@ -228,10 +228,23 @@ pub async fn commit_version(
     manifest: &Manifest,
     refuse_existing: bool,
 ) -> Result<Manifest, DsprocError> {
+    commit_version_as(out, n, manifest, refuse_existing, false).await
+}
+
+/// [`commit_version`]; with `rejected`, the version is recorded (`_versions/N.json`
+/// with status `rejected`, a `reject` history event) but `manifest.json` is not
+/// touched: the current version stays current.
+pub async fn commit_version_as(
+    out: &Location,
+    n: u64,
+    manifest: &Manifest,
+    refuse_existing: bool,
+    rejected: bool,
+) -> Result<Manifest, DsprocError> {
     pause_point("before-lock").await;
     let me = RunMarker::new(&manifest.run_id, &manifest.job_name);
     let lock = acquire_lock(out, &me).await?;
-    let result = commit_locked(out, n, manifest, refuse_existing).await;
+    let result = commit_locked(out, n, manifest, refuse_existing, rejected).await;
     release_lock(&lock).await;
     result
 }
@@ -241,6 +254,7 @@ async fn commit_locked(
     n: u64,
     manifest: &Manifest,
     refuse_existing: bool,
+    rejected: bool,
 ) -> Result<Manifest, DsprocError> {
     let current = read_current(out).await?;
     if refuse_existing && (current.is_some() || !committed(out).await?.is_empty()) {
@@ -264,7 +278,7 @@ async fn commit_locked(
     let mut m = manifest.clone();
     m.version = n;
     m.parent_version = current.as_ref().map(|(c, _)| c.version).filter(|v| *v > 0);
-    m.status = "current".into();
+    m.status = if rejected { "rejected" } else { "current" }.into();
     m.quarantine = quarantine;
     // Every shard the manifest lists is in place with its size (a retried task
     // rewrote the same bytes; anything else is refused here, before any record).
@@ -286,6 +300,13 @@ async fn commit_locked(
         )));
     }
     pause_point("after-record").await;
+    if rejected {
+        append_event(out, event("reject", n, m.parent_version, Some(&m.run_id))).await?;
+        if let Err(e) = out.join(&format!("{}/{CLAIM_FILE}", version_dir(n))).delete().await {
+            tracing::warn!(error = %e, "could not remove the version claim");
+        }
+        return Ok(m);
+    }
     swap_pointer(out, body, current.map(|(_, tag)| tag)).await?;
     pause_point("after-pointer").await;
     if let Err(e) = append_event(out, event("commit", n, m.parent_version, Some(&m.run_id))).await {
@@ -386,6 +407,13 @@ async fn rollback_locked(out: &Location, n: u64) -> Result<Manifest, DsprocError
         return Err(DsprocError::usage(format!(
             "{}: version {n} is expired (its files were removed by `dsproc gc`); it cannot be made current",
             out.shown()
+        )));
+    }
+    if m.status == "rejected" || events.iter().any(|e| e.version == n && e.action == "reject") {
+        return Err(DsprocError::usage(format!(
+            "{}: version {n} was rejected by its checks (see `dsproc inspect {} --version {n}`); it cannot be made current",
+            out.shown(),
+            out.uri
         )));
     }
     let current = read_current(out).await?;

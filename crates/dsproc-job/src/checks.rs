@@ -1,0 +1,159 @@
+//! `[[checks]]`: data checks a new version must pass before it may become current.
+
+use serde::{Deserialize, Serialize};
+
+/// `severity`: what a failed check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The version is recorded as `rejected` (never current), the job exits 3.
+    #[default]
+    Error,
+    /// Only reported (manifest `checks`, summary line).
+    Warn,
+}
+
+/// The version a check compares with: `"current"` (the version being
+/// replaced; the default) or a pinned version number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Baseline {
+    Version(u64),
+    Named(String),
+}
+
+/// One `[[checks]]` table; `name` says which check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CheckSpec {
+    /// dbt-test style: `query` over the table `output` (the new version's rows)
+    /// and, when there is one, `baseline`; passes when it returns no rows, or a
+    /// single row whose first column is true.
+    Sql {
+        query: String,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        baseline: Option<Baseline>,
+    },
+    /// Rescans the output text for every PII kind `scrub_pii` knows (or `kinds`);
+    /// fails above `max_per_million` detections per million characters (default 0).
+    PiiResidual {
+        #[serde(default)]
+        max_per_million: f64,
+        #[serde(default)]
+        kinds: Vec<String>,
+        #[serde(default)]
+        severity: Severity,
+    },
+    /// Against the baseline: `rows_change` bounds the change in row count
+    /// (`"±20%"`, `"-10%..+50%"`), and `metric` (`psi`, Population Stability
+    /// Index, default max 0.1; or `js`, Jensen-Shannon distance, base 2, default
+    /// max 0.1 — Evidently's defaults) compares the distribution of `column`
+    /// (default `text_length`: characters of `text`; or a numeric column) in 10
+    /// quantile bins of the baseline.
+    Distribution {
+        #[serde(default)]
+        rows_change: Option<String>,
+        #[serde(default)]
+        metric: Option<Metric>,
+        #[serde(default)]
+        column: Option<String>,
+        #[serde(default)]
+        max: Option<f64>,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        baseline: Option<Baseline>,
+    },
+}
+
+/// `distribution.metric`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Psi,
+    Js,
+}
+
+impl CheckSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sql { .. } => "sql",
+            Self::PiiResidual { .. } => "pii_residual",
+            Self::Distribution { .. } => "distribution",
+        }
+    }
+    pub fn severity(&self) -> Severity {
+        match self {
+            Self::Sql { severity, .. } | Self::PiiResidual { severity, .. } | Self::Distribution { severity, .. } => {
+                *severity
+            }
+        }
+    }
+    /// The pinned baseline version (None: the current one).
+    pub fn baseline(&self) -> Option<&Baseline> {
+        match self {
+            Self::Sql { baseline, .. } | Self::Distribution { baseline, .. } => baseline.as_ref(),
+            Self::PiiResidual { .. } => None,
+        }
+    }
+    /// Checks values serde cannot; `Err((key, message))`.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if let Some(Baseline::Named(n)) = self.baseline() {
+            if n != "current" {
+                return Err(("baseline".into(), format!("{n:?}: use \"current\" or a version number")));
+            }
+        }
+        match self {
+            Self::Distribution { rows_change, metric, .. } => {
+                if rows_change.is_none() && metric.is_none() {
+                    return Err(("rows_change".into(), "give rows_change and/or metric".into()));
+                }
+                if let Some(r) = rows_change {
+                    parse_change(r).map_err(|m| ("rows_change".to_string(), m))?;
+                }
+                Ok(())
+            }
+            Self::PiiResidual { kinds, max_per_million, .. } => {
+                if max_per_million.is_nan() || *max_per_million < 0.0 {
+                    return Err(("max_per_million".into(), "must be at least 0".into()));
+                }
+                for k in kinds {
+                    if !dsproc_functions::pii::Kind::ALL.iter().any(|x| x.name() == k) {
+                        let valid: Vec<&str> = dsproc_functions::pii::Kind::ALL.iter().map(|x| x.name()).collect();
+                        return Err(("kinds".into(), format!("{k:?} is not a PII kind; valid: {}", valid.join(", "))));
+                    }
+                }
+                Ok(())
+            }
+            Self::Sql { .. } => Ok(()),
+        }
+    }
+}
+
+/// `"±20%"` → (-0.2, 0.2); `"-10%..+50%"` → (-0.1, 0.5).
+pub fn parse_change(s: &str) -> Result<(f64, f64), String> {
+    let pct = |x: &str| -> Result<f64, String> {
+        let x = x.trim();
+        x.strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map(|v| v / 100.0)
+            .ok_or_else(|| format!("{s:?}: write e.g. \"±20%\" or \"-10%..+50%\""))
+    };
+    let t = s.trim();
+    if let Some(rest) = t.strip_prefix('±').or_else(|| t.strip_prefix("+-")) {
+        let v = pct(rest)?.abs();
+        return Ok((-v, v));
+    }
+    match t.split_once("..") {
+        Some((a, b)) => {
+            let (a, b) = (pct(a)?, pct(b)?);
+            if a > b {
+                return Err(format!("{s:?}: the lower bound is above the upper"));
+            }
+            Ok((a, b))
+        }
+        None => Err(format!("{s:?}: write e.g. \"±20%\" or \"-10%..+50%\"")),
+    }
+}

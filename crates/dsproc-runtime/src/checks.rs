@@ -1,0 +1,356 @@
+//! `[[checks]]` evaluation: after the shards are written and the rows balance,
+//! before the version may become current. The checks are DataFusion queries
+//! over the new version's shards (`output`) and the baseline version's
+//! (`baseline`); a failed `error` check makes the commit record the version as
+//! `rejected` (never current) and the job exit 3.
+
+use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::prelude::SessionContext;
+use serde_json::{json, Value};
+
+use dsproc_common::DsprocError;
+use dsproc_io::Location;
+use dsproc_job::checks::{Baseline, CheckSpec, Metric, Severity};
+use dsproc_job::manifest::Manifest;
+
+/// One check's outcome, as the manifest's `checks` lists it.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub value: Value,
+    pub failed_error: bool,
+    pub summary: String,
+}
+
+/// Registers a version's data shards as table `name`; false when its format
+/// cannot be read as rows (token formats).
+async fn register(ctx: &SessionContext, name: &str, out: &Location, m: &Manifest) -> Result<bool, DsprocError> {
+    let urls: Vec<String> = m
+        .shards
+        .iter()
+        .filter(|s| s.path.ends_with(&format!(".{}", m.format)))
+        .map(|s| {
+            let l = out.join(&s.path);
+            dsproc_io::store::remember_storage(&l);
+            l.canonical()
+        })
+        .collect();
+    let err = |e: datafusion::error::DataFusionError| DsprocError::job(format!("checks: reading {name}: {e}"));
+    let df = match m.format.as_str() {
+        "parquet" if !urls.is_empty() => {
+            ctx.read_parquet(urls, datafusion::prelude::ParquetReadOptions::default()).await.map_err(err)?
+        }
+        "jsonl.zst" if !urls.is_empty() => {
+            let opts =
+                datafusion::prelude::JsonReadOptions::default().file_extension(".jsonl.zst").file_compression_type(
+                    datafusion::datasource::file_format::file_compression_type::FileCompressionType::ZSTD,
+                );
+            ctx.read_json(urls, opts).await.map_err(err)?
+        }
+        _ => return Ok(false),
+    };
+    ctx.register_table(name, df.into_view()).map_err(err)?;
+    Ok(true)
+}
+
+async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<datafusion::arrow::array::RecordBatch>, String> {
+    let df = ctx.sql(sql).await.map_err(|e| e.to_string())?;
+    df.collect().await.map_err(|e| e.to_string())
+}
+
+fn f64_at(batches: &[datafusion::arrow::array::RecordBatch], col: usize) -> Option<f64> {
+    let b = batches.iter().find(|b| b.num_rows() > 0)?;
+    let a = datafusion::arrow::compute::cast(b.column(col), &DataType::Float64).ok()?;
+    let a = a.as_primitive::<Float64Type>();
+    (!a.is_null(0)).then(|| a.value(0))
+}
+
+/// Evaluates every check of the spec on version `m` (not committed yet) at `out`.
+pub async fn evaluate(
+    checks: &[CheckSpec],
+    out: &Location,
+    m: &Manifest,
+    current: Option<&Manifest>,
+) -> Result<Vec<CheckResult>, DsprocError> {
+    if checks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ctx = crate::session::make_context(&crate::session::Engine::Local, &Default::default()).await?;
+    let readable = register(&ctx, "output", out, m).await?;
+    let mut results = Vec::new();
+    for (i, c) in checks.iter().enumerate() {
+        let baseline = match c.baseline() {
+            Some(Baseline::Version(n)) => Some(crate::versions::read_version(out, *n).await?.ok_or_else(|| {
+                DsprocError::usage(format!("check {} ({}): baseline = {n}: no version {n}", i + 1, c.kind()))
+            })?),
+            _ => current.cloned(),
+        };
+        let _ = ctx.deregister_table("baseline");
+        let base_readable = match &baseline {
+            Some(b) => register(&ctx, "baseline", out, b).await?,
+            None => false,
+        };
+        let (passed, mut value) = match c {
+            CheckSpec::Sql { query: q, .. } => {
+                if !readable {
+                    (false, json!({"error": format!("sql checks need parquet or jsonl output, not {}", m.format)}))
+                } else if q.contains("baseline") && !base_readable {
+                    (true, json!({"skipped": "no baseline version to compare with"}))
+                } else {
+                    match query(&ctx, q).await {
+                        Err(e) => (false, json!({"error": e})),
+                        Ok(batches) => {
+                            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                            let first_true = batches.iter().find(|b| b.num_rows() > 0).is_some_and(|b| {
+                                rows == 1
+                                    && b.column(0)
+                                        .as_any()
+                                        .downcast_ref::<BooleanArray>()
+                                        .is_some_and(|a| a.is_valid(0) && a.value(0))
+                            });
+                            let passed = rows == 0 || first_true;
+                            let shown = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                                .map(|t| t.to_string().lines().take(12).collect::<Vec<_>>().join("\n"))
+                                .unwrap_or_default();
+                            (
+                                passed,
+                                json!({"rows": rows, "result": if passed { Value::Null } else { Value::String(shown) }}),
+                            )
+                        }
+                    }
+                }
+            }
+            CheckSpec::PiiResidual { max_per_million, kinds, .. } => {
+                if !readable {
+                    (false, json!({"error": format!("pii_residual needs parquet or jsonl output, not {}", m.format)}))
+                } else {
+                    let all = dsproc_functions::pii::Kind::ALL;
+                    let kinds: Vec<dsproc_functions::pii::Kind> = if kinds.is_empty() {
+                        all.to_vec()
+                    } else {
+                        all.iter().copied().filter(|k| kinds.iter().any(|n| n == k.name())).collect()
+                    };
+                    let opts = dsproc_functions::pii::scrub_pii::PiiOptions {
+                        kinds: kinds.clone(),
+                        action: dsproc_functions::pii::scrub_pii::Action::Tag,
+                        template: "[{kind}]".into(),
+                        keep_private_ips: false,
+                        salt_env: String::new(),
+                    };
+                    let json_opts = serde_json::to_string(&opts).map_err(|e| DsprocError::job(e.to_string()))?;
+                    let sums: Vec<String> = kinds
+                        .iter()
+                        .map(|k| format!("sum(arrow_cast(p['{0}'], 'Int64')) AS \"{0}\"", k.name()))
+                        .collect();
+                    let sql = format!(
+                        "SELECT sum(arrow_cast(character_length(text), 'Int64')) AS chars, {} FROM \
+                         (SELECT text, scrub_pii(arrow_cast(text, 'Utf8'), '{}')['pii_counts'] AS p FROM output)",
+                        sums.join(", "),
+                        json_opts.replace('\'', "''")
+                    );
+                    match query(&ctx, &sql).await {
+                        Err(e) => (false, json!({"error": e})),
+                        Ok(b) => {
+                            let chars = f64_at(&b, 0).unwrap_or(0.0);
+                            let mut per_kind = serde_json::Map::new();
+                            let mut total = 0.0;
+                            for (j, k) in kinds.iter().enumerate() {
+                                let n = f64_at(&b, j + 1).unwrap_or(0.0);
+                                total += n;
+                                if n > 0.0 {
+                                    per_kind.insert(k.name().to_string(), json!(n as u64));
+                                }
+                            }
+                            let rate = if chars > 0.0 { total * 1e6 / chars } else { 0.0 };
+                            (
+                                rate <= *max_per_million,
+                                json!({"per_million_chars": rate, "detections": total as u64, "by_kind": per_kind, "chars": chars as u64, "threshold": max_per_million}),
+                            )
+                        }
+                    }
+                }
+            }
+            CheckSpec::Distribution { rows_change, metric, column, max, .. } => {
+                let Some(base) = &baseline else {
+                    results.push(result(c, i, true, json!({"skipped": "no baseline version to compare with"})));
+                    continue;
+                };
+                let mut passed = true;
+                let mut v = serde_json::Map::new();
+                if let Some(r) = rows_change {
+                    let (lo, hi) = dsproc_job::checks::parse_change(r).map_err(DsprocError::usage)?;
+                    let (new, old) = (m.rows.out as f64, base.rows.out as f64);
+                    let change = if old > 0.0 {
+                        (new - old) / old
+                    } else if new > 0.0 {
+                        f64::INFINITY
+                    } else {
+                        0.0
+                    };
+                    let ok = change >= lo - 1e-12 && change <= hi + 1e-12;
+                    passed &= ok;
+                    v.insert("rows_change".into(), json!({"rows": m.rows.out, "baseline_rows": base.rows.out, "change": change, "bounds": r, "passed": ok}));
+                }
+                if let Some(metric) = metric {
+                    if !(readable && base_readable) {
+                        passed = false;
+                        v.insert("error".into(), json!("distribution metrics need parquet or jsonl output"));
+                    } else {
+                        let expr = match column.as_deref() {
+                            None | Some("text_length") => "character_length(text)".to_string(),
+                            Some(c) => format!("\"{}\"", c.replace('"', "\"\"")),
+                        };
+                        let values = |t: &str| {
+                            let sql =
+                                format!("SELECT arrow_cast({expr}, 'Float64') AS v FROM {t} WHERE {expr} IS NOT NULL");
+                            let ctx = &ctx;
+                            async move {
+                                let b = query(ctx, &sql).await?;
+                                let mut out = Vec::new();
+                                for b in &b {
+                                    out.extend(b.column(0).as_primitive::<Float64Type>().iter().flatten());
+                                }
+                                Ok::<_, String>(out)
+                            }
+                        };
+                        match (values("output").await, values("baseline").await) {
+                            (Ok(new), Ok(old)) => {
+                                let (score, hist) = compare(&old, &new, *metric);
+                                let threshold = max.unwrap_or(0.1);
+                                let ok = score <= threshold;
+                                passed &= ok;
+                                v.insert(
+                                    match metric {
+                                        Metric::Psi => "psi",
+                                        Metric::Js => "js_distance",
+                                    }
+                                    .into(),
+                                    json!({"column": column.as_deref().unwrap_or("text_length"), "value": score, "threshold": threshold, "passed": ok, "bins": hist}),
+                                );
+                            }
+                            (Err(e), _) | (_, Err(e)) => {
+                                passed = false;
+                                v.insert("error".into(), json!(e));
+                            }
+                        }
+                    }
+                }
+                v.insert("baseline_version".into(), json!(base.version));
+                (passed, Value::Object(v))
+            }
+        };
+        if let (Some(b), Some(o)) = (&baseline, value.as_object_mut()) {
+            o.entry("baseline_version").or_insert(json!(b.version));
+        }
+        results.push(result(c, i, passed, value));
+    }
+    Ok(results)
+}
+
+fn result(c: &CheckSpec, i: usize, passed: bool, value: Value) -> CheckResult {
+    let severity = match c.severity() {
+        Severity::Error => "error",
+        Severity::Warn => "warn",
+    };
+    let summary = format!(
+        "check {} ({}, {severity}): {} {}",
+        i + 1,
+        c.kind(),
+        if passed { "passed" } else { "FAILED" },
+        brief(&value)
+    );
+    let mut v = json!({"check": i + 1, "name": c.kind(), "severity": severity, "passed": passed});
+    if let (Some(o), Some(extra)) = (v.as_object_mut(), value.as_object()) {
+        for (k, x) in extra {
+            o.insert(k.clone(), x.clone());
+        }
+    }
+    CheckResult { value: v, failed_error: !passed && c.severity() == Severity::Error, summary }
+}
+
+/// The value and threshold of a check result, in a few words.
+fn brief(v: &Value) -> String {
+    if let Some(e) = v["error"].as_str() {
+        return format!("(error: {e})");
+    }
+    if let Some(s) = v["skipped"].as_str() {
+        return format!("(skipped: {s})");
+    }
+    let mut parts = Vec::new();
+    if let Some(r) = v["per_million_chars"].as_f64() {
+        parts.push(format!("{r:.3} PII detections per million characters (max {})", v["threshold"]));
+    }
+    if let Some(r) = v.get("rows_change").filter(|r| r.is_object()) {
+        parts.push(format!(
+            "rows {} vs {} in version {} ({:+.1}%, bounds {})",
+            r["rows"],
+            r["baseline_rows"],
+            v["baseline_version"],
+            r["change"].as_f64().unwrap_or(0.0) * 100.0,
+            r["bounds"].as_str().unwrap_or("")
+        ));
+    }
+    for k in ["psi", "js_distance"] {
+        if let Some(r) = v.get(k).filter(|r| r.is_object()) {
+            parts.push(format!(
+                "{k} of {} {:.4} (max {})",
+                r["column"].as_str().unwrap_or(""),
+                r["value"].as_f64().unwrap_or(0.0),
+                r["threshold"]
+            ));
+        }
+    }
+    if let Some(n) = v["rows"].as_u64().filter(|_| v.get("result").is_some()) {
+        parts.push(format!("query returned {n} rows"));
+    }
+    parts.join("; ")
+}
+
+/// PSI or Jensen-Shannon distance (natural log, as scipy's `jensenshannon`) of
+/// `new` against `old` over 10 quantile bins of `old`; empty bins get 1e-4
+/// (Evidently's smoothing). Returns the score and the two bin shares.
+pub fn compare(old: &[f64], new: &[f64], metric: Metric) -> (f64, Value) {
+    let mut sorted = old.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let mut edges: Vec<f64> = (1..10)
+        .filter_map(|q| {
+            sorted.get(((q as f64 / 10.0) * (sorted.len().saturating_sub(1)) as f64).round() as usize).copied()
+        })
+        .collect();
+    edges.dedup();
+    let bin = |x: f64| edges.partition_point(|e| *e < x);
+    let shares = |v: &[f64]| {
+        let mut c = vec![0f64; edges.len() + 1];
+        for x in v {
+            c[bin(*x)] += 1.0;
+        }
+        let n = v.len().max(1) as f64;
+        c.iter().map(|x| (x / n).max(1e-4)).collect::<Vec<f64>>()
+    };
+    let (p, q) = (shares(old), shares(new));
+    let score = match metric {
+        Metric::Psi => p.iter().zip(&q).map(|(a, b)| (b - a) * (b / a).ln()).sum(),
+        Metric::Js => {
+            let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
+            let (p, q): (Vec<f64>, Vec<f64>) = (p.iter().map(|x| x / sp).collect(), q.iter().map(|x| x / sq).collect());
+            let mix: Vec<f64> = p.iter().zip(&q).map(|(a, b)| (a + b) / 2.0).collect();
+            let kl =
+                |a: &[f64]| a.iter().zip(&mix).map(|(x, m)| if *x > 0.0 { x * (x / m).ln() } else { 0.0 }).sum::<f64>();
+            ((kl(&p) + kl(&q)) / 2.0).max(0.0).sqrt()
+        }
+    };
+    (score, json!({"edges": edges, "baseline": p, "new": q}))
+}
+
+/// The checks' failures as one message (the job exits 3).
+pub fn rejection(results: &[CheckResult], version: u64, current: Option<u64>) -> String {
+    let failed: Vec<&str> = results.iter().filter(|r| r.failed_error).map(|r| r.summary.as_str()).collect();
+    format!(
+        "version {version} rejected by its checks: {}; it is recorded as rejected (dsproc versions), {}",
+        failed.join("; "),
+        match current {
+            Some(c) => format!("version {c} stays current"),
+            None => "no version is current".into(),
+        }
+    )
+}
