@@ -17,10 +17,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dsproc-target}"
 
 VENV="${DSPROC_VENV:-$HOME/.cache/dsproc-venv}"
 # openlineage-python checks the lineage events against its generated 2-0-2 classes;
-# croniter is the reference for `dsproc schedule next`.
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets, openlineage.client, croniter" 2>/dev/null; then
+# croniter is the reference for `dsproc schedule next`; scikit-learn, statsmodels and
+# krippendorff for the label_agreement check.
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets, openlineage.client, croniter, sklearn, statsmodels, krippendorff" 2>/dev/null; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q pyarrow "tokenizers==0.23.*" datasets openlineage-python "croniter==7.*"
+  "$VENV/bin/pip" install -q pyarrow "tokenizers==0.23.*" datasets openlineage-python "croniter==7.*" scikit-learn statsmodels krippendorff
 fi
 export DSPROC_PYTHON="$VENV/bin/python"
 

@@ -112,3 +112,101 @@ fn distribution_scores_are_zero_for_equal_data_and_grow_with_a_shift() {
     assert!(psi > 1.0, "{psi}");
     assert!(js > 0.4 && js <= std::f64::consts::LN_2.sqrt() + 1e-9, "{js}");
 }
+
+/// `label_agreement` equals scikit-learn's `cohen_kappa_score` (per pair, all
+/// three weightings), statsmodels' `fleiss_kappa` (items every annotator
+/// labelled) and the `krippendorff` package (nominal, ordinal, interval) to 1e-9
+/// on generated annotations with missing labels; a two-annotator set at κ ≈ 0.4
+/// fails the default gate (exit 3).
+#[test]
+fn label_agreement_equals_sklearn_statsmodels_and_krippendorff() {
+    let Some(py) = std::env::var_os("DSPROC_PYTHON") else {
+        crate::common::skip("label_agreement: DSPROC_PYTHON is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("three")).unwrap();
+    std::fs::create_dir_all(d.join("two")).unwrap();
+    let script = r#"
+import json, sys, numpy as np
+from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats.inter_rater import fleiss_kappa, aggregate_raters
+import krippendorff
+out = sys.argv[1]
+rng = np.random.default_rng(7)
+def make(n_items, n_ann, noise, missing):
+    truth = rng.integers(0, 4, n_items)
+    lab = np.where(rng.random((n_ann, n_items)) < noise, rng.integers(0, 4, (n_ann, n_items)), truth).astype(float)
+    lab[rng.random((n_ann, n_items)) < missing] = np.nan
+    return lab
+three = make(400, 3, 0.35, 0.15)
+two = make(500, 2, 0.36, 0.0)
+def write(path, lab):
+    with open(path, "w") as f:
+        for a in range(lab.shape[0]):
+            for i in range(lab.shape[1]):
+                if not np.isnan(lab[a, i]):
+                    f.write(json.dumps({"id": f"{i}-{a}", "item": f"item{i:04d}", "annotator": f"ann{a}", "label": int(lab[a, i]), "text": "x"}) + "\n")
+write(out + "/three/a.jsonl", three)
+write(out + "/two/a.jsonl", two)
+ref = {"pairs": {}}
+for w in [None, "linear", "quadratic"]:
+    for a in range(3):
+        for b in range(a + 1, 3):
+            ok = ~np.isnan(three[a]) & ~np.isnan(three[b])
+            ref["pairs"][f"ann{a}|ann{b}|{w or 'none'}"] = cohen_kappa_score(three[a][ok], three[b][ok], weights=w)
+full = ~np.isnan(three).any(axis=0)
+table, _ = aggregate_raters(three[:, full].T.astype(int))
+ref["fleiss"] = fleiss_kappa(table, method="fleiss")
+ref["fleiss_items"] = int(full.sum())
+for level in ["nominal", "ordinal", "interval"]:
+    ref["alpha_" + level] = krippendorff.alpha(reliability_data=three, level_of_measurement=level)
+ok = ~np.isnan(two[0]) & ~np.isnan(two[1])
+ref["two_kappa"] = cohen_kappa_score(two[0][ok], two[1][ok])
+print(json.dumps(ref))
+"#;
+    let o = Command::new(py).args(["-c", script, d.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reference: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let check = |w: &str, level: &str| {
+        format!("[[checks]]\nname = \"label_agreement\"\nitem = \"item\"\nannotator = \"annotator\"\nlabel = \"label\"\nweights = \"{w}\"\nlevel = \"{level}\"\nseverity = \"warn\"\n")
+    };
+    let spec = format!(
+        "name = \"agree\"\n[input]\nuri = \"three/*.jsonl\"\nid = \"id\"\n[output]\nuri = \"out3\"\nformat = \"parquet\"\n{}{}{}",
+        check("none", "nominal"),
+        check("linear", "ordinal"),
+        check("quadratic", "interval")
+    );
+    std::fs::write(d.join("three.toml"), spec).unwrap();
+    let o = dsproc(d, &["run", "three.toml", "--json", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks = m["manifest"]["checks"].as_array().unwrap().clone();
+    let close = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
+        let (a, b) = (a.as_f64().unwrap_or_else(|| panic!("{what}: {a}")), b.as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{what}: dsproc {a} vs reference {b}");
+    };
+    for (c, (w, level)) in checks.iter().zip([("none", "nominal"), ("linear", "ordinal"), ("quadratic", "interval")]) {
+        assert_eq!(c["annotators"], 3);
+        for (pair, v) in c["pairs"].as_object().unwrap() {
+            close(&v["kappa"], &reference["pairs"][format!("{pair}|{w}")], &format!("cohen {pair} {w}"));
+        }
+        close(&c["fleiss_kappa"], &reference["fleiss"], "fleiss");
+        assert_eq!(c["fleiss_items"], reference["fleiss_items"]);
+        close(&c["krippendorff_alpha"], &reference[format!("alpha_{level}")], &format!("alpha {level}"));
+    }
+    // Two annotators at κ ≈ 0.4: the default gate (Cohen's κ ≥ 0.6) rejects the version.
+    let k = reference["two_kappa"].as_f64().unwrap();
+    assert!((0.3..0.5).contains(&k), "generated κ {k}");
+    std::fs::write(
+        d.join("two.toml"),
+        "name = \"agree2\"\n[input]\nuri = \"two/*.jsonl\"\nid = \"id\"\n[output]\nuri = \"out2\"\nformat = \"parquet\"\n[[checks]]\nname = \"label_agreement\"\nitem = \"item\"\nannotator = \"annotator\"\nlabel = \"label\"\n",
+    )
+    .unwrap();
+    let o = dsproc(d, &["run", "two.toml"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cohen_kappa") && err.contains("(min 0.6)"), "{err}");
+    assert!(!d.join("out2/manifest.json").exists(), "a rejected first version became current");
+}

@@ -46,6 +46,32 @@ pub enum CheckSpec {
         #[serde(default)]
         severity: Severity,
     },
+    /// Inter-annotator agreement of annotation / preference data: one row per
+    /// (`item`, `annotator`, `label`), or one row per item with a list column
+    /// `labels` (the i-th entry is annotator i's; nulls are missing). Reports
+    /// Cohen's κ (`weights` = `none` | `linear` | `quadratic`) per annotator pair
+    /// and overall, Fleiss' κ, Krippendorff's α (`level` = `nominal` | `ordinal` |
+    /// `interval`); gates on `metric` (default: Cohen's κ with two annotators,
+    /// Fleiss' κ with more) ≥ `min` (default 0.6).
+    LabelAgreement {
+        item: String,
+        #[serde(default)]
+        annotator: Option<String>,
+        #[serde(default)]
+        label: Option<String>,
+        #[serde(default)]
+        labels: Option<String>,
+        #[serde(default)]
+        metric: Option<AgreementMetric>,
+        #[serde(default = "default_weights")]
+        weights: String,
+        #[serde(default = "default_level")]
+        level: String,
+        #[serde(default = "default_min_agreement")]
+        min: f64,
+        #[serde(default)]
+        severity: Severity,
+    },
     /// Against the baseline: `rows_change` bounds the change in row count
     /// (`"±20%"`, `"-10%..+50%"`), and `metric` (`psi`, Population Stability
     /// Index, default max 0.1; or `js`, Jensen-Shannon distance, base 2, default
@@ -68,6 +94,25 @@ pub enum CheckSpec {
     },
 }
 
+/// `label_agreement.metric`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgreementMetric {
+    CohenKappa,
+    FleissKappa,
+    KrippendorffAlpha,
+}
+
+fn default_weights() -> String {
+    "none".into()
+}
+fn default_level() -> String {
+    "nominal".into()
+}
+fn default_min_agreement() -> f64 {
+    0.6
+}
+
 /// `distribution.metric`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -82,20 +127,22 @@ impl CheckSpec {
             Self::Sql { .. } => "sql",
             Self::PiiResidual { .. } => "pii_residual",
             Self::Distribution { .. } => "distribution",
+            Self::LabelAgreement { .. } => "label_agreement",
         }
     }
     pub fn severity(&self) -> Severity {
         match self {
-            Self::Sql { severity, .. } | Self::PiiResidual { severity, .. } | Self::Distribution { severity, .. } => {
-                *severity
-            }
+            Self::Sql { severity, .. }
+            | Self::PiiResidual { severity, .. }
+            | Self::Distribution { severity, .. }
+            | Self::LabelAgreement { severity, .. } => *severity,
         }
     }
     /// The pinned baseline version (None: the current one).
     pub fn baseline(&self) -> Option<&Baseline> {
         match self {
             Self::Sql { baseline, .. } | Self::Distribution { baseline, .. } => baseline.as_ref(),
-            Self::PiiResidual { .. } => None,
+            Self::PiiResidual { .. } | Self::LabelAgreement { .. } => None,
         }
     }
     /// Checks values serde cannot; `Err((key, message))`.
@@ -124,6 +171,24 @@ impl CheckSpec {
                         let valid: Vec<&str> = dsproc_functions::pii::Kind::ALL.iter().map(|x| x.name()).collect();
                         return Err(("kinds".into(), format!("{k:?} is not a PII kind; valid: {}", valid.join(", "))));
                     }
+                }
+                Ok(())
+            }
+            Self::LabelAgreement { annotator, label, labels, weights, level, .. } => {
+                match (annotator.is_some() && label.is_some(), labels.is_some()) {
+                    (true, false) | (false, true) => {}
+                    _ => {
+                        return Err((
+                            "labels".into(),
+                            "give annotator and label (one row per label) or labels (a list per item)".into(),
+                        ))
+                    }
+                }
+                if !["none", "linear", "quadratic"].contains(&weights.as_str()) {
+                    return Err(("weights".into(), format!("{weights:?}: use none, linear or quadratic")));
+                }
+                if !["nominal", "ordinal", "interval"].contains(&level.as_str()) {
+                    return Err(("level".into(), format!("{level:?}: use nominal, ordinal or interval")));
                 }
                 Ok(())
             }

@@ -170,6 +170,19 @@ pub async fn evaluate(
                     }
                 }
             }
+            CheckSpec::LabelAgreement { item, annotator, label, labels, metric, weights, level, min, .. } => {
+                if !readable {
+                    (
+                        false,
+                        json!({"error": format!("label_agreement needs parquet or jsonl output, not {}", m.format)}),
+                    )
+                } else {
+                    match collect_labels(&ctx, item, annotator.as_deref(), label.as_deref(), labels.as_deref()).await {
+                        Err(e) => (false, json!({"error": e})),
+                        Ok(by_item) => agreement(&by_item, *metric, weights, level, *min),
+                    }
+                }
+            }
             CheckSpec::Distribution { rows_change, metric, column, max, .. } => {
                 let Some(base) = &baseline else {
                     results.push(result(c, i, true, json!({"skipped": "no baseline version to compare with"})));
@@ -247,6 +260,109 @@ pub async fn evaluate(
     Ok(results)
 }
 
+/// item → annotator → label, from the long form or a list column.
+async fn collect_labels(
+    ctx: &SessionContext,
+    item: &str,
+    annotator: Option<&str>,
+    label: Option<&str>,
+    labels: Option<&str>,
+) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::agreement::Label>>, String> {
+    use datafusion::arrow::array::{ListArray, StringArray};
+    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let mk = |t: &str| crate::agreement::Label { text: t.to_string(), number: t.trim().parse::<f64>().ok() };
+    let mut by_item: std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::agreement::Label>> =
+        Default::default();
+    let strings = |a: &dyn Array| -> Result<StringArray, String> {
+        let c = datafusion::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+        Ok(c.as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .unwrap_or_else(|| StringArray::from(Vec::<Option<&str>>::new())))
+    };
+    match (annotator, label, labels) {
+        (Some(a), Some(l), _) => {
+            let sql = format!("SELECT {}, {}, {} FROM output WHERE {} IS NOT NULL", q(item), q(a), q(l), q(l));
+            for b in query(ctx, &sql).await? {
+                let (i, a, l) = (strings(b.column(0))?, strings(b.column(1))?, strings(b.column(2))?);
+                for r in 0..b.num_rows() {
+                    if i.is_null(r) || a.is_null(r) || l.is_null(r) {
+                        continue;
+                    }
+                    by_item.entry(i.value(r).to_string()).or_default().insert(a.value(r).to_string(), mk(l.value(r)));
+                }
+            }
+        }
+        (_, _, Some(ls)) => {
+            let sql = format!("SELECT {}, {} FROM output", q(item), q(ls));
+            for b in query(ctx, &sql).await? {
+                let i = strings(b.column(0))?;
+                let Some(lists) = b.column(1).as_any().downcast_ref::<ListArray>() else {
+                    return Err(format!("{ls} is not a list column"));
+                };
+                for r in 0..b.num_rows() {
+                    if i.is_null(r) || lists.is_null(r) {
+                        continue;
+                    }
+                    let v = strings(lists.value(r).as_ref())?;
+                    let e = by_item.entry(i.value(r).to_string()).or_default();
+                    for k in 0..v.len() {
+                        if !v.is_null(k) {
+                            e.insert(format!("annotator_{k}"), mk(v.value(k)));
+                        }
+                    }
+                }
+            }
+        }
+        _ => return Err("give annotator and label, or labels".into()),
+    }
+    Ok(by_item)
+}
+
+/// The agreement values and the gate.
+fn agreement(
+    by_item: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::agreement::Label>>,
+    metric: Option<dsproc_job::checks::AgreementMetric>,
+    weights: &str,
+    level: &str,
+    min: f64,
+) -> (bool, Value) {
+    use crate::agreement::*;
+    use dsproc_job::checks::AgreementMetric as M;
+    let annotators: std::collections::BTreeSet<&String> = by_item.values().flat_map(|m| m.keys()).collect();
+    let pairs = pairwise_kappa(by_item, weights);
+    let lists: std::collections::BTreeMap<String, Vec<&Label>> =
+        by_item.iter().map(|(k, v)| (k.clone(), v.values().collect())).collect();
+    let cohen = if annotators.len() == 2 {
+        pairs.values().next().map(|(k, _)| *k)
+    } else if pairs.is_empty() {
+        None
+    } else {
+        Some(pairs.values().map(|(k, _)| k).sum::<f64>() / pairs.len() as f64)
+    };
+    let fleiss = fleiss_kappa(&lists);
+    let alpha = krippendorff_alpha(&lists, level);
+    let metric = metric.unwrap_or(if annotators.len() <= 2 { M::CohenKappa } else { M::FleissKappa });
+    let (name, value) = match metric {
+        M::CohenKappa => ("cohen_kappa", cohen),
+        M::FleissKappa => ("fleiss_kappa", fleiss.map(|f| f.0)),
+        M::KrippendorffAlpha => ("krippendorff_alpha", alpha),
+    };
+    let passed = value.is_some_and(|v| v >= min);
+    let pair_json: serde_json::Map<String, Value> =
+        pairs.iter().map(|(k, (v, n))| (k.clone(), json!({"kappa": v, "items": n}))).collect();
+    (
+        passed,
+        json!({
+            "metric": name, "value": value, "threshold": min,
+            "items": by_item.len(), "annotators": annotators.len(),
+            "cohen_kappa": cohen, "weights": weights, "pairs": pair_json,
+            "fleiss_kappa": fleiss.map(|f| f.0), "fleiss_items": fleiss.map(|f| f.1),
+            "krippendorff_alpha": alpha, "level": level,
+        }),
+    )
+}
+
 fn result(c: &CheckSpec, i: usize, passed: bool, value: Value) -> CheckResult {
     let severity = match c.severity() {
         Severity::Error => "error",
@@ -299,6 +415,10 @@ fn brief(v: &Value) -> String {
                 r["threshold"]
             ));
         }
+    }
+    if let (Some(m), Some(t)) = (v["metric"].as_str(), v.get("threshold").filter(|_| v.get("annotators").is_some())) {
+        let shown = v["value"].as_f64().map_or("undefined".to_string(), |x| format!("{x:.4}"));
+        parts.push(format!("{m} {shown} over {} items, {} annotators (min {t})", v["items"], v["annotators"]));
     }
     if let Some(n) = v["rows"].as_u64().filter(|_| v.get("result").is_some()) {
         parts.push(format!("query returned {n} rows"));

@@ -2,6 +2,7 @@
 //! remote scheduler) with every dsproc function, plan node and codec installed,
 //! and the driver that runs a job, checks its row accounting and commits it.
 
+pub mod agreement;
 pub mod checks;
 pub mod cluster;
 pub mod commit;
