@@ -210,3 +210,59 @@ print(json.dumps(ref))
     assert!(err.contains("cohen_kappa") && err.contains("(min 0.6)"), "{err}");
     assert!(!d.join("out2/manifest.json").exists(), "a rejected first version became current");
 }
+
+/// `conflicting_duplicates`: near-copies (one word changed) with other labels
+/// are counted, copies with the same label are not; the default gate (no such
+/// pair) rejects the version, a looser `max_share` passes it.
+#[test]
+fn conflicting_duplicates_counts_near_copies_whose_labels_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("in")).unwrap();
+    let mut x: u64 = 99;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut text = || {
+        (0..80)
+            .map(|_| (0..4 + next() % 5).map(|_| (b'a' + (next() % 26) as u8) as char).collect::<String>())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut body = String::new();
+    let mut row = |id: String, t: &str, label: &str| {
+        body.push_str(&serde_json::json!({"id": id, "text": t, "label": label}).to_string());
+        body.push('\n');
+    };
+    for i in 0..60 {
+        let t = text();
+        row(format!("p{i}"), &t, "good");
+        if i < 20 {
+            let mut w: Vec<&str> = t.split(' ').collect();
+            w[40] = "changedword";
+            // the first 10 near copies disagree, the next 10 agree
+            row(format!("q{i}"), &w.join(" "), if i < 10 { "bad" } else { "good" });
+        }
+    }
+    std::fs::write(d.join("in/a.jsonl"), body).unwrap();
+    let spec = |extra: &str| {
+        format!("name = \"cd\"\n[input]\nuri = \"in/*.jsonl\"\nid = \"id\"\n[output]\nuri = \"out\"\nformat = \"parquet\"\nmode = \"overwrite\"\n[[checks]]\nname = \"conflicting_duplicates\"\nlabel = \"label\"\n{extra}")
+    };
+    std::fs::write(d.join("j.toml"), spec("")).unwrap();
+    let o = dsproc(d, &["run", "j.toml"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("10 near-duplicate pairs with different labels"), "{err}");
+    let v1: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/_versions/1.json")).unwrap()).unwrap();
+    let c = &v1["checks"][0];
+    assert_eq!((c["pairs"].as_u64(), c["rows_in_conflict"].as_u64()), (Some(10), Some(20)), "{c}");
+    assert!((c["share"].as_f64().unwrap() - 20.0 / 80.0).abs() < 1e-12);
+    assert_eq!(c["examples"].as_array().unwrap().len(), 5);
+    std::fs::write(d.join("j.toml"), spec("max_share = 0.3\n")).unwrap();
+    let o = dsproc(d, &["run", "j.toml", "--json", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -72,6 +72,21 @@ pub enum CheckSpec {
         #[serde(default)]
         severity: Severity,
     },
+    /// Near-duplicate items (MinHash LSH on `text`, verified by exact Jaccard ≥
+    /// `threshold`, word 5-grams as `dedup_minhash`) whose `label` differs: the
+    /// number of such pairs, the share of rows in one, and up to 5 examples; fails
+    /// above `max_share` (default 0: any conflicting pair).
+    ConflictingDuplicates {
+        label: String,
+        #[serde(default = "default_text_column")]
+        text: String,
+        #[serde(default = "default_conflict_threshold")]
+        threshold: f64,
+        #[serde(default)]
+        max_share: f64,
+        #[serde(default)]
+        severity: Severity,
+    },
     /// Against the baseline: `rows_change` bounds the change in row count
     /// (`"±20%"`, `"-10%..+50%"`), and `metric` (`psi`, Population Stability
     /// Index, default max 0.1; or `js`, Jensen-Shannon distance, base 2, default
@@ -103,6 +118,12 @@ pub enum AgreementMetric {
     KrippendorffAlpha,
 }
 
+fn default_text_column() -> String {
+    "text".into()
+}
+fn default_conflict_threshold() -> f64 {
+    0.8
+}
 fn default_weights() -> String {
     "none".into()
 }
@@ -128,6 +149,7 @@ impl CheckSpec {
             Self::PiiResidual { .. } => "pii_residual",
             Self::Distribution { .. } => "distribution",
             Self::LabelAgreement { .. } => "label_agreement",
+            Self::ConflictingDuplicates { .. } => "conflicting_duplicates",
         }
     }
     pub fn severity(&self) -> Severity {
@@ -135,14 +157,15 @@ impl CheckSpec {
             Self::Sql { severity, .. }
             | Self::PiiResidual { severity, .. }
             | Self::Distribution { severity, .. }
-            | Self::LabelAgreement { severity, .. } => *severity,
+            | Self::LabelAgreement { severity, .. }
+            | Self::ConflictingDuplicates { severity, .. } => *severity,
         }
     }
     /// The pinned baseline version (None: the current one).
     pub fn baseline(&self) -> Option<&Baseline> {
         match self {
             Self::Sql { baseline, .. } | Self::Distribution { baseline, .. } => baseline.as_ref(),
-            Self::PiiResidual { .. } | Self::LabelAgreement { .. } => None,
+            Self::PiiResidual { .. } | Self::LabelAgreement { .. } | Self::ConflictingDuplicates { .. } => None,
         }
     }
     /// Checks values serde cannot; `Err((key, message))`.
@@ -189,6 +212,15 @@ impl CheckSpec {
                 }
                 if !["nominal", "ordinal", "interval"].contains(&level.as_str()) {
                     return Err(("level".into(), format!("{level:?}: use nominal, ordinal or interval")));
+                }
+                Ok(())
+            }
+            Self::ConflictingDuplicates { threshold, max_share, .. } => {
+                if !(*threshold > 0.0 && *threshold <= 1.0) {
+                    return Err(("threshold".into(), format!("must be in (0, 1], got {threshold}")));
+                }
+                if max_share.is_nan() || !(0.0..=1.0).contains(max_share) {
+                    return Err(("max_share".into(), format!("must be in [0, 1], got {max_share}")));
                 }
                 Ok(())
             }

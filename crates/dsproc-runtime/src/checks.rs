@@ -183,6 +183,23 @@ pub async fn evaluate(
                     }
                 }
             }
+            CheckSpec::ConflictingDuplicates { label, text, threshold, max_share, .. } => {
+                if !readable {
+                    (
+                        false,
+                        json!({"error": format!("conflicting_duplicates needs parquet or jsonl output, not {}", m.format)}),
+                    )
+                } else {
+                    match conflicts(&ctx, label, text, *threshold, m.rows.out).await {
+                        Err(e) => (false, json!({"error": e})),
+                        Ok(mut v) => {
+                            let share = v["share"].as_f64().unwrap_or(0.0);
+                            v["threshold"] = json!(max_share);
+                            (share <= *max_share, v)
+                        }
+                    }
+                }
+            }
             CheckSpec::Distribution { rows_change, metric, column, max, .. } => {
                 let Some(base) = &baseline else {
                     results.push(result(c, i, true, json!({"skipped": "no baseline version to compare with"})));
@@ -319,6 +336,48 @@ async fn collect_labels(
     Ok(by_item)
 }
 
+/// Near-duplicate pairs whose labels differ (LSH candidates, exact Jaccard).
+async fn conflicts(ctx: &SessionContext, label: &str, text: &str, threshold: f64, rows: u64) -> Result<Value, String> {
+    use datafusion::arrow::array::StringArray;
+    let (bands, r) = dsproc_functions::minhash::optimal_bands(threshold, 128, 0.05, 0.95);
+    let p = dsproc_functions::minhash::MinHashParams {
+        num_perm: 128,
+        bands,
+        rows: r,
+        ngram: 5,
+        shingle: dsproc_functions::minhash::Shingle::Word,
+        seed: 42,
+    };
+    let params = serde_json::to_string(&p).map_err(|e| e.to_string())?.replace('\'', "''");
+    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let (l, t) = (q(label), q(text));
+    let sql = format!(
+        "WITH d AS (SELECT arrow_cast(id, 'Utf8') AS id, arrow_cast({l}, 'Utf8') AS label, arrow_cast({t}, 'Utf8') AS text FROM output), \
+              b AS (SELECT id, label, unnest(minhash_bands(text, '{params}')) AS k FROM d), \
+              c AS (SELECT DISTINCT x.id AS a, y.id AS b FROM b x JOIN b y ON x.k = y.k AND x.id < y.id AND x.label <> y.label) \
+         SELECT c.a, c.b, da.label, db.label, minhash_jaccard(da.text, db.text, '{params}') AS j \
+         FROM c JOIN d da ON da.id = c.a JOIN d db ON db.id = c.b ORDER BY c.a, c.b"
+    );
+    let mut pairs = Vec::new();
+    let mut involved = std::collections::BTreeSet::new();
+    for b in query(ctx, &sql).await? {
+        let col = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().cloned();
+        let (Some(a), Some(bb), Some(la), Some(lb)) = (col(0), col(1), col(2), col(3)) else { continue };
+        let j = b.column(4).as_primitive::<Float64Type>();
+        for r in 0..b.num_rows() {
+            if j.is_valid(r) && j.value(r) >= threshold {
+                involved.insert(a.value(r).to_string());
+                involved.insert(bb.value(r).to_string());
+                pairs.push(json!({"a": a.value(r), "b": bb.value(r), "labels": [la.value(r), lb.value(r)], "jaccard": j.value(r)}));
+            }
+        }
+    }
+    let share = if rows > 0 { involved.len() as f64 / rows as f64 } else { 0.0 };
+    Ok(
+        json!({"pairs": pairs.len(), "rows_in_conflict": involved.len(), "share": share, "examples": pairs.iter().take(5).collect::<Vec<_>>(), "jaccard_threshold": threshold}),
+    )
+}
+
 /// The agreement values and the gate.
 fn agreement(
     by_item: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::agreement::Label>>,
@@ -419,6 +478,13 @@ fn brief(v: &Value) -> String {
     if let (Some(m), Some(t)) = (v["metric"].as_str(), v.get("threshold").filter(|_| v.get("annotators").is_some())) {
         let shown = v["value"].as_f64().map_or("undefined".to_string(), |x| format!("{x:.4}"));
         parts.push(format!("{m} {shown} over {} items, {} annotators (min {t})", v["items"], v["annotators"]));
+    }
+    if let (Some(n), Some(sh)) = (v["pairs"].as_u64(), v["share"].as_f64()) {
+        parts.push(format!(
+            "{n} near-duplicate pairs with different labels, {:.4}% of rows (max {})",
+            sh * 100.0,
+            v["threshold"]
+        ));
     }
     if let Some(n) = v["rows"].as_u64().filter(|_| v.get("result").is_some()) {
         parts.push(format!("query returned {n} rows"));
