@@ -292,10 +292,10 @@ async fn collect_labels(
         Default::default();
     let strings = |a: &dyn Array| -> Result<StringArray, String> {
         let c = datafusion::arrow::compute::cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
-        Ok(c.as_any()
+        c.as_any()
             .downcast_ref::<StringArray>()
             .cloned()
-            .unwrap_or_else(|| StringArray::from(Vec::<Option<&str>>::new())))
+            .ok_or_else(|| format!("internal: {} is not a string array", c.data_type()))
     };
     match (annotator, label, labels) {
         (Some(a), Some(l), _) => {
@@ -362,7 +362,9 @@ async fn conflicts(ctx: &SessionContext, label: &str, text: &str, threshold: f64
     let mut involved = std::collections::BTreeSet::new();
     for b in query(ctx, &sql).await? {
         let col = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().cloned();
-        let (Some(a), Some(bb), Some(la), Some(lb)) = (col(0), col(1), col(2), col(3)) else { continue };
+        let (Some(a), Some(bb), Some(la), Some(lb)) = (col(0), col(1), col(2), col(3)) else {
+            return Err("internal: conflicting_duplicates: unexpected column types".into());
+        };
         let j = b.column(4).as_primitive::<Float64Type>();
         for r in 0..b.num_rows() {
             if j.is_valid(r) && j.value(r) >= threshold {

@@ -58,7 +58,8 @@ pub fn load_jobs(paths: &[String]) -> Result<Vec<ScheduledJob>, DsprocError> {
             found.sort();
             let before = files.len();
             for f in found {
-                let text = std::fs::read_to_string(&f).unwrap_or_default();
+                let text =
+                    std::fs::read_to_string(&f).map_err(|e| DsprocError::usage(format!("{}: {e}", f.display())))?;
                 if text.lines().any(|l| l.trim() == "[schedule]") {
                     files.push(f);
                 }
