@@ -206,3 +206,31 @@ async fn scrub_pii_hash_needs_salt_and_is_stable() {
     let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     assert!(!manifest.contains("pepper-value"));
 }
+
+/// Multi-step plans read their input once: every step that reads its rows more
+/// than once (dedup_exact twice, dedup_minhash three times) shares one execution
+/// of its upstream plan, so `explain` shows one input scan and the shards equal
+/// Ballista's (where each reference re-executes the upstream plan).
+#[test]
+fn multi_step_plans_scan_the_input_once() {
+    big_stack_runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.jsonl");
+        synthetic_jsonl(&input, 900);
+        let steps = "[[steps]]\nop = \"normalize\"\n[[steps]]\nop = \"dedup_exact\"\n\
+                 [[steps]]\nop = \"dedup_minhash\"\nthreshold = 0.5\nngram = 2\n[[steps]]\nop = \"scrub_pii\"\n";
+        let spec =
+            |out: &str| load(dir.path(), &job(&input.display().to_string(), steps, &dir.path().join(out), "parquet"));
+        let opts = dsproc_runtime::EngineOptions { target_partitions: 3, memory_limit: None, batch_rows: None };
+        let plan = dsproc_runtime::explain_job(&spec("explained"), &opts).await.unwrap();
+        let physical = &plan[plan.find("== physical plan").unwrap()..];
+        assert_eq!(physical.matches("ReadInputExec").count(), 1, "{physical}");
+        assert_eq!(physical.matches("-- shared subplan").count(), 2, "{physical}");
+        let local = run(&spec("local"), Engine::Local, 3).await.unwrap();
+        let ballista = run(&spec("ballista"), Engine::Standalone, 3).await.unwrap();
+        assert!(local.rows.dropped.get("2:dedup_exact:duplicate").is_some_and(|n| *n > 0), "{:?}", local.rows);
+        assert!(local.rows.dropped.get("3:dedup_minhash:near_duplicate").is_some_and(|n| *n > 0), "{:?}", local.rows);
+        assert_eq!(local.rows, ballista.rows);
+        assert_eq!(shard_digests(&local), shard_digests(&ballista));
+    });
+}

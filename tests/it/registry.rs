@@ -154,7 +154,7 @@ fn every_plan_node_round_trips_through_both_codecs() {
                 seen.insert(format!("physical {}", exec.name()));
             }
         }
-        for want in ["logical ReadInput", "logical StepStats", "logical WriteShards"] {
+        for want in ["logical ReadInput", "logical StepStats", "logical WriteShards", "logical Shared"] {
             assert!(seen.iter().any(|s| s.starts_with(want)), "{want} never seen: {seen:?}");
         }
         for want in ["physical ReadInputExec", "physical StepStatsExec", "physical WriteShardsExec"] {
@@ -176,6 +176,12 @@ fn collect_execs(plan: &std::sync::Arc<dyn ExecutionPlan>, out: &mut Vec<std::sy
     let name = plan.name();
     if matches!(name, "ReadInputExec" | "StepStatsExec" | "WriteShardsExec") {
         out.push(plan.clone());
+    }
+    // A shared subplan is the inside of a leaf (it runs in one process only).
+    if let Some(s) = plan.downcast_ref::<dsproc_exec::SharedExec>() {
+        if s.is_first() {
+            collect_execs(s.shared().input(), out);
+        }
     }
     for c in plan.children() {
         collect_execs(c, out);

@@ -22,6 +22,7 @@ use dsproc_io::Location;
 use crate::dup_ids::{DuplicateIdMode, DuplicateIdsExec, DuplicateIdsNode, DuplicateIdsPhase};
 use crate::nodes::{KeysOf, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 use crate::read_exec::ReadInputExec;
+use crate::shared::SharedNode;
 use crate::stats_exec::StepStatsExec;
 use crate::write_exec::WriteShardsExec;
 
@@ -59,6 +60,10 @@ enum NodeProto {
         phase: DuplicateIdsPhase,
         staging: Location,
     },
+    /// A [`SharedNode`] (logical only: on a cluster it is planned as its input).
+    Shared {
+        id: u64,
+    },
 }
 
 impl NodeProto {
@@ -82,6 +87,9 @@ impl NodeProto {
         }
         if let Some(n) = node.downcast_ref::<DuplicateIdsNode>() {
             return Some(Self::DuplicateIds { mode: n.mode, phase: n.phase, staging: n.staging.clone() });
+        }
+        if let Some(n) = node.downcast_ref::<SharedNode>() {
+            return Some(Self::Shared { id: n.id });
         }
         let n = node.downcast_ref::<WriteShardsNode>()?;
         Some(Self::Write { params: n.params.clone() })
@@ -131,6 +139,7 @@ impl NodeProto {
             Self::DuplicateIds { mode, phase, staging } => {
                 Arc::new(DuplicateIdsNode::try_new(input()?, mode, phase, staging)?)
             }
+            Self::Shared { id } => Arc::new(SharedNode::with_id(input()?, id)),
         })
     }
 
@@ -148,6 +157,7 @@ impl NodeProto {
             }
             Self::Write { params } => Arc::new(WriteShardsExec::new(input, params)),
             Self::DuplicateIds { mode, phase, staging } => Arc::new(DuplicateIdsExec::new(input, mode, phase, staging)),
+            Self::Shared { .. } => return internal_err!("a shared subplan is not carried between processes"),
         })
     }
 }

@@ -9,6 +9,7 @@
 //! | [`StepStatsNode`] | [`StepStatsExec`] | count rows leaving a step |
 //! | [`WriteShardsNode`] | [`WriteShardsExec`] | one shard writer per partition |
 //! | [`DuplicateIdsNode`] | [`DuplicateIdsExec`] | duplicate ids of a named id column (two phases) |
+//! | [`SharedNode`] | [`SharedExec`] | a subplan several readers share, executed once |
 //!
 //! Side outputs (quarantined rows, statistics) are written under the run's
 //! staging prefix (on the output's store) with names that a retried task reproduces exactly, so a
@@ -20,6 +21,7 @@ pub mod memory;
 pub mod nodes;
 pub mod planner;
 pub mod read_exec;
+pub mod shared;
 pub mod stats_exec;
 pub mod write_exec;
 
@@ -29,6 +31,7 @@ pub use memory::ActiveFairPool;
 pub use nodes::{sink_result_schema, KeysOf, ReadInputNode, StepStatsNode, WriteParams, WriteShardsNode};
 pub use planner::{DsprocExtensionPlanner, DsprocQueryPlanner};
 pub use read_exec::ReadInputExec;
+pub use shared::{display_with_shared, ShareSubplans, SharedExec, SharedNode};
 pub use stats_exec::StepStatsExec;
 pub use write_exec::WriteShardsExec;
 

@@ -21,12 +21,17 @@ use dsproc_common::config::SHARD_COLUMN;
 use crate::dup_ids::{DuplicateIdsExec, DuplicateIdsNode};
 use crate::nodes::{ReadInputNode, StepStatsNode, WriteShardsNode};
 use crate::read_exec::ReadInputExec;
+use crate::shared::{ShareSubplans, SharedNode, SharedPlans};
 use crate::stats_exec::StepStatsExec;
 use crate::write_exec::WriteShardsExec;
 
-/// Plans [`ReadInputNode`], [`StepStatsNode`] and [`WriteShardsNode`].
+/// Plans [`ReadInputNode`], [`StepStatsNode`], [`WriteShardsNode`] and
+/// [`SharedNode`]. One per physical planning pass (it holds the pass's shared
+/// subplans).
 #[derive(Debug, Default)]
-pub struct DsprocExtensionPlanner;
+pub struct DsprocExtensionPlanner {
+    shared: SharedPlans,
+}
 
 #[async_trait]
 impl ExtensionPlanner for DsprocExtensionPlanner {
@@ -34,7 +39,7 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
         &self,
         _planner: &dyn PhysicalPlanner,
         node: &dyn UserDefinedLogicalNode,
-        _logical_inputs: &[&LogicalPlan],
+        logical_inputs: &[&LogicalPlan],
         physical_inputs: &[Arc<dyn ExecutionPlan>],
         session: &dyn Session,
         _planning_ctx: &PhysicalPlanningContext,
@@ -43,6 +48,15 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
         if let Some(n) = node.as_any().downcast_ref::<ReadInputNode>() {
             let exec =
                 ReadInputExec::try_plan(n.spec.clone(), Arc::clone(&n.input_schema), n.staging.clone(), partitions)?;
+            return Ok(Some(Arc::new(exec)));
+        }
+        if let Some(n) = node.as_any().downcast_ref::<SharedNode>() {
+            let input = Arc::clone(&physical_inputs[0]);
+            // Only plans that run in one process share (see crate::shared).
+            if session.config().get_extension::<ShareSubplans>().is_none() {
+                return Ok(Some(input));
+            }
+            let exec = self.shared.reader(n, logical_inputs[0], || optimized(input, session))?;
             return Ok(Some(Arc::new(exec)));
         }
         if let Some(n) = node.as_any().downcast_ref::<StepStatsNode>() {
@@ -73,6 +87,13 @@ impl ExtensionPlanner for DsprocExtensionPlanner {
     }
 }
 
+/// `plan` through the session's physical optimizer rules (a shared subplan is a
+/// leaf's inside: the rules that run over the whole plan do not see it).
+fn optimized(plan: Arc<dyn ExecutionPlan>, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+    let options = session.config_options();
+    session.physical_optimizers().iter().try_fold(plan, |plan, rule| rule.optimize(plan, options))
+}
+
 /// The default physical planner plus [`DsprocExtensionPlanner`]. Install it on
 /// every session that plans dsproc jobs (driver, scheduler).
 #[derive(Debug, Default)]
@@ -85,7 +106,7 @@ impl QueryPlanner for DsprocQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(DsprocExtensionPlanner)])
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(DsprocExtensionPlanner::default())])
             .create_physical_plan(logical_plan, session)
             .await
     }

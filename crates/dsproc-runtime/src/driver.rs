@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, StringArray, UInt32Array, UInt64Array};
-use datafusion::physical_plan::displayable;
 use datafusion::prelude::SessionContext;
 use sha2::{Digest, Sha256};
 
@@ -69,7 +68,7 @@ pub async fn explain_job(loaded: &LoadedSpec, opts: &EngineOptions) -> Result<St
         job.plan.display_indent(),
         optimized.display_indent(),
         opts.target_partitions,
-        displayable(physical.as_ref()).indent(true)
+        dsproc_exec::display_with_shared(&physical)
     ))
 }
 

@@ -93,6 +93,12 @@ pub fn dsproc_state(opts: &EngineOptions, ballista: bool) -> Result<SessionState
     if let Some(rows) = opts.batch_rows {
         config = config.with_batch_size(rows.max(1));
     }
+    if !ballista && std::env::var("DSPROC_SHARED_SUBPLANS").map_or(true, |v| v != "off") {
+        // One process runs the whole plan: a step that reads its input twice reads
+        // it from one execution of the upstream plan (dsproc_exec::shared);
+        // DSPROC_SHARED_SUBPLANS=off re-executes it as before (benchmarks).
+        config = config.with_extension(Arc::new(dsproc_exec::ShareSubplans));
+    }
     let mut rt =
         RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(dsproc_io::store::StoreRegistry::default()));
     if let Some(limit) = opts.memory_limit {

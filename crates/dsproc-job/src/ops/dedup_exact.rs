@@ -37,7 +37,9 @@ impl Op for DedupExact {
     /// aggregate over small rows), then the input is right-semi-joined on them
     /// (the small survivor table is the build side; full rows stream through).
     /// No operator buffers or sorts whole documents, so memory stays bounded
-    /// however large the documents are; the price is reading the input twice.
+    /// however large the documents are. Both reads of the step's input come from
+    /// one execution of the upstream plan (a shared subplan spilled to local disk
+    /// as it runs), so the input is read and parsed once.
     /// Rows that share both id and text all survive (ids are expected unique).
     ///
     /// Incremental builds: each version keeps the content hashes of the step's
@@ -52,7 +54,7 @@ impl Op for DedupExact {
             form = quote_str(self.form.as_str()),
             ws = quote_str(self.whitespace.as_str()),
         );
-        let mut views = vec![(view.clone(), input)];
+        let mut views = vec![(view.clone(), super::shared(input))];
         let groups = match super::parent_state_plan(pc, Self::NAME).await? {
             None => format!("SELECT min(id) AS __dsproc_sid FROM {view} GROUP BY {hash}"),
             Some(p) => {

@@ -314,6 +314,8 @@ impl Op for DedupMinhash {
         // its cluster and only new documents are removed.
         let parent = super::parent_state_plan(pc, Self::NAME).await?;
         let pfx = parent.is_some();
+        // Read three times (band keys, verification, survivors), executed once.
+        let input = super::shared(input);
         let wrap = |n: String| if pfx { format!("concat('1', {n})") } else { n };
         let node = wrap(self.node_sql(input.schema(), step, "")?);
         let tnode = wrap(self.node_sql(input.schema(), step, "t.")?);

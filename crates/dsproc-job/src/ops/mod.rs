@@ -334,6 +334,14 @@ pub(crate) async fn with_state(
     sql_over(pc, op, &view, node, &format!("SELECT {cols} FROM {view}")).await
 }
 
+/// `input` as a subplan that the step may reference several times (in several
+/// views or sides of a join) while it executes once: the input files are read
+/// and the earlier steps run once however often the step reads its rows.
+pub(crate) fn shared(input: LogicalPlan) -> LogicalPlan {
+    use datafusion::logical_expr::Extension;
+    LogicalPlan::Extension(Extension { node: std::sync::Arc::new(dsproc_exec::SharedNode::new(input)) })
+}
+
 /// Quotes a string literal for SQL.
 pub(crate) fn quote_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
