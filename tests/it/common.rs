@@ -105,7 +105,8 @@ pub fn skip(what: impl std::fmt::Display) {
 }
 
 /// `--set` overrides an example job in jobs/ needs on this machine: a `tokenize`
-/// step's tokenizer comes from `DSPROC_TOKENIZERS` (scripts/fetch-tokenizers.sh).
+/// step's tokenizer comes from `DSPROC_TOKENIZERS` (scripts/fetch-tokenizers.sh),
+/// a `langid` step's model from `DSPROC_MODELS` (scripts/fetch-models.sh).
 /// None (with a printed SKIP) when the job cannot run here.
 pub fn example_job_args(job: &Path) -> Option<Vec<String>> {
     let spec: toml::Table = std::fs::read_to_string(job).unwrap().parse().unwrap();
@@ -126,8 +127,25 @@ pub fn example_job_args(job: &Path) -> Option<Vec<String>> {
             args.push("--set".to_string());
             args.push(format!("steps.{i}.tokenizer={}", tok.display()));
         }
+        if step.get("op").and_then(|o| o.as_str()) == Some("langid") {
+            let model = models_dir().join("lid.176.ftz");
+            if !model.exists() {
+                skip(format!("{}: {} is missing (scripts/fetch-models.sh)", job.display(), model.display()));
+                return None;
+            }
+            args.push("--set".to_string());
+            args.push(format!("steps.{i}.model={}", model.display()));
+        }
     }
     Some(args)
+}
+
+/// Where scripts/fetch-models.sh put the model files (`DSPROC_MODELS`).
+pub fn models_dir() -> PathBuf {
+    match std::env::var_os("DSPROC_MODELS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dsproc-ground/models"),
+    }
 }
 
 /// Asserts that a local dataset root holds only committed versions: every file is

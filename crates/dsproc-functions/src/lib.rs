@@ -29,9 +29,12 @@ macro_rules! udf_boilerplate {
 }
 
 pub mod bpe;
+pub mod files;
 pub mod hash;
+pub mod langid;
 pub mod minhash;
 pub mod pii;
+pub mod quality;
 pub mod text;
 pub mod tokenize;
 
@@ -44,6 +47,8 @@ pub fn all_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(pii::scrub_pii::ScrubPiiFunc::new())),
         Arc::new(ScalarUDF::from(tokenize::TokenizeFunc::new())),
         Arc::new(ScalarUDF::from(tokenize::TokenizeChunksFunc::new())),
+        Arc::new(ScalarUDF::from(quality::QualityFilterFunc::new())),
+        Arc::new(ScalarUDF::from(langid::LangidFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashBandsFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashJaccardFunc::new())),
         Arc::new(ScalarUDF::from(minhash::udf::MinHashStateFunc::new())),

@@ -97,12 +97,9 @@ impl LoadedTokenizer {
 /// Why a tokenizer could not be loaded or could not encode a text.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
-    #[error("reading tokenizer {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read or fetched.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     #[error(
         "tokenizer {path} has sha256 {found} here, but the job was planned with {planned}: every machine needs the same file"
     )]
@@ -120,25 +117,6 @@ pub enum TokenizeError {
         #[source]
         source: tokenizers::Error,
     },
-    /// The URL is not one the object stores serve.
-    #[error("tokenizer URL")]
-    Url(#[source] dsproc_io::store::StoreError),
-    #[error("tokenizer URL {url}")]
-    Runtime {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("fetching tokenizer {url}: not found")]
-    NotFound { url: String },
-    /// The store's GET failed.
-    #[error("fetching tokenizer")]
-    Fetch(#[source] dsproc_io::store::StoreError),
-    #[error("fetching tokenizer {url}: the fetch thread panicked")]
-    FetchPanicked { url: String },
-    /// The access policy refuses reading the file ([`dsproc_io::policy`]).
-    #[error("tokenizer")]
-    Denied(#[source] dsproc_io::Error),
     #[error(transparent)]
     Encode(tokenizers::Error),
     #[error(transparent)]
@@ -152,7 +130,8 @@ type Cache = Mutex<HashMap<String, Arc<LoadedTokenizer>>>;
 pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<LoadedTokenizer>, TokenizeError> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     // Checked at every load, cached or not (a URL is checked again by its store).
-    dsproc_io::policy::check_read(path).map_err(TokenizeError::Denied)?;
+    dsproc_io::policy::check_read(path)
+        .map_err(|e| crate::files::FileError::Denied { what: "tokenizer", source: e })?;
     let cache = CACHE.get_or_init(Default::default);
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(t) = map.get(path) {
@@ -160,7 +139,7 @@ pub fn load(path: &str, expect_sha256: Option<&str>) -> std::result::Result<Arc<
             return Ok(Arc::clone(t));
         }
     }
-    let bytes = if is_url(path) { fetch_url(path)? } else { read_local(path)? };
+    let bytes = crate::files::read_bytes(path, "tokenizer")?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(want) = expect_sha256 {
         if want != sha256 {
@@ -228,44 +207,7 @@ fn planned(opts: &TokenizeOptions) -> Result<Arc<LoadedTokenizer>> {
     }
 }
 
-/// True for a URL the object stores serve (not a local path or `file://`).
-pub fn is_url(path: &str) -> bool {
-    path.split_once("://").is_some_and(|(scheme, _)| !scheme.eq_ignore_ascii_case("file"))
-}
-
-/// Reads a URL through the object stores of `dsproc_io::store` (credentials
-/// from the standard environment variables; plain `http://` is allowed). Runs on
-/// its own thread and runtime, so it works from planning (async) and from a UDF
-/// (sync) alike.
-/// Reads a local tokenizer file, checking what was opened against the access
-/// policy (a symlink swapped after the check of `load` cannot redirect it).
-fn read_local(path: &str) -> std::result::Result<Vec<u8>, TokenizeError> {
-    use std::io::Read;
-    let read = |source| TokenizeError::Read { path: path.to_string(), source };
-    let mut f = std::fs::File::open(path).map_err(read)?;
-    let abs = std::path::absolute(path).map_err(read)?;
-    dsproc_io::policy::check_opened(dsproc_io::policy::Access::Read, path, &abs, &f).map_err(TokenizeError::Denied)?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(read)?;
-    Ok(bytes)
-}
-
-fn fetch_url(url: &str) -> std::result::Result<Vec<u8>, TokenizeError> {
-    let owned = url.to_string();
-    let job = std::thread::spawn(move || -> std::result::Result<Vec<u8>, TokenizeError> {
-        let loc = dsproc_io::Location::parse(&owned, None).map_err(TokenizeError::Url)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| TokenizeError::Runtime { url: owned.clone(), source })?;
-        match rt.block_on(loc.get_opt()) {
-            Ok(Some(b)) => Ok(b.to_vec()),
-            Ok(None) => Err(TokenizeError::NotFound { url: owned }),
-            Err(e) => Err(TokenizeError::Fetch(e)),
-        }
-    });
-    job.join().map_err(|_| TokenizeError::FetchPanicked { url: url.to_string() })?
-}
+pub use crate::files::is_url;
 
 /// The function's return type.
 pub fn result_type() -> DataType {

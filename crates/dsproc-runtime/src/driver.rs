@@ -722,6 +722,21 @@ async fn finish(
             };
             counts.added.insert(format!("{step}:{op}:{why}"), out - rows);
         }
+        let mut counters = stats.step_sums.get(step).cloned().unwrap_or_default();
+        // Drops split by reason (e.g. quality_filter's rules) must add up.
+        let by_reason: Vec<(String, u64)> = counters
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(dsproc_job::ops::DROPPED_BY)?.to_string(), *v)))
+            .collect();
+        if !by_reason.is_empty() {
+            let split: u64 = by_reason.iter().map(|(_, n)| n).sum();
+            if split != rows.saturating_sub(out) {
+                return Err(DsprocError::job(format!(
+                    "step {step} ({op}) dropped {} rows but its per-reason counts sum to {split}; not committing",
+                    rows.saturating_sub(out)
+                )));
+            }
+        }
         if out < rows {
             let Some(reason) = reason else {
                 return Err(DsprocError::job(format!(
@@ -729,9 +744,13 @@ async fn finish(
                     rows - out
                 )));
             };
-            counts.dropped.insert(format!("{step}:{op}:{reason}"), rows - out);
+            if by_reason.is_empty() {
+                counts.dropped.insert(format!("{step}:{op}:{reason}"), rows - out);
+            }
+            for (why, n) in by_reason.iter().filter(|(_, n)| *n > 0) {
+                counts.dropped.insert(format!("{step}:{op}:{why}"), *n);
+            }
         }
-        let mut counters = stats.step_sums.get(step).cloned().unwrap_or_default();
         dsproc_job::ops::OpSpec::finish_stats(op, info.as_ref(), &mut counters)
             .map_err(|e| DsprocError::job(format!("step {step} ({op}): {e}")))?;
         steps.push(StepReport {

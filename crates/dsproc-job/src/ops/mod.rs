@@ -153,6 +153,12 @@ pub struct OpError(pub String);
 /// Step counters, by name.
 pub type Counters = BTreeMap<String, u64>;
 
+/// Counters named `dropped:<reason>` split a step's dropped rows by reason: the
+/// manifest then counts `"<step>:<op>:<reason>"` for each instead of the op's
+/// [`Op::drop_reason`], and the job fails unless they sum to the rows the step
+/// dropped.
+pub const DROPPED_BY: &str = "dropped:";
+
 /// [`Op::finish_stats`] of one op.
 type FinishStats = fn(Option<&serde_json::Value>, &mut Counters) -> Result<(), OpError>;
 
@@ -235,6 +241,8 @@ registry! {
     dedup_minhash::DedupMinhash,
     scrub_pii::ScrubPii,
     tokenize::Tokenize,
+    quality_filter::QualityFilter,
+    langid::Langid,
 }
 
 /// The registered op called `name`.
