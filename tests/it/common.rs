@@ -207,3 +207,8 @@ pub fn random_docs(n: usize, words_per_doc: usize, seed: u64) -> Vec<u8> {
     }
     out
 }
+
+/// Runs the dsproc binary in `dir`.
+pub fn dsproc_at(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dsproc")).current_dir(dir).args(args).output().unwrap()
+}

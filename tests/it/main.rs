@@ -12,6 +12,7 @@ mod input;
 mod minhash;
 mod ops;
 mod proxy;
+mod quality;
 mod registry;
 mod s3;
 mod schedule;
