@@ -8,7 +8,7 @@ usage: build_quality_sample.py CORPUS.jsonl DATATROVE.jsonl OUT.jsonl [--max-byt
 Takes small real documents so that every (preset, datatrove reason) occurs a few
 times (smallest first, round-robin over document kinds), then documents every preset
 keeps, then a spread over kinds, within the size budget. Each line is the document with
-`"datatrove": {...}` holding datatrove's decisions, which the crate's test
+`"datatrove": {...}` holding datatrove's decisions (the c4 text hash cut to 16 hex digits), which the crate's test
 `tests/datatrove_sample.rs` compares with dsproc-quality's.
 """
 import collections
@@ -33,8 +33,12 @@ def main():
     dt = {r["id"]: r for r in map(json.loads, open(ref))}
     docs = [d for d in map(json.loads, open(corpus)) if d["id"] in dt]
     for d in docs:
-        d["datatrove"] = {p: dt[d["id"]][p] for p in PRESETS}
-        d["_line"] = json.dumps({k: v for k, v in d.items() if not k.startswith("_")}, ensure_ascii=False)
+        d["datatrove"] = {p: list(dt[d["id"]][p]) for p in PRESETS}
+        c4 = d["datatrove"]["c4"]
+        if c4[2]:
+            c4[2] = c4[2][:16]  # the first 16 hex digits of the sha256 are enough here
+        d["_line"] = json.dumps({k: v for k, v in d.items() if not k.startswith("_")}, ensure_ascii=False,
+                                separators=(",", ":"))
         d["_size"] = len(d["_line"].encode()) + 1
     docs.sort(key=lambda d: (d["_size"], d["id"]))
     chosen, total = {}, 0
@@ -64,19 +68,21 @@ def main():
         for p in PRESETS:
             keep, reason = d["datatrove"][p][:2]
             buckets[(p, "keep" if keep else reason)].append(d)
-    # 1. every drop reason a few times (up to 6; larger documents allowed when rare)
+    # 1. every drop reason a few times (up to 4 small ones; larger documents when rare)
     for key in sorted(buckets):
         if key[1] != "keep":
-            if fill(buckets[key], 6, 4_000) < 3:
-                fill(buckets[key], 3, 60_000)
+            got = fill(buckets[key], 3, 1_800)
+            if got < 2:
+                fill(buckets[key], 1, 40_000)
     # 2. kept documents of every preset
     for p in PRESETS:
-        fill(buckets[(p, "keep")], 120, 6_000)
+        fill(buckets[(p, "keep")], 80, 800)
     # 3. documents kept by all four
     all_keep = [d for d in docs if all(d["datatrove"][p][0] for p in PRESETS)]
-    fill(all_keep, 60, 8_000)
+    fill(all_keep, 30, 3_000)
     # 4. a spread over kinds
-    fill(docs, n_docs, 2_000)
+    fill(docs, n_docs, 450)
+    fill(docs, n_docs, 1_200)
     with open(out, "w") as f:
         for d in sorted(chosen.values(), key=lambda d: int(d["id"].lstrip("q"))):
             f.write(d["_line"] + "\n")
