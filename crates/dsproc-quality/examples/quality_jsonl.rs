@@ -6,7 +6,8 @@
 //!
 //! Each preset runs alone on every document with its defaults (single-threaded;
 //! timings per preset on stderr). `--tokens` adds `"words": [n, sha256]`;
-//! `--dump-words` writes `{"id", "words": [...]}` instead; `--chain` also times the
+//! `--dump-words` writes `{"id", "words": [...], "sents": [...]}` (datatrove's
+//! `split_into_words`, `split_into_sentences`) instead; `--chain` also times the
 //! listed presets chained in one `QualityFilter`.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -54,7 +55,8 @@ fn main() {
         bytes += text.len();
         if dump {
             let words = tok.words(text);
-            let rec = serde_json::json!({"id": id, "words": words});
+            let sents = dsproc_quality::tokenizer::split_into_sentences(tok, text);
+            let rec = serde_json::json!({"id": id, "words": words, "sents": sents});
             writeln!(out, "{rec}").unwrap();
             continue;
         }

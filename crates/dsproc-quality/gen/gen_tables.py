@@ -276,27 +276,30 @@ def prefix_parts(pieces):
 
 
 def suffix_parts(pieces):
-    """Suffix pieces as (pattern, look-behind width, last chars): the suffix is the
-    text from the leftmost position where any piece matches to the end, so pieces
-    with a leading look-behind of width w become `LB BODY$` (the match starts w
-    characters before that position) and are grouped by w."""
-    groups = {}
+    """Suffix pieces as (pattern, look-behind width, last chars, needed chars): the
+    suffix is the text from the leftmost position where any piece matches to the end,
+    so a piece with a leading look-behind of width w becomes `LB BODY$` (its match
+    starts w characters before that position). The look-around-free pieces form one
+    pattern; each look-behind piece is its own. A part can only match a string that
+    ends with one of its last chars and holds one of its needed chars."""
+    plain, plain_last, plain_need = [], set(), set()
+    parts = []
     for piece in pieces:
         tree = list(sre_parse.parse(piece))
-        w = 0
-        lb = ""
         if tree and tree[0][0] == C.ASSERT and tree[0][1][0] == -1:
             lb_tree = list(tree[0][1][1])
-            w = width(lb_tree)
-            lb = tr(lb_tree)
-            tree = tree[1:]
-        assert not has_assert(tree), piece
-        last = first_chars(tree, from_end=True)
-        assert last is not None, piece
-        g = groups.setdefault(w, ([], set()))
-        g[0].append(lb + "(?:" + tr(tree) + ")")
-        g[1].update(last)
-    return [("(?:" + "|".join(alts) + ")$", w, set_to_ranges(last)) for w, (alts, last) in sorted(groups.items())]
+            body = tree[1:]
+            assert not has_assert(body), piece
+            need = first_chars(lb_tree)
+            assert need is not None, piece
+            parts.append(("(?:" + tr(lb_tree) + "(?:" + tr(body) + "))$", width(lb_tree),
+                          set_to_ranges(first_chars(body, from_end=True)), set_to_ranges(need)))
+        else:
+            assert not has_assert(tree), piece
+            plain.append("(?:" + tr(tree) + ")")
+            plain_last |= first_chars(tree, from_end=True)
+            plain_need |= first_chars(tree)
+    return [("(?:" + "|".join(plain) + ")$", 0, set_to_ranges(plain_last), set_to_ranges(plain_need))] + parts
 
 
 def rs_rng(r):
@@ -414,10 +417,10 @@ def main():
     for pat, fancy in prefix_parts(pre_pieces):
         out.append("    (%s, %s),\n" % (rs_str(pat), "true" if fancy else "false"))
     out.append("];\n")
-    out.append("/// Suffix pieces grouped by the width of their leading look-behind, which is matched as text.\n")
-    out.append("pub static SUFFIX_PARTS: &[(&str, usize, &[(u32, u32)])] = &[\n")
-    for pat, w, last in suffix_parts(suf_pieces):
-        out.append("    (%s, %d, &[%s]),\n" % (rs_str(pat), w, ", ".join("(0x%X, 0x%X)" % r for r in last)))
+    out.append("/// Suffix parts: (pattern, width of the leading look-behind matched as text, last chars, needed chars).\n")
+    out.append("pub static SUFFIX_PARTS: &[(&str, usize, &[(u32, u32)], &[(u32, u32)])] = &[\n")
+    for pat, w, last, need in suffix_parts(suf_pieces):
+        out.append("    (%s, %d, %s, %s),\n" % (rs_str(pat), w, rs_rng(last), rs_rng(need)))
     out.append("];\n")
     inf_pieces = [p for p in nlp.Defaults.infixes if p.strip()]
     assert infix_p.pattern == "|".join(inf_pieces)

@@ -1,12 +1,13 @@
 //! The four filters, step for step as datatrove 0.10.1 writes them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::chars::{PUNCTUATION_SET, TERMINAL_PUNCTUATION};
 use crate::names;
 use crate::options::{FineWeb, GopherQuality, GopherRepetition, C4};
 use crate::pystr::{count, lstrip, py_len, rstrip, split_ws, splitlines, strip};
-use crate::tokenizer::{count_sentences, english, split_into_sentences, FxBuild, FxMap, Token};
+use crate::tokenizer::{count_sentences, english, split_into_sentences, FxBuild, FxHasher, FxMap, Token};
 
 /// What one preset decided.
 pub(crate) enum Verdict {
@@ -67,13 +68,13 @@ impl GqParams {
     }
 }
 
-pub(crate) fn gopher_quality(p: &GqParams, text: &str, words: &[Token], m: &mut [f64]) -> Verdict {
+pub(crate) fn gopher_quality(p: &GqParams, text: &str, base: &str, words: &[Token], m: &mut [f64]) -> Verdict {
     let o = &p.o;
     let n_words = words.len();
     let mut n_ns = 0usize;
     let mut len_sum = 0usize;
     for w in words {
-        let s = w.text(text);
+        let s = w.text(base);
         if s.chars().any(|c| !PUNCTUATION_SET.contains(c)) {
             n_ns += 1;
             len_sum += py_len(s);
@@ -127,7 +128,7 @@ pub(crate) fn gopher_quality(p: &GqParams, text: &str, words: &[Token], m: &mut 
     if o.max_ellipsis_lines_ratio != 0.0 && end_ratio > o.max_ellipsis_lines_ratio {
         return Verdict::Drop(GQ_RULES[7]);
     }
-    let alpha = words.iter().filter(|w| w.text(text).chars().any(crate::chars::is_py_alpha)).count();
+    let alpha = words.iter().filter(|w| w.text(base).chars().any(crate::chars::is_py_alpha)).count();
     let alpha_ratio = ratio(alpha, n_words);
     m[6] = alpha_ratio;
     if o.max_non_alpha_words_ratio != 0.0 && alpha_ratio < o.max_non_alpha_words_ratio {
@@ -136,7 +137,7 @@ pub(crate) fn gopher_quality(p: &GqParams, text: &str, words: &[Token], m: &mut 
     let mut found = vec![false; p.stop.len()];
     let mut n_found = 0usize;
     for w in words {
-        if let Some(&i) = p.stop.get(w.text(text)) {
+        if let Some(&i) = p.stop.get(w.text(base)) {
             if !found[i] {
                 found[i] = true;
                 n_found += 1;
@@ -166,6 +167,75 @@ pub(crate) const GR_FIXED_RULES: [&str; 5] = [
     "gopher_repetition_dup_line_frac",
     "gopher_repetition_dup_line_char_frac",
 ];
+
+const POLY: u64 = 0x9E37_79B9_7F4A_7C15 | 1;
+
+#[inline]
+fn pow(mut b: u64, mut e: u64) -> u64 {
+    let mut r = 1u64;
+    while e > 0 {
+        if e & 1 == 1 {
+            r = r.wrapping_mul(b);
+        }
+        b = b.wrapping_mul(b);
+        e >>= 1;
+    }
+    r
+}
+
+/// splitmix64's finalizer: spreads a polynomial hash over all bits.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// An n-gram: its text and a precomputed hash.
+#[derive(Clone, Copy)]
+struct Gram<'a> {
+    s: &'a str,
+    h: u64,
+}
+
+impl Hash for Gram<'_> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.h);
+    }
+}
+
+impl PartialEq for Gram<'_> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.h == other.h && self.s == other.s
+    }
+}
+
+impl Eq for Gram<'_> {}
+
+/// Passes a precomputed `u64` hash through.
+#[derive(Default)]
+struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(POLY);
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PassBuild = BuildHasherDefault<PassHasher>;
 
 /// `find_duplicates`: (repeated elements, their characters).
 fn find_duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize) {
@@ -274,56 +344,74 @@ pub(crate) fn gopher_repetition(
     if o.top_n_grams.is_empty() && o.dup_n_grams.is_empty() {
         return Verdict::Keep;
     }
-    let toks = words.get(text);
+    let (base, toks) = words.get(text);
     let nw = toks.len();
     // Words joined with " " (for top n-grams) and with "" (for duplicated n-grams),
-    // so every n-gram is a slice of one of the two strings.
+    // so every n-gram is a slice of one of the two strings. N-grams are hashed in O(1)
+    // from prefix hashes: over word hashes for the spaced join (words hold no spaces,
+    // so equal spaced strings are equal word sequences), over bytes for the plain
+    // join (equal concatenations of different words must collide, as in Python).
+    // Keys compare their text, so hash collisions cannot change a result.
     let total: usize = toks.iter().map(|t| t.end - t.start).sum();
     let mut spaced = String::with_capacity(total + nw);
     let mut joined = String::with_capacity(total);
     let mut sp_start = Vec::with_capacity(nw + 1);
     let mut jn_start = Vec::with_capacity(nw + 1);
     let mut clen = Vec::with_capacity(nw + 1); // cumulative code points
-    let mut acc = 0usize;
+    let mut word_prefix = Vec::with_capacity(nw + 1);
+    let mut byte_prefix = Vec::with_capacity(nw + 1);
+    let (mut acc, mut wh, mut bh) = (0usize, 0u64, 0u64);
     for (i, t) in toks.iter().enumerate() {
-        let w = t.text(text);
+        let w = t.text(base);
         if i > 0 {
             spaced.push(' ');
         }
         sp_start.push(spaced.len());
         jn_start.push(joined.len());
         clen.push(acc);
+        word_prefix.push(wh);
+        byte_prefix.push(bh);
         spaced.push_str(w);
         joined.push_str(w);
         acc += py_len(w);
+        let mut fx = FxHasher::default();
+        fx.write(w.as_bytes());
+        wh = wh.wrapping_mul(POLY).wrapping_add(mix(fx.finish()));
+        for &b in w.as_bytes() {
+            bh = bh.wrapping_mul(POLY).wrapping_add(b as u64 + 1);
+        }
     }
     sp_start.push(spaced.len() + 1);
     jn_start.push(joined.len());
     clen.push(acc);
+    word_prefix.push(wh);
+    byte_prefix.push(bh);
 
     for (k, &(n, frac)) in o.top_n_grams.iter().enumerate() {
         if nw < n {
             continue;
         }
+        let pn = pow(POLY, n as u64);
         // Counter.most_common(1): the highest count, the first seen among equals
-        let mut counts: FxMap<&str, (u32, u32)> = FxMap::default();
-        counts.reserve(nw);
+        let mut counts: HashMap<Gram<'_>, (u32, u32), PassBuild> = HashMap::default();
+        counts.reserve(nw - n + 1);
         for i in 0..=(nw - n) {
-            let g = &spaced[sp_start[i]..sp_start[i + n] - 1];
+            let h = word_prefix[i + n].wrapping_sub(word_prefix[i].wrapping_mul(pn));
+            let g = Gram { s: &spaced[sp_start[i]..sp_start[i + n] - 1], h: mix(h) };
             let e = counts.entry(g).or_insert((0, i as u32));
             e.0 += 1;
         }
-        let mut best: Option<(u32, u32, &str)> = None;
-        for (g, &(c, first)) in counts.iter() {
+        let mut best: Option<(u32, u32)> = None;
+        for &(c, first) in counts.values() {
             let better = match best {
                 None => true,
-                Some((bc, bf, _)) => c > bc || (c == bc && first < bf),
+                Some((bc, bf)) => c > bc || (c == bc && first < bf),
             };
             if better {
-                best = Some((c, first, g));
+                best = Some((c, first));
             }
         }
-        let (c, first, _) = best.expect("at least one n-gram");
+        let (c, first) = best.expect("at least one n-gram");
         let i = first as usize;
         let glen = clen[i + n] - clen[i] + (n - 1);
         let f = ratio(glen * c as usize, text_len);
@@ -332,12 +420,15 @@ pub(crate) fn gopher_repetition(
             return Verdict::Drop(names::TOP_RULE[n - 1]);
         }
     }
+    let mut unique: HashSet<Gram<'_>, PassBuild> = HashSet::default();
     for (k, &(n, frac)) in o.dup_n_grams.iter().enumerate() {
-        let mut unique: HashSet<&str, FxBuild> = HashSet::default();
+        unique.clear();
         let mut repeated = 0usize;
         let mut idx = 0usize;
         while nw >= n && idx < nw - n + 1 {
-            let g = &joined[jn_start[idx]..jn_start[idx + n]];
+            let (a, b) = (jn_start[idx], jn_start[idx + n]);
+            let h = byte_prefix[idx + n].wrapping_sub(byte_prefix[idx].wrapping_mul(pow(POLY, (b - a) as u64)));
+            let g = Gram { s: &joined[a..b], h: mix(h) };
             if !unique.insert(g) {
                 repeated += clen[idx + n] - clen[idx];
                 idx += n;
@@ -380,25 +471,35 @@ impl C4Params {
 /// The words of a text, tokenized on first use and shared by the presets that read
 /// the same text.
 pub(crate) struct Words {
+    /// The text without "IS_ALPHA" when datatrove would tokenize that (see
+    /// `EnglishTokenizer::tokenize_datatrove`).
+    base: Option<String>,
     toks: Option<Vec<Token>>,
 }
 
 impl Words {
     pub(crate) fn new() -> Self {
-        Words { toks: None }
+        Words { base: None, toks: None }
     }
 
     pub(crate) fn reset(&mut self) {
+        self.base = None;
         self.toks = None;
     }
 
-    /// datatrove's `split_into_words(text)`: the non-whitespace spaCy tokens.
-    pub(crate) fn get(&mut self, text: &str) -> &[Token] {
-        self.toks.get_or_insert_with(|| {
-            let mut v = english().tokenize(text);
+    /// datatrove's `split_into_words(text)`: the non-whitespace spaCy tokens, as spans
+    /// of the returned text.
+    pub(crate) fn get<'s>(&'s mut self, text: &'s str) -> (&'s str, &'s [Token]) {
+        if self.toks.is_none() {
+            let (base, mut v) = english().tokenize_datatrove(text);
             v.retain(|t| !t.space);
-            v
-        })
+            if let std::borrow::Cow::Owned(b) = base {
+                self.base = Some(b);
+            }
+            self.toks = Some(v);
+        }
+        let base = self.base.as_deref().unwrap_or(text);
+        (base, self.toks.as_deref().unwrap_or(&[]))
     }
 }
 
@@ -409,7 +510,6 @@ pub(crate) fn c4(p: &C4Params, text: &str, m: &mut [f64]) -> Verdict {
     m[0] = lines.len() as f64;
     let mut num_sentences: i64 = 0;
     let mut kept: Vec<std::borrow::Cow<'_, str>> = Vec::new();
-    let mut toks = Vec::new();
     let mut lower = String::new();
     for raw in lines {
         let line = strip(raw);
@@ -458,8 +558,8 @@ pub(crate) fn c4(p: &C4Params, text: &str, m: &mut [f64]) -> Verdict {
         }
         if o.min_num_sentences != -1 {
             num_sentences += if o.split_paragraph {
-                tok.tokenize_into(&line, &mut toks);
-                count_sentences(&line, &toks).max(1) as i64
+                let (base, toks) = tok.tokenize_datatrove(&line);
+                count_sentences(&base, &toks).max(1) as i64
             } else {
                 1
             };
@@ -554,7 +654,7 @@ pub(crate) fn fineweb(p: &FwParams, text: &str, words: &mut Words, m: &mut [f64]
     if r > o.char_duplicates_ratio {
         return Verdict::Drop(FW_RULES[3]);
     }
-    let r = ratio(count(text, "\n"), words.get(text).len());
+    let r = ratio(count(text, "\n"), words.get(text).1.len());
     m[3] = r;
     if r > o.new_line_ratio {
         return Verdict::Drop(FW_RULES[4]);

@@ -306,8 +306,8 @@ impl QualityFilter {
             let m = &mut metrics[st.at..];
             let verdict = match &st.stage {
                 Stage::GopherQuality(b) => {
-                    let w = words.get(&cur);
-                    filters::gopher_quality(b.get(lang), &cur, w, m)
+                    let (base, w) = words.get(&cur);
+                    filters::gopher_quality(b.get(lang), &cur, base, w, m)
                 }
                 Stage::GopherRepetition(b) => {
                     let r = b.get(lang);

@@ -260,3 +260,22 @@ fn threads_share_one_filter() {
         assert_eq!(h.join().unwrap(), expect.keep);
     }
 }
+
+/// Duplicated n-grams are compared as words joined without a separator (as datatrove
+/// does), so "ab c" repeats "a bc"; top n-grams join with spaces and do not.
+#[test]
+fn ngram_joins_like_datatrove() {
+    let p: Preset = serde_json::from_str(
+        r#"{"preset": "gopher_repetition", "dup_line_frac": 0, "dup_para_frac": 0, "dup_line_char_frac": 0,
+            "dup_para_char_frac": 0, "top_n_grams": [[2, 0.5]], "dup_n_grams": [[2, 0.3]]}"#,
+    )
+    .unwrap();
+    let f = QualityFilter::new(vec![p]).unwrap();
+    let o = f.evaluate("ab c a bc", None);
+    assert_eq!(o.failed_rule, Some("gopher_repetition_duplicated_2_n_grams"));
+    let names = f.metric_names();
+    let top = names.iter().position(|n| *n == "gopher_repetition_top_2_gram_char_frac").unwrap();
+    let dup = names.iter().position(|n| *n == "gopher_repetition_duplicated_2_n_grams_char_frac").unwrap();
+    assert_eq!(o.metrics[top], 4.0 / 9.0); // "ab c" once, the first of the most common
+    assert_eq!(o.metrics[dup], 3.0 / 9.0);
+}

@@ -15,6 +15,7 @@
 //!
 //! Tokens are byte spans into the text; no strings are allocated.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
@@ -87,6 +88,8 @@ pub struct EnglishTokenizer {
     specials: FxMap<&'static str, &'static [&'static str]>,
     /// First token of a PhraseMatcher pattern -> indexes into `tables::MATCHER`.
     matcher_first: FxMap<&'static str, Vec<usize>>,
+    /// Whether some one-token pattern changes its token (none for English).
+    matcher_single: bool,
 }
 
 enum PrefixPart {
@@ -149,6 +152,8 @@ struct SuffixPart {
     /// Width (characters) of the look-behind matched as text at the start.
     behind: usize,
     last: CharSet,
+    /// One of these must occur in the string for the part to match.
+    need: CharSet,
 }
 
 fn plain(pattern: &str) -> regex::Regex {
@@ -178,8 +183,17 @@ impl EnglishTokenizer {
         for &(k, v) in tables::SPECIALS {
             specials.insert(k, v);
         }
+        // One-token patterns whose special case is that one token are no-ops, and being
+        // the shortest they never keep a longer match out, so they are left out.
         let mut matcher_first: FxMap<&'static str, Vec<usize>> = FxMap::default();
-        for (i, &(_, pat)) in tables::MATCHER.iter().enumerate() {
+        let mut matcher_single = false;
+        for (i, &(k, pat)) in tables::MATCHER.iter().enumerate() {
+            if pat.len() == 1 && specials.get(k).is_some_and(|p: &&[&str]| p.len() == 1) {
+                continue;
+            }
+            if pat.len() == 1 {
+                matcher_single = true;
+            }
             if let Some(first) = pat.first() {
                 matcher_first.entry(*first).or_default().push(i);
             }
@@ -191,7 +205,12 @@ impl EnglishTokenizer {
                 .collect(),
             suffix: tables::SUFFIX_PARTS
                 .iter()
-                .map(|&(p, behind, last)| SuffixPart { re: plain(p), behind, last: CharSet::new(last) })
+                .map(|&(p, behind, last, need)| SuffixPart {
+                    re: plain(p),
+                    behind,
+                    last: CharSet::new(last),
+                    need: CharSet::new(need),
+                })
                 .collect(),
             infix: tables::INFIX_PIECES
                 .iter()
@@ -208,6 +227,7 @@ impl EnglishTokenizer {
             url: compile(tables::URL_RE),
             specials,
             matcher_first,
+            matcher_single,
         }
     }
 
@@ -245,8 +265,24 @@ impl EnglishTokenizer {
     }
 
     /// datatrove's `split_into_words` for English: the non-whitespace tokens.
-    pub fn words<'a>(&self, text: &'a str) -> Vec<&'a str> {
-        self.tokenize(text).into_iter().filter(|t| !t.space).map(|t| t.text(text)).collect()
+    pub fn words(&self, text: &str) -> Vec<String> {
+        let (base, toks) = self.tokenize_datatrove(text);
+        toks.into_iter().filter(|t| !t.space).map(|t| t.text(&base).to_string()).collect()
+    }
+
+    /// Tokens as datatrove gets them. `SpaCyTokenizer._do_tokenize` retries with
+    /// `text.replace("IS_ALPHA", "")` when spaCy raises and the text holds "IS_ALPHA";
+    /// spaCy 3.8 raises (an `AssertionError` in `memory_zone`) for a token "IS_ALPHA"
+    /// once that token has been seen before in the process. This does what datatrove
+    /// does from the second such document on; the tokens are spans of the returned text.
+    pub fn tokenize_datatrove<'a>(&self, text: &'a str) -> (Cow<'a, str>, Vec<Token>) {
+        let toks = self.tokenize(text);
+        if text.contains("IS_ALPHA") && toks.iter().any(|t| !t.space && t.text(text) == "IS_ALPHA") {
+            let replaced = text.replace("IS_ALPHA", "");
+            let toks = self.tokenize(&replaced);
+            return (Cow::Owned(replaced), toks);
+        }
+        (Cow::Borrowed(text), toks)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -276,11 +312,14 @@ impl EnglishTokenizer {
         // _split_affixes
         let (mut s, mut e) = (start, end);
         let mut last_size = 0usize;
+        let mut first = true;
         while s < e && e - s != last_size {
             let string = &text[s..e];
-            if self.specials.contains_key(string) {
+            // (the whole span was looked up above)
+            if !first && self.specials.contains_key(string) {
                 break;
             }
+            first = false;
             last_size = e - s;
             let pre_len = self.find_prefix(string);
             if pre_len != 0 {
@@ -359,7 +398,7 @@ impl EnglishTokenizer {
         // The suffix runs from the leftmost position where any piece matches to the end.
         let mut best = s.len();
         for part in &self.suffix {
-            if !part.last.contains(last) {
+            if !part.last.contains(last) || !s.chars().any(|c| part.need.contains(c)) {
                 continue;
             }
             if let Some(m) = part.re.find(s) {
@@ -461,6 +500,11 @@ impl EnglishTokenizer {
         let n = toks.len();
         let mut matches: Vec<(usize, usize)> = Vec::new();
         for i in 0..n {
+            // A match of 2+ tokens needs a next token (all the patterns that are left
+            // have 2+ tokens unless `matcher_single`).
+            if !self.matcher_single && i + 1 == n {
+                continue;
+            }
             let Some(pats) = self.matcher_first.get(toks[i].text(text)) else {
                 continue;
             };
@@ -586,13 +630,21 @@ pub fn count_sentences(text: &str, toks: &[Token]) -> usize {
 /// datatrove's `split_into_sentences` (spans from `span_tokenize`): the text cut at the
 /// end of every sentence but the last; one piece for a text without tokens.
 pub fn split_into_sentences<'a>(tok: &EnglishTokenizer, text: &'a str) -> Vec<&'a str> {
-    let toks = tok.tokenize(text);
-    let starts = sentence_starts(text, &toks);
+    let (base, toks) = tok.tokenize_datatrove(text);
+    let starts = sentence_starts(&base, &toks);
     let mut ends: Vec<usize> = Vec::with_capacity(starts.len());
-    for (k, &s) in starts.iter().enumerate() {
+    for k in 0..starts.len() {
         let last = if k + 1 < starts.len() { starts[k + 1] - 1 } else { toks.len() - 1 };
-        let _ = s;
         ends.push(toks[last].end);
+    }
+    if let Cow::Owned(b) = &base {
+        // offsets of the "IS_ALPHA"-less text applied to the original text, by
+        // character position, as Python slices it
+        let idx: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
+        for e in ends.iter_mut() {
+            let chars = b[..*e].chars().count();
+            *e = idx[chars.min(idx.len() - 1)];
+        }
     }
     let mut out = Vec::with_capacity(ends.len().max(1));
     let mut a = 0usize;
@@ -612,7 +664,7 @@ pub fn split_into_sentences<'a>(tok: &EnglishTokenizer, text: &'a str) -> Vec<&'
 mod tests {
     use super::*;
 
-    fn words(s: &str) -> Vec<&str> {
+    fn words(s: &str) -> Vec<String> {
         english().words(s)
     }
 
@@ -628,6 +680,9 @@ mod tests {
         assert_eq!(words("Visit https://example.com/a?b=c."), ["Visit", "https://example.com/a?b=c", "."]);
         assert!(words("").is_empty());
         assert!(words("  \n\t ").is_empty());
+        // datatrove's retry without "IS_ALPHA"
+        assert_eq!(words("x IS_ALPHA yIS_ALPHA"), ["x", "y"]);
+        assert_eq!(words("x yIS_ALPHA"), ["x", "yIS_ALPHA"]);
     }
 
     /// The split prefix/suffix matchers agree with spaCy's single regexes on strings
