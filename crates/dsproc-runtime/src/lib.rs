@@ -9,6 +9,7 @@ pub mod commit;
 pub mod driver;
 pub mod incremental;
 pub mod lineage;
+pub mod report;
 pub mod schedule;
 pub mod security;
 pub mod session;
