@@ -55,16 +55,16 @@ fn python(py: &std::ffi::OsStr, args: &[&str]) -> Result<String, Option<String>>
 /// and on Ballista; the manifest records sha256, vocabulary and token totals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_ids_equal_python_tokenizers() {
-    // The byte-level BPE files run dsproc's fast encoder; o200k (a split pattern it
-    // does not reproduce) and WordPiece run the tokenizers crate: ids equal
-    // Python's either way, and the manifest says which encoder ran.
+    // The byte-level BPE files run dsproc's fast encoder; WordPiece runs the
+    // tokenizers crate: ids equal Python's either way, and the manifest says which
+    // encoder ran.
     let cases = [
         ("bpe", "append_eos = true\n", Some(65_000u64), "fast_bpe"),
         ("wordpiece", "add_bos = true\nappend_eos = true\nmax_tokens = 300\n", Some(30_522), "hf_tokenizers"),
         ("cl100k", "append_eos = true\n", None, "fast_bpe"),
         ("llama3", "", None, "fast_bpe"),
         ("qwen3", "append_eos = true\n", None, "fast_bpe"),
-        ("o200k", "", None, "hf_tokenizers"),
+        ("o200k", "", None, "fast_bpe"),
     ];
     for (kind, opts, vocab, encoder) in cases {
         let Some(tok) = tokenizer(kind, "token_ids_equal_python_tokenizers") else { return };
