@@ -51,8 +51,12 @@ print(con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0])
 '''
 
 
+class Failed(Exception):
+    pass
+
+
 def watch(cmd, env=None):
-    """Runs cmd; returns (seconds, stdout, rchar bytes, peak RSS bytes)."""
+    """Runs cmd; returns (seconds, stdout, rchar bytes, peak RSS bytes); Failed on a non-zero exit."""
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     io = {"rchar": 0, "rss": 0}
@@ -76,7 +80,7 @@ def watch(cmd, env=None):
     th.join()
     secs = time.perf_counter() - t
     if p.returncode != 0:
-        sys.exit(f"{cmd[0]} failed ({p.returncode}): {err[-2000:]}")
+        raise Failed(err.strip().splitlines()[-1][:200] if err.strip() else f"exit {p.returncode}")
     return secs, out, io["rchar"], io["rss"]
 
 
@@ -93,7 +97,7 @@ def main():
     size = os.path.getsize(src)
     skip = set(filter(None, a.skip.split(",")))
     res = {t: [] for t in ("dsproc", "polars", "duckdb") if t not in skip}
-    kept, reads, rss = {}, {}, {}
+    kept, reads, rss, failed = {}, {}, {}, {}
     env = dict(os.environ, POLARS_MAX_THREADS=str(a.cores))
     with tempfile.TemporaryDirectory() as tmp:
         opts = '\nform = "none"\nwhitespace = "keep"' if a.raw else ""
@@ -105,6 +109,7 @@ def main():
             order = list(res)
             order = order[r % len(order):] + order[: r % len(order)]
             for tool in order:
+              try:
                 if tool == "dsproc":
                     cmd = [BIN, "run", "-q", "--json", "--memory-limit", a.memory, "--partitions", str(a.cores), spec]
                     secs, out, rc, mx = watch(cmd)
@@ -119,10 +124,17 @@ def main():
                 res[tool].append(secs)
                 kept[tool], reads[tool], rss[tool] = n, rc, mx
                 print(f"  round {r + 1} {tool:<7} {secs:7.2f} s  kept {n}", flush=True)
+              except Failed as e:
+                if tool == "dsproc":
+                    sys.exit(f"dsproc failed: {e}")
+                failed[tool] = str(e)
+                print(f"  round {r + 1} {tool:<7} FAILED: {e}", flush=True)
     print(f"\n{os.path.basename(src)}: {size / 1e6:.0f} MB, {a.cores} cores, memory limit {a.memory}, {a.rounds} rounds")
     print(f"{'tool':<8}{'median s':>10}{'MB/s':>9}{'kept':>10}{'read MB':>10}{'peak RSS MB':>13}")
-    med = {t: statistics.median(v) for t, v in res.items()}
-    for t in res:
+    med = {t: statistics.median(v) for t, v in res.items() if v}
+    for t, why in failed.items():
+        print(f"{t:<8} FAILED under the limit: {why}")
+    for t in med:
         print(f"{t:<8}{med[t]:10.2f}{size / 1e6 / med[t]:9.1f}{kept[t]:10}{reads[t] / 1e6:10.0f}{rss[t] / 1e6:13.0f}")
     if "dsproc" in med:
         for t in med:
