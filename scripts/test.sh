@@ -21,12 +21,13 @@ VENV="${DSPROC_VENV:-$HOME/.cache/dsproc-venv}"
 # openlineage-python checks the lineage events against its generated 2-0-2 classes;
 # croniter is the reference for `dsproc schedule next`; scikit-learn, statsmodels and
 # krippendorff for the label_agreement check; datatrove 0.10.1 (with spaCy, its
-# English word tokenizer) for quality_filter and fasttext-predict (the C++
+# English word tokenizer, and regex, which its filters import but it does not
+# declare) for quality_filter and fasttext-predict (the C++
 # fastText) for langid.
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets, openlineage.client, croniter, sklearn, statsmodels, krippendorff, datatrove, spacy, fasttext" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import pyarrow, tokenizers, datasets, openlineage.client, croniter, sklearn, statsmodels, krippendorff, datatrove, datatrove.pipeline.filters, spacy, fasttext, orjson" 2>/dev/null; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q pyarrow "tokenizers==0.23.*" datasets openlineage-python "croniter==7.*" scikit-learn statsmodels krippendorff \
-    "datatrove==0.10.1" "spacy==3.8.*" "fasttext-predict==0.9.2.4"
+    "datatrove==0.10.1" regex "spacy==3.8.*" "fasttext-predict==0.9.2.4" orjson
 fi
 export DSPROC_PYTHON="$VENV/bin/python"
 

@@ -294,11 +294,18 @@ fn a_scheduler_rebuilds_incrementally_every_2s_and_survives_kill_9_retries_and_a
     // with it and commits nothing; a restarted scheduler takes the expired lease,
     // catches up (latest) and commits the change once.
     docs(&input.join("c.jsonl"), "c", 10);
+    // A run that started after c.jsonl was written lists it, so it commits (and
+    // pauses 3 s first); a run that started before may be an up-to-date one that
+    // ends before the kill.
+    let written = chrono::Utc::now();
+    let started = |r: &serde_json::Value| {
+        r["started_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
     wait_for("a run of the new tick", 60, || {
         run_records(&out)
             .into_iter()
             .rev()
-            .find(|r| r["status"] == "running" && r["started_at"].as_str() > v2["created_at"].as_str())
+            .find(|r| r["status"] == "running" && started(r).is_some_and(|t| t > written))
     });
     std::thread::sleep(Duration::from_millis(500));
     a.kill9();

@@ -282,16 +282,16 @@ fn real_path(raw: &str) -> String {
 }
 
 /// The duplicate-id check between the reader and step 1 (see
-/// [`dsproc_exec::dup_ids`]): input positions, a window counting and ranking the
-/// rows of each id in input order, and the check that fails, reports or drops.
+/// [`dsproc_exec::dup_ids`]): input positions, then count and rank of each id in
+/// input order computed on keys only (id and position: a window over small rows,
+/// never a sort of whole documents), the positions of rows whose id repeats
+/// joined back onto the rows (the input is a shared subplan: read once), and the
+/// check that fails, reports or drops.
 async fn duplicate_id_check(
     pc: &PlanContext<'_>,
     plan: LogicalPlan,
     mode: DuplicateIdMode,
 ) -> Result<LogicalPlan, DsprocError> {
-    use datafusion::common::{Column, ScalarValue};
-    use datafusion::logical_expr::expr::WindowFunction;
-    use datafusion::logical_expr::{ExprFunctionExt, WindowFrame, WindowFrameBound, WindowFrameUnits};
     use dsproc_exec::dup_ids::{DUP_COUNT, DUP_RANK, POS_PART, POS_ROW};
     let err = |e: datafusion::error::DataFusionError| DsprocError::usage(format!("input.on_duplicate_id: {e}"));
     let node = |plan, phase| {
@@ -299,58 +299,38 @@ async fn duplicate_id_check(
             .map(|n| LogicalPlan::Extension(Extension { node: Arc::new(n) }))
             .map_err(err)
     };
-    let tagged = node(plan, DuplicateIdsPhase::Tag)?;
-    // count(*) and row_number() over the rows of each id in input order (one sort).
-    let order = vec![col(POS_PART).sort(true, false), col(POS_ROW).sort(true, false)];
-    let frame = WindowFrame::new_bounds(
-        WindowFrameUnits::Rows,
-        WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
-        WindowFrameBound::Following(ScalarValue::UInt64(None)),
+    let tagged = crate::ops::shared(node(plan, DuplicateIdsPhase::Tag)?);
+    // count(*) and row_number() over the rows of each id in input order, on keys.
+    let window = format!(
+        "SELECT id AS __dsproc_kid, {POS_PART} AS __dsproc_kp, {POS_ROW} AS __dsproc_kr, \
+                count(*) OVER (PARTITION BY id) AS __dsproc_kn, \
+                row_number() OVER (PARTITION BY id ORDER BY {POS_PART}, {POS_ROW}) AS __dsproc_krn \
+         FROM __dsproc_ids"
     );
-    let count = Expr::from(WindowFunction::new(datafusion::functions_aggregate::count::count_udaf(), vec![lit(1i64)]))
-        .partition_by(vec![col("id")])
-        .order_by(order.clone())
-        .window_frame(frame)
-        .build()
-        .map_err(err)?;
-    let rank = datafusion::functions_window::expr_fn::row_number()
-        .partition_by(vec![col("id")])
-        .order_by(order)
-        .build()
-        .map_err(err)?;
-    let named = |e: &Expr, name: &str| Expr::Column(Column::from_name(e.schema_name().to_string())).alias(name);
-    let mut exprs: Vec<Expr> =
-        tagged.schema().fields().iter().map(|f| Expr::Column(Column::from_name(f.name()))).collect();
-    exprs.push(named(&count, DUP_COUNT));
-    exprs.push(named(&rank, DUP_RANK));
-    let ranked = LogicalPlanBuilder::from(tagged)
-        .window(vec![count, rank])
-        .and_then(|b| b.project(exprs))
-        .and_then(|b| b.build())
-        .map_err(err)?;
+    let mut views = vec![("__dsproc_ids".to_string(), tagged)];
     // An incremental build: a new row whose id a published row has counts as a
     // later occurrence of it (the published row came first).
-    let ranked = match crate::ops::parent_state_plan(pc, "input").await? {
-        None => ranked,
+    let keys = match crate::ops::parent_state_plan(pc, "input").await? {
+        None => window,
         Some(parent) => {
-            let cols: Vec<String> = ranked
-                .schema()
-                .fields()
-                .iter()
-                .filter(|f| ![DUP_COUNT, DUP_RANK].contains(&f.name().as_str()))
-                .map(|f| format!("r.\"{}\"", f.name().replace('"', "\"\"")))
-                .collect();
-            let query = format!(
-                "SELECT * FROM (SELECT {cols}, r.{DUP_COUNT} + CASE WHEN p.__dsproc_pid IS NULL THEN 0 ELSE 1 END AS {DUP_COUNT}, \
-                        r.{DUP_RANK} + CASE WHEN p.__dsproc_pid IS NULL THEN 0 ELSE 1 END AS {DUP_RANK} \
-                 FROM __dsproc_ids r \
-                 LEFT JOIN (SELECT DISTINCT id AS __dsproc_pid FROM __dsproc_ids_parent) p ON r.id = p.__dsproc_pid) q",
-                cols = cols.join(", ")
-            );
-            let views = [("__dsproc_ids".to_string(), ranked), ("__dsproc_ids_parent".to_string(), parent)];
-            crate::ops::sql_over_views(pc, "input", &views, &query).await?
+            views.push(("__dsproc_ids_parent".to_string(), parent));
+            format!(
+                "SELECT k.__dsproc_kp, k.__dsproc_kr, \
+                        k.__dsproc_kn + CASE WHEN p.__dsproc_pid IS NULL THEN 0 ELSE 1 END AS __dsproc_kn, \
+                        k.__dsproc_krn + CASE WHEN p.__dsproc_pid IS NULL THEN 0 ELSE 1 END AS __dsproc_krn \
+                 FROM ({window}) k \
+                 LEFT JOIN (SELECT DISTINCT id AS __dsproc_pid FROM __dsproc_ids_parent) p ON k.__dsproc_kid = p.__dsproc_pid"
+            )
         }
     };
+    // Only rows whose id repeats carry a count above 1: that (usually empty) key
+    // table is joined back onto the rows, which stream through the join.
+    let query = format!(
+        "SELECT t.*, coalesce(d.__dsproc_kn, 1) AS {DUP_COUNT}, coalesce(d.__dsproc_krn, 1) AS {DUP_RANK} \
+         FROM (SELECT __dsproc_kp, __dsproc_kr, __dsproc_kn, __dsproc_krn FROM ({keys}) k0 WHERE __dsproc_kn > 1) d \
+         RIGHT JOIN __dsproc_ids t ON t.{POS_PART} = d.__dsproc_kp AND t.{POS_ROW} = d.__dsproc_kr"
+    );
+    let ranked = crate::ops::sql_over_views(pc, "input", &views, &query).await?;
     let checked = node(ranked, DuplicateIdsPhase::Check)?;
     // Each version keeps the ids it holds, for the next incremental build's check.
     crate::ops::with_state(pc, "input", checked, "named_struct('id', arrow_cast(id, 'Utf8'))").await
