@@ -3,7 +3,7 @@
 tokenizers crate (DSPROC_TOKENIZER_ENCODER=hf), and tiktoken on the same text,
 the same cores, interleaved rounds, medians.
 
-usage: tokenize_fast.py TOKENIZER_JSON DOCS.jsonl [ROUNDS]
+usage: tokenize_fast.py TOKENIZER_JSON DOCS.jsonl [ROUNDS] [--no-crate] [--no-tiktoken]
   run with a Python that has tiktoken (pip install tiktoken; no download: the
   encoding is built from the tokenizer.json's own vocabulary, so it must be a
   byte-level BPE whose ids are its merge ranks, e.g. cl100k from
@@ -11,7 +11,11 @@ usage: tokenize_fast.py TOKENIZER_JSON DOCS.jsonl [ROUNDS]
 
 dsproc's step time is (read -> tokenize -> Parquet) minus (read -> Parquet) of
 the same input. tiktoken's time is json parsing plus encode_ordinary_batch with
-every core (the issue's measurement). MB/s are of the documents' text bytes.
+every core (the issue's measurement); the Python tokenizers package's is json
+parsing plus encode_batch_fast with every core (needs `tokenizers` in the same
+Python). MB/s are of the documents' text bytes. --no-crate leaves out the dsproc
+run on the tokenizers crate; --no-tiktoken leaves out tiktoken (files whose
+split regex tiktoken's engine does not take).
 """
 import json
 import os
@@ -66,12 +70,20 @@ def tiktoken_encoding(tok_json):
 
 
 def main():
-    tok, docs = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    flags = {a for a in sys.argv[1:] if a.startswith("--")}
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    tok, docs = os.path.abspath(args[0]), os.path.abspath(args[1])
+    rounds = int(args[2]) if len(args) > 2 else 3
+    use_crate, use_tik = "--no-crate" not in flags, "--no-tiktoken" not in flags
     cores = os.cpu_count()
     text_bytes = sum(len(json.loads(l)["text"].encode()) for l in open(docs))
-    enc = tiktoken_encoding(tok)
-    base, fast, hf, tik = [], [], [], []
+    enc = tiktoken_encoding(tok) if use_tik else None
+    from tokenizers import Tokenizer
+    hf_py = Tokenizer.from_file(tok)
+    hf_py.no_padding()
+    hf_py.no_truncation()
+    base, fast, hf, tik, hfp = [], [], [], [], []
+    tik_tokens = hfp_tokens = None
     encoders = set()
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
@@ -79,26 +91,46 @@ def main():
             s, tokens, e = dsproc_job(tok, docs, True, tmp, {})
             fast.append(s)
             encoders.add(e)
-            s, hf_tokens, e = dsproc_job(tok, docs, True, tmp, {"DSPROC_TOKENIZER_ENCODER": "hf"})
-            hf.append(s)
-            encoders.add(e)
-            assert hf_tokens == tokens, f"token totals differ: fast {tokens}, hf {hf_tokens}"
+            if use_crate:
+                s, hf_tokens, e = dsproc_job(tok, docs, True, tmp, {"DSPROC_TOKENIZER_ENCODER": "hf"})
+                hf.append(s)
+                encoders.add(e)
+                assert hf_tokens == tokens, f"token totals differ: fast {tokens}, hf {hf_tokens}"
+            if use_tik:
+                t = time.perf_counter()
+                texts = [json.loads(l)["text"] for l in open(docs)]
+                ids = enc.encode_ordinary_batch(texts, num_threads=cores)
+                tik.append(time.perf_counter() - t)
+                tik_tokens = sum(map(len, ids))
+                del ids, texts
             t = time.perf_counter()
             texts = [json.loads(l)["text"] for l in open(docs)]
-            ids = enc.encode_ordinary_batch(texts, num_threads=cores)
-            tik.append(time.perf_counter() - t)
-            tik_tokens = sum(map(len, ids))
-            print(f"round {r + 1}: base {base[-1]:.2f}s fast {fast[-1]:.2f}s hf {hf[-1]:.2f}s tiktoken {tik[-1]:.2f}s",
-                  flush=True)
+            encs = hf_py.encode_batch_fast(texts, add_special_tokens=False)
+            hfp.append(time.perf_counter() - t)
+            hfp_tokens = sum(len(x.ids) for x in encs)
+            del encs, texts
+            print(f"round {r + 1}: base {base[-1]:.2f}s fast {fast[-1]:.2f}s"
+                  + (f" crate {hf[-1]:.2f}s" if hf else "") + (f" tiktoken {tik[-1]:.2f}s" if tik else "")
+                  + f" tokenizers(py) {hfp[-1]:.2f}s", flush=True)
     mb = text_bytes / 1e6
-    b, f, h, k = (statistics.median(x) for x in (base, fast, hf, tik))
-    fast_step, hf_step = max(f - b, 1e-9), max(h - b, 1e-9)
-    print(f"input: {docs} ({mb:.1f} MB of text, {tokens} tokens; tiktoken {tik_tokens} without special tokens), "
-          f"{cores} cores, encoders {sorted(x for x in encoders if x)}")
-    print(f"dsproc step, fast BPE:   {fast_step:.2f}s  {mb / fast_step:.1f} MB/s")
-    print(f"dsproc step, tokenizers: {hf_step:.2f}s  {mb / hf_step:.1f} MB/s")
-    print(f"tiktoken (json + encode_ordinary_batch, {cores} threads): {k:.2f}s  {mb / k:.1f} MB/s")
-    print(f"ratios: fast/tiktoken {k / fast_step:.2f}x, fast/tokenizers {hf_step / fast_step:.2f}x (>1: dsproc fast is faster)")
+    med = statistics.median
+    b, f = med(base), med(fast)
+    fast_step = max(f - b, 1e-9)
+    print(f"input: {docs} ({mb:.1f} MB of text, {tokens} tokens in the shards; tiktoken {tik_tokens}, "
+          f"tokenizers(py) {hfp_tokens} without special tokens), {cores} cores, {rounds} rounds, "
+          f"encoders {sorted(x for x in encoders if x)}")
+    print(f"dsproc step, fast BPE:   {fast_step:.2f}s  {mb / fast_step:.1f} MB/s (job {f:.2f}s - read/write {b:.2f}s)")
+    if hf:
+        hf_step = max(med(hf) - b, 1e-9)
+        print(f"dsproc step, tokenizers crate: {hf_step:.2f}s  {mb / hf_step:.1f} MB/s "
+              f"(fast is {hf_step / fast_step:.2f}x)")
+    if tik:
+        k = med(tik)
+        print(f"tiktoken (json + encode_ordinary_batch, {cores} threads): {k:.2f}s  {mb / k:.1f} MB/s "
+              f"(dsproc fast is {k / fast_step:.2f}x)")
+    p = med(hfp)
+    print(f"tokenizers py (json + encode_batch_fast, {cores} threads): {p:.2f}s  {mb / p:.1f} MB/s "
+          f"(dsproc fast is {p / fast_step:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -298,9 +298,8 @@ fn a_scheduler_rebuilds_incrementally_every_2s_and_survives_kill_9_retries_and_a
     // pauses 3 s first); a run that started before may be an up-to-date one that
     // ends before the kill.
     let written = chrono::Utc::now();
-    let started = |r: &serde_json::Value| {
-        r["started_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    };
+    let started =
+        |r: &serde_json::Value| r["started_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
     wait_for("a run of the new tick", 60, || {
         run_records(&out)
             .into_iter()

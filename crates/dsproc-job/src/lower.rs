@@ -304,7 +304,7 @@ async fn duplicate_id_check(
     let window = format!(
         "SELECT id AS __dsproc_kid, {POS_PART} AS __dsproc_kp, {POS_ROW} AS __dsproc_kr, \
                 count(*) OVER (PARTITION BY id) AS __dsproc_kn, \
-                row_number() OVER (PARTITION BY id ORDER BY {POS_PART}, {POS_ROW}) AS __dsproc_krn \
+                CAST(row_number() OVER (PARTITION BY id ORDER BY {POS_PART}, {POS_ROW}) AS BIGINT) AS __dsproc_krn \
          FROM __dsproc_ids"
     );
     let mut views = vec![("__dsproc_ids".to_string(), tagged)];
