@@ -29,7 +29,10 @@ run() { # tag bin spec variant extra...
 }
 for spec in *.toml; do
   # Jobs the old build cannot validate (ops added since) are left out.
-  "$OLD_BIN" validate "$spec" >/dev/null 2>&1 || { echo "$spec: the old build does not know it, left out"; continue; }
+  if ! why="$("$OLD_BIN" validate "$spec" 2>&1)"; then
+    echo "$spec: left out, the old build refuses it: $(printf '%s\n' "$why" | tail -1)"
+    continue
+  fi
   run old "$OLD_BIN" "$spec" ""; run new "$NEW_BIN" "$spec" ""
 done
 if [ -f tokenize.toml ]; then

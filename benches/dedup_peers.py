@@ -109,26 +109,26 @@ def main():
             order = list(res)
             order = order[r % len(order):] + order[: r % len(order)]
             for tool in order:
-              try:
-                if tool == "dsproc":
-                    cmd = [BIN, "run", "-q", "--json", "--memory-limit", a.memory, "--partitions", str(a.cores), spec]
-                    secs, out, rc, mx = watch(cmd)
-                    n = json.loads(out)["manifest"]["rows"]["out"]
-                elif tool == "polars":
-                    secs, out, rc, mx = watch([sys.executable, "-c", POLARS, src, f"{tmp}/polars.parquet"], env)
-                    n = int(out.strip().splitlines()[-1])
-                else:
-                    mem = a.memory.replace("GiB", "GB").replace("MiB", "MB")
-                    secs, out, rc, mx = watch([sys.executable, "-c", DUCKDB, src, f"{tmp}/duckdb.parquet", mem, str(a.cores)])
-                    n = int(out.strip().splitlines()[-1])
-                res[tool].append(secs)
-                kept[tool], reads[tool], rss[tool] = n, rc, mx
-                print(f"  round {r + 1} {tool:<7} {secs:7.2f} s  kept {n}", flush=True)
-              except Failed as e:
-                if tool == "dsproc":
-                    sys.exit(f"dsproc failed: {e}")
-                failed[tool] = str(e)
-                print(f"  round {r + 1} {tool:<7} FAILED: {e}", flush=True)
+                try:
+                    if tool == "dsproc":
+                        cmd = [BIN, "run", "-q", "--json", "--memory-limit", a.memory, "--partitions", str(a.cores), spec]
+                        secs, out, rc, mx = watch(cmd)
+                        n = json.loads(out)["manifest"]["rows"]["out"]
+                    elif tool == "polars":
+                        secs, out, rc, mx = watch([sys.executable, "-c", POLARS, src, f"{tmp}/polars.parquet"], env)
+                        n = int(out.strip().splitlines()[-1])
+                    else:
+                        mem = a.memory.replace("GiB", "GB").replace("MiB", "MB")
+                        secs, out, rc, mx = watch([sys.executable, "-c", DUCKDB, src, f"{tmp}/duckdb.parquet", mem, str(a.cores)])
+                        n = int(out.strip().splitlines()[-1])
+                    res[tool].append(secs)
+                    kept[tool], reads[tool], rss[tool] = n, rc, mx
+                    print(f"  round {r + 1} {tool:<7} {secs:7.2f} s  kept {n}", flush=True)
+                except Failed as e:
+                    if tool == "dsproc":
+                        sys.exit(f"dsproc failed: {e}")
+                    failed[tool] = str(e)
+                    print(f"  round {r + 1} {tool:<7} FAILED: {e}", flush=True)
     print(f"\n{os.path.basename(src)}: {size / 1e6:.0f} MB, {a.cores} cores, memory limit {a.memory}, {a.rounds} rounds")
     print(f"{'tool':<8}{'median s':>10}{'MB/s':>9}{'kept':>10}{'read MB':>10}{'peak RSS MB':>13}")
     med = {t: statistics.median(v) for t, v in res.items() if v}
