@@ -107,6 +107,120 @@ pub enum CheckSpec {
         #[serde(default)]
         baseline: Option<Baseline>,
     },
+    /// Against the baseline: embeds a seeded sample of each version's `text` (the
+    /// first `max_tokens` tokens of `sample` documents, chosen by a hash of id and
+    /// `seed`) with a sentence-embedding model run in Rust (all-MiniLM-L6-v2 by
+    /// default) and compares them: each embedding's cosine similarity to the
+    /// baseline's centroid (histograms, Kolmogorov–Smirnov), the distance between the
+    /// mean embeddings, MMD² (RBF kernel, median heuristic) and a domain classifier's
+    /// held-out ROC-AUC (logistic regression, 70/30 split). `method` gates on one of
+    /// them; all are reported. The new sample's embeddings are written into the
+    /// version (`vNNNNN/_embeddings/check-NNN.parquet`: id, vector) and reused as the
+    /// baseline's by the next version.
+    EmbeddingDrift {
+        /// Documents sampled from each version (all of them when fewer).
+        #[serde(default = "default_embed_sample")]
+        sample: usize,
+        /// Seeds the sample (a hash of id and seed orders the rows) and the
+        /// classifier's train/test split.
+        #[serde(default)]
+        seed: u64,
+        /// Tokens embedded per document, `[CLS]` and `[SEP]` included (the model's
+        /// `max_seq_length`, 256 for all-MiniLM-L6-v2; at most 512).
+        #[serde(default = "default_max_tokens")]
+        max_tokens: usize,
+        /// A sentence-transformers BERT model directory (`model.safetensors`,
+        /// `config.json`, `tokenizer.json`; mean pooling), relative to the current
+        /// directory. Default: `$DSPROC_MODELS/all-minilm-l6-v2` (DSPROC_MODELS
+        /// defaulting to `~/.cache/dsproc-ground/models`), as `scripts/fetch-models.sh`
+        /// puts it.
+        #[serde(default)]
+        model: Option<String>,
+        /// The text column.
+        #[serde(default = "default_text_column")]
+        text: String,
+        /// The statistic that passes or fails the check: `auc` (the default: the
+        /// domain classifier's ROC-AUC, Evidently's default method; it reads the same
+        /// on any model and sample size, 0.5 = indistinguishable, and sees shifts in
+        /// any direction of the embedding space), `mmd` or `mean_distance`.
+        #[serde(default = "default_drift_method")]
+        method: String,
+        /// Fails above this held-out ROC-AUC (Evidently's 0.55).
+        #[serde(default = "default_max_auc")]
+        max_auc: f64,
+        /// Fails above this MMD² (Evidently's 0.015).
+        #[serde(default = "default_max_mmd")]
+        max_mmd: f64,
+        /// Fails above this Euclidean distance between mean embeddings (Evidently's 0.2).
+        #[serde(default = "default_max_mean_distance")]
+        max_mean_distance: f64,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        baseline: Option<Baseline>,
+    },
+}
+
+/// `embedding_drift.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DriftMethod {
+    /// Domain classifier ROC-AUC on the held-out split.
+    #[default]
+    Auc,
+    /// MMD² with an RBF kernel.
+    Mmd,
+    /// Euclidean distance between the mean embeddings.
+    MeanDistance,
+}
+
+impl DriftMethod {
+    pub const ALL: [DriftMethod; 3] = [Self::Auc, Self::Mmd, Self::MeanDistance];
+    /// `"auc"` | `"mmd"` | `"mean_distance"`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| format!("{s:?}: use auc, mmd or mean_distance"))
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auc => "auc",
+            Self::Mmd => "mmd",
+            Self::MeanDistance => "mean_distance",
+        }
+    }
+}
+
+fn default_drift_method() -> String {
+    "auc".into()
+}
+fn default_embed_sample() -> usize {
+    10_000
+}
+fn default_max_tokens() -> usize {
+    256
+}
+fn default_max_auc() -> f64 {
+    0.55
+}
+fn default_max_mmd() -> f64 {
+    0.015
+}
+fn default_max_mean_distance() -> f64 {
+    0.2
+}
+
+/// The directory of `embedding_drift`'s model: `model`, else
+/// `$DSPROC_MODELS/all-minilm-l6-v2` (DSPROC_MODELS defaulting to
+/// `~/.cache/dsproc-ground/models`, where `scripts/fetch-models.sh` puts it).
+pub fn embedding_model_dir(model: Option<&str>) -> std::path::PathBuf {
+    match model {
+        Some(m) => std::path::PathBuf::from(m.strip_prefix("file://").unwrap_or(m)),
+        None => {
+            let base = std::env::var_os("DSPROC_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/dsproc-ground/models")
+            });
+            base.join("all-minilm-l6-v2")
+        }
+    }
 }
 
 /// `label_agreement.metric`.
@@ -150,6 +264,7 @@ impl CheckSpec {
             Self::Distribution { .. } => "distribution",
             Self::LabelAgreement { .. } => "label_agreement",
             Self::ConflictingDuplicates { .. } => "conflicting_duplicates",
+            Self::EmbeddingDrift { .. } => "embedding_drift",
         }
     }
     pub fn severity(&self) -> Severity {
@@ -158,13 +273,16 @@ impl CheckSpec {
             | Self::PiiResidual { severity, .. }
             | Self::Distribution { severity, .. }
             | Self::LabelAgreement { severity, .. }
-            | Self::ConflictingDuplicates { severity, .. } => *severity,
+            | Self::ConflictingDuplicates { severity, .. }
+            | Self::EmbeddingDrift { severity, .. } => *severity,
         }
     }
     /// The pinned baseline version (None: the current one).
     pub fn baseline(&self) -> Option<&Baseline> {
         match self {
-            Self::Sql { baseline, .. } | Self::Distribution { baseline, .. } => baseline.as_ref(),
+            Self::Sql { baseline, .. }
+            | Self::Distribution { baseline, .. }
+            | Self::EmbeddingDrift { baseline, .. } => baseline.as_ref(),
             Self::PiiResidual { .. } | Self::LabelAgreement { .. } | Self::ConflictingDuplicates { .. } => None,
         }
     }
@@ -221,6 +339,36 @@ impl CheckSpec {
                 }
                 if max_share.is_nan() || !(0.0..=1.0).contains(max_share) {
                     return Err(("max_share".into(), format!("must be in [0, 1], got {max_share}")));
+                }
+                Ok(())
+            }
+            Self::EmbeddingDrift { sample, max_tokens, model, method, max_auc, max_mmd, max_mean_distance, .. } => {
+                DriftMethod::parse(method).map_err(|m| ("method".to_string(), m))?;
+                if *sample < 10 {
+                    return Err(("sample".into(), format!("at least 10 documents, got {sample}")));
+                }
+                if !(2..=512).contains(max_tokens) {
+                    return Err(("max_tokens".into(), format!("between 2 and 512, got {max_tokens}")));
+                }
+                if !(0.5..=1.0).contains(max_auc) {
+                    return Err(("max_auc".into(), format!("between 0.5 and 1, got {max_auc}")));
+                }
+                for (k, v) in [("max_mmd", max_mmd), ("max_mean_distance", max_mean_distance)] {
+                    if !v.is_finite() || *v < 0.0 {
+                        return Err((k.into(), format!("a number of at least 0, got {v}")));
+                    }
+                }
+                let dir = embedding_model_dir(model.as_deref());
+                if let Some(missing) =
+                    ["model.safetensors", "config.json", "tokenizer.json"].iter().find(|f| !dir.join(f).is_file())
+                {
+                    return Err((
+                        "model".into(),
+                        format!(
+                            "{}: no {missing} (the default is $DSPROC_MODELS/all-minilm-l6-v2: fetch all-MiniLM-L6-v2 with scripts/fetch-models.sh, or set model = DIR)",
+                            dir.display()
+                        ),
+                    ));
                 }
                 Ok(())
             }

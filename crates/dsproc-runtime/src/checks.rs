@@ -20,6 +20,9 @@ pub struct CheckResult {
     pub value: Value,
     pub failed_error: bool,
     pub summary: String,
+    /// Files the check wrote into the version (relative to the dataset root), for
+    /// the manifest's `side_files`.
+    pub side_files: Vec<String>,
 }
 
 /// Registers a version's data shards as table `name`; false when its format
@@ -79,6 +82,7 @@ pub async fn evaluate(
     let readable = register(&ctx, "output", out, m).await?;
     let mut results = Vec::new();
     for (i, c) in checks.iter().enumerate() {
+        let mut side_files = Vec::new();
         let baseline = match c.baseline() {
             Some(Baseline::Version(n)) => Some(crate::versions::read_version(out, *n).await?.ok_or_else(|| {
                 DsprocError::usage(format!("check {} ({}): baseline = {n}: no version {n}", i + 1, c.kind()))
@@ -200,6 +204,40 @@ pub async fn evaluate(
                     }
                 }
             }
+            CheckSpec::EmbeddingDrift {
+                sample,
+                seed,
+                max_tokens,
+                model,
+                text,
+                method,
+                max_auc,
+                max_mmd,
+                max_mean_distance,
+                ..
+            } => {
+                if !readable || (baseline.is_some() && !base_readable) {
+                    (
+                        false,
+                        json!({"error": format!("embedding_drift needs parquet or jsonl output, not {}", m.format)}),
+                    )
+                } else {
+                    let settings = crate::embedding_drift::Settings {
+                        sample: *sample,
+                        seed: *seed,
+                        max_tokens: *max_tokens,
+                        model: model.clone(),
+                        text: text.clone(),
+                        method: dsproc_job::checks::DriftMethod::parse(method).map_err(DsprocError::usage)?,
+                        max_auc: *max_auc,
+                        max_mmd: *max_mmd,
+                        max_mean_distance: *max_mean_distance,
+                    };
+                    let o = crate::embedding_drift::evaluate(&ctx, i, &settings, out, m, baseline.as_ref()).await?;
+                    side_files.extend(o.side_file);
+                    (o.passed, o.value)
+                }
+            }
             CheckSpec::Distribution { rows_change, metric, column, max, .. } => {
                 let Some(base) = &baseline else {
                     results.push(result(c, i, true, json!({"skipped": "no baseline version to compare with"})));
@@ -272,7 +310,9 @@ pub async fn evaluate(
         if let (Some(b), Some(o)) = (&baseline, value.as_object_mut()) {
             o.entry("baseline_version").or_insert(json!(b.version));
         }
-        results.push(result(c, i, passed, value));
+        let mut r = result(c, i, passed, value);
+        r.side_files = side_files;
+        results.push(r);
     }
     Ok(results)
 }
@@ -442,7 +482,7 @@ fn result(c: &CheckSpec, i: usize, passed: bool, value: Value) -> CheckResult {
             o.insert(k.clone(), x.clone());
         }
     }
-    CheckResult { value: v, failed_error: !passed && c.severity() == Severity::Error, summary }
+    CheckResult { value: v, failed_error: !passed && c.severity() == Severity::Error, summary, side_files: Vec::new() }
 }
 
 /// The value and threshold of a check result, in a few words.
@@ -486,6 +526,26 @@ fn brief(v: &Value) -> String {
             "{n} near-duplicate pairs with different labels, {:.4}% of rows (max {})",
             sh * 100.0,
             v["threshold"]
+        ));
+    }
+    if let (Some(m), Some(s)) = (v["method"].as_str(), v.get("sample").filter(|s| s.is_object())) {
+        let part = |k: &str, name: &str| {
+            let x = &v[k];
+            format!(
+                "{name} {:.4} (max {}){}",
+                x["value"].as_f64().unwrap_or(f64::NAN),
+                x["threshold"],
+                if x["passed"] == false { " over" } else { "" }
+            )
+        };
+        parts.push(format!(
+            "embedding drift by {m}: {}, {}, {} over {} new vs {} baseline documents of version {}",
+            part("auc", "domain classifier ROC-AUC"),
+            part("mmd", "MMD²"),
+            part("mean_distance", "mean-embedding distance"),
+            s["new"],
+            s["baseline"],
+            v["baseline_version"]
         ));
     }
     if let Some(n) = v["rows"].as_u64().filter(|_| v.get("result").is_some()) {

@@ -872,6 +872,7 @@ async fn finish(
     let current = crate::commit::read_manifest(&job.output).await?;
     let checks = crate::checks::evaluate(&loaded.spec.checks, &job.output, &manifest, current.as_ref()).await?;
     manifest.checks = checks.iter().map(|c| c.value.clone()).collect();
+    manifest.side_files.extend(checks.iter().flat_map(|c| c.side_files.iter().cloned()));
     for c in &checks {
         if !c.value["passed"].as_bool().unwrap_or(false) || opts.progress {
             eprintln!("{}", c.summary);

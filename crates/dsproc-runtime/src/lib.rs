@@ -7,6 +7,7 @@ pub mod checks;
 pub mod cluster;
 pub mod commit;
 pub mod driver;
+pub mod embedding_drift;
 pub mod incremental;
 pub mod lineage;
 pub mod report;

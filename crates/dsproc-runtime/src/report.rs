@@ -1153,6 +1153,24 @@ impl Page<'_> {
                     format!("{}%", fmt_f(v * 100.0))
                 }));
             }
+            if let Some(d) = c.get("cosine_to_centroid").filter(|d| d.is_object()) {
+                let edges: Vec<f64> = floats(&d["bins"]["edges"]);
+                let (base, new) = (floats(&d["bins"]["baseline"]), floats(&d["bins"]["new"]));
+                if !base.is_empty() && edges.len() == base.len() + 1 {
+                    let labels: Vec<String> = edges.windows(2).map(|w| format!("{:.3}", (w[0] + w[1]) / 2.0)).collect();
+                    let _ = write!(
+                        plots,
+                        "<h3>{}: cosine similarity to the baseline centroid, against version {}</h3><p class=\"muted\">Share of sampled documents per bin ({} new, {} baseline; the baseline's own documents against the centroid of the others).</p>",
+                        esc(&title),
+                        esc(&c["baseline_version"].to_string()),
+                        esc(&c["sample"]["new"].to_string()),
+                        esc(&c["sample"]["baseline"].to_string())
+                    );
+                    plots.push_str(&columns(&labels, &[("baseline", GREY, base), ("this version", BLUE, new)], |v| {
+                        format!("{}%", fmt_f(v * 100.0))
+                    }));
+                }
+            }
             let bars: Vec<Bar> = measures
                 .iter()
                 .filter_map(|me| Some((me, me.value?, me.limit?)))
@@ -1303,6 +1321,38 @@ fn measures(c: &Value) -> Vec<Measure> {
             value: Some(share),
             limit: num(&c["threshold"]),
             passed: c["passed"].as_bool(),
+        });
+    }
+    if c["name"].as_str() == Some("embedding_drift") && c.get("sample").is_some_and(|s| s.is_object()) {
+        let gate = c["method"].as_str().unwrap_or("");
+        for (k, label) in [
+            ("auc", "domain classifier ROC-AUC (held out)"),
+            ("mmd", "MMD² (RBF kernel)"),
+            ("mean_distance", "distance between mean embeddings"),
+        ] {
+            let d = &c[k];
+            out.push(Measure {
+                label: format!("{label}{}", if gate == k { " — gates the check" } else { "" }),
+                shown: shown(&d["value"]),
+                threshold: format!("≤ {}", shown(&d["threshold"])),
+                value: num(&d["value"]),
+                limit: num(&d["threshold"]),
+                passed: d["passed"].as_bool(),
+            });
+        }
+        let cc = &c["cosine_to_centroid"];
+        out.push(Measure {
+            label: format!(
+                "cosine to the baseline centroid: mean {} vs {} (KS p = {})",
+                shown(&cc["new_mean"]),
+                shown(&cc["baseline_mean"]),
+                shown(&cc["ks_p_value"])
+            ),
+            shown: format!("KS {}", shown(&cc["ks_statistic"])),
+            threshold: "reported".into(),
+            value: None,
+            limit: None,
+            passed: None,
         });
     }
     if c["name"].as_str() == Some("sql") {
