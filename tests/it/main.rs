@@ -6,6 +6,7 @@ mod checks;
 mod cli;
 mod cluster;
 mod common;
+mod embedding_drift;
 mod incremental;
 mod ingest;
 mod input;
