@@ -256,7 +256,7 @@ pub fn mmd2_rbf(x: &[Vec<f64>], y: &[Vec<f64>]) -> (f64, f64) {
     let mid = all.len() / 2;
     let (_, m, _) = all.select_nth_unstable_by(mid, f64::total_cmp);
     let mut med = *m;
-    if all.len() % 2 == 0 {
+    if all.len().is_multiple_of(2) {
         let below = all[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
         med = (med + below) / 2.0;
     }
