@@ -266,3 +266,152 @@ fn conflicting_duplicates_counts_near_copies_whose_labels_differ() {
     let o = dsproc(d, &["run", "j.toml", "--json", "-q"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `distribution` on a categorical column (`lang`: the share of each value, a
+/// value new in this version included) and on `token_count` of Megatron output
+/// (the `.idx` lengths): the PSI equals a direct computation of
+/// Σ (q − p)·ln(q / p) over the shares (each at least 1e-4); a shift fails the
+/// check (exit 3, rejected), equal shares pass; a missing column is an error
+/// naming it and the columns there are.
+#[test]
+fn distribution_compares_language_shares_and_megatron_token_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("in")).unwrap();
+    let write = |shares: &[(&str, usize)]| {
+        let mut body = String::new();
+        let mut i = 0;
+        for (lang, n) in shares {
+            for _ in 0..*n {
+                let text = format!("document {i} in {lang} {}", "word ".repeat(i % 7 + 2));
+                body.push_str(&serde_json::json!({"id": format!("d{i}"), "text": text, "lang": lang}).to_string());
+                body.push('\n');
+                i += 1;
+            }
+        }
+        std::fs::write(d.join("in/a.jsonl"), body).unwrap();
+    };
+    let spec = |column: &str| {
+        format!(
+            "name = \"langs\"\n[input]\nuri = \"in/*.jsonl\"\nid = \"id\"\n[output]\nuri = \"out\"\nformat = \"parquet\"\n\
+             mode = \"overwrite\"\n[[checks]]\nname = \"distribution\"\nmetric = \"psi\"\ncolumn = \"{column}\"\n"
+        )
+    };
+    std::fs::write(d.join("j.toml"), spec("lang")).unwrap();
+    write(&[("en", 240), ("de", 120), ("fr", 40)]);
+    let o = dsproc(d, &["run", "j.toml", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // half the English replaced by a language the baseline does not have
+    write(&[("en", 120), ("de", 120), ("fr", 40), ("es", 120)]);
+    let o = dsproc(d, &["run", "j.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("psi of lang"), "{err}");
+    let v2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/_versions/2.json")).unwrap()).unwrap();
+    assert_eq!(v2["status"], "rejected");
+    let psi = &v2["checks"][0]["psi"];
+    let share = |x: f64| (x / 400.0).max(1e-4);
+    let expected: f64 = [(240.0, 120.0), (120.0, 120.0), (40.0, 40.0), (0.0, 120.0)]
+        .iter()
+        .map(|(p, q)| (share(*q) - share(*p)) * (share(*q) / share(*p)).ln())
+        .sum();
+    assert!((psi["value"].as_f64().unwrap() - expected).abs() < 1e-12, "{psi} vs {expected}");
+    assert_eq!(psi["bins"]["labels"], serde_json::json!(["en", "de", "fr", "es"]), "{psi}");
+    // the same shares again (other documents): passes against v1
+    write(&[("fr", 40), ("de", 120), ("en", 240)]);
+    let o = dsproc(d, &["run", "j.toml", "--json", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = &m["manifest"]["checks"][0];
+    assert_eq!((c["passed"].as_bool(), c["baseline_version"].as_u64()), (Some(true), Some(1)), "{c}");
+    assert!(c["psi"]["value"].as_f64().unwrap().abs() < 1e-12, "{c}");
+    // a column no version has: an error naming it and the columns there are
+    std::fs::write(d.join("j.toml"), spec("language")).unwrap();
+    let o = dsproc(d, &["run", "j.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("no column \"language\"") && err.contains("lang"), "{err}");
+
+    // token_count of Megatron output, from the .idx files
+    let Some(tok) = std::env::var_os("DSPROC_TOKENIZERS") else {
+        crate::common::skip("distribution token_count: DSPROC_TOKENIZERS is not set");
+        return;
+    };
+    let tok = Path::new(&tok).join("bpe/tokenizer.json");
+    let mega = format!(
+        "name = \"toks\"\n[input]\nuri = \"in/*.jsonl\"\nid = \"id\"\n[[steps]]\nop = \"tokenize\"\ntokenizer = \"{}\"\n\
+         [output]\nuri = \"mega\"\nformat = \"megatron\"\nmode = \"overwrite\"\n[[checks]]\nname = \"distribution\"\n\
+         metric = \"js\"\ncolumn = \"token_count\"\nmax = 0.2\n",
+        tok.display()
+    );
+    std::fs::write(d.join("m.toml"), mega).unwrap();
+    let docs = |words: usize, prefix: &str| {
+        let body: String = (0..300)
+            .map(|i| {
+                let text = format!("doc {i} {}", "alpha beta gamma ".repeat(i % 10 + words));
+                serde_json::json!({"id": format!("{prefix}{i}"), "text": text}).to_string() + "\n"
+            })
+            .collect();
+        std::fs::write(d.join("in/a.jsonl"), body).unwrap();
+    };
+    docs(1, "m");
+    let o = dsproc(d, &["run", "m.toml", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    docs(1, "n"); // other documents of the same lengths: passes
+    let o = dsproc(d, &["run", "m.toml", "--json", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let js = &m["manifest"]["checks"][0]["js_distance"];
+    assert_eq!(js["column"], "token_count", "{js}");
+    assert!(js["value"].as_f64().unwrap() < 1e-12, "{js}");
+    docs(30, "n"); // documents ten times longer: fails
+    let o = dsproc(d, &["run", "m.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("js_distance of token_count"), "{err}");
+}
+
+/// A cluster job's checks run on its engine: on Ballista standalone (queries
+/// planned, serialised and run by the executors, dsproc's UDFs included) every
+/// check value of two versions equals the local engine's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checks_on_ballista_equal_the_local_engines() {
+    use crate::common::{load, run, synthetic_jsonl};
+    use dsproc_runtime::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let checks = "[[checks]]\nname = \"sql\"\nquery = \"SELECT (SELECT count(*) FROM output) >= (SELECT count(*) FROM baseline) / 2\"\n\
+        [[checks]]\nname = \"pii_residual\"\nseverity = \"warn\"\n\
+        [[checks]]\nname = \"distribution\"\nrows_change = \"±90%\"\nmetric = \"psi\"\nmax = 10.0\n\
+        [[checks]]\nname = \"distribution\"\nmetric = \"js\"\ncolumn = \"source\"\nmax = 1.0\n\
+        [[checks]]\nname = \"conflicting_duplicates\"\nlabel = \"source\"\nmax_share = 1.0\n";
+    let mut all = Vec::new();
+    for engine in [Engine::Local, Engine::Standalone] {
+        let out = dir.path().join(format!("out-{}", engine.name()));
+        let spec = format!(
+            "name = \"c\"\n[input]\nuri = \"{}/*.jsonl\"\n[[steps]]\nop = \"normalize\"\n[output]\nuri = \"{}\"\nformat = \"parquet\"\n\
+             mode = \"overwrite\"\n{checks}",
+            input.display(),
+            out.display()
+        );
+        let mut versions = Vec::new();
+        for n in [300, 240] {
+            synthetic_jsonl(&input.join("a.jsonl"), n);
+            let m = run(&load(dir.path(), &spec), engine.clone(), 2).await.unwrap();
+            assert_eq!(m.checks.len(), 5, "{:?}", m.checks);
+            versions.push(m.checks);
+        }
+        let second = &versions[1];
+        assert!(
+            second.iter().all(|c| c["passed"] == true && c.get("error").is_none()),
+            "{}: {second:?}",
+            engine.name()
+        );
+        assert!(second[3]["js_distance"]["value"].as_f64().is_some(), "{second:?}");
+        assert!(second[4]["pairs"].as_u64().unwrap() > 0, "{second:?}");
+        all.push(versions);
+    }
+    assert_eq!(all[0], all[1], "check values differ between the local engine and Ballista");
+}

@@ -89,10 +89,13 @@ pub enum CheckSpec {
     },
     /// Against the baseline: `rows_change` bounds the change in row count
     /// (`"±20%"`, `"-10%..+50%"`), and `metric` (`psi`, Population Stability
-    /// Index, default max 0.1; or `js`, Jensen-Shannon distance, base 2, default
-    /// max 0.1 — Evidently's defaults) compares the distribution of `column`
-    /// (default `text_length`: characters of `text`; or a numeric column) in 10
-    /// quantile bins of the baseline.
+    /// Index, default max 0.1; or `js`, Jensen-Shannon distance, natural log as
+    /// scipy's, default max 0.1 — Evidently's defaults) compares the distribution
+    /// of `column`: a numeric column in 10 quantile bins of the baseline; a string
+    /// or boolean column (e.g. `lang` from a `langid` step) by the share of each
+    /// value (at most 1,000 distinct); or, when the shards have no column of that
+    /// name, `text_length` (characters of `text`, the default) or `token_count`
+    /// (`n_tokens`, the length of `tokens`, or the Megatron `.idx` lengths).
     Distribution {
         #[serde(default)]
         rows_change: Option<String>,

@@ -68,17 +68,21 @@ fn f64_at(batches: &[datafusion::arrow::array::RecordBatch], col: usize) -> Opti
     (!a.is_null(0)).then(|| a.value(0))
 }
 
-/// Evaluates every check of the spec on version `m` (not committed yet) at `out`.
+/// Evaluates every check of the spec on version `m` (not committed yet) at `out`,
+/// with queries run by `engine` (the job's: a cluster job's checks scan and
+/// aggregate its shards on the executors; results are collected on the driver).
 pub async fn evaluate(
     checks: &[CheckSpec],
     out: &Location,
     m: &Manifest,
     current: Option<&Manifest>,
+    engine: &crate::session::Engine,
+    engine_opts: &crate::session::EngineOptions,
 ) -> Result<Vec<CheckResult>, DsprocError> {
     if checks.is_empty() {
         return Ok(Vec::new());
     }
-    let ctx = crate::session::make_context(&crate::session::Engine::Local, &Default::default()).await?;
+    let ctx = crate::session::make_context(engine, engine_opts).await?;
     let readable = register(&ctx, "output", out, m).await?;
     let mut results = Vec::new();
     for (i, c) in checks.iter().enumerate() {
@@ -260,46 +264,38 @@ pub async fn evaluate(
                     v.insert("rows_change".into(), json!({"rows": m.rows.out, "baseline_rows": base.rows.out, "change": change, "bounds": r, "passed": ok}));
                 }
                 if let Some(metric) = metric {
-                    if !(readable && base_readable) {
-                        passed = false;
-                        v.insert("error".into(), json!("distribution metrics need parquet or jsonl output"));
-                    } else {
-                        let expr = match column.as_deref() {
-                            None | Some("text_length") => "character_length(text)".to_string(),
-                            Some(c) => format!("\"{}\"", c.replace('"', "\"\"")),
-                        };
-                        let values = |t: &str| {
-                            let sql =
-                                format!("SELECT arrow_cast({expr}, 'Float64') AS v FROM {t} WHERE {expr} IS NOT NULL");
-                            let ctx = &ctx;
-                            async move {
-                                let b = query(ctx, &sql).await?;
-                                let mut out = Vec::new();
-                                for b in &b {
-                                    out.extend(b.column(0).as_primitive::<Float64Type>().iter().flatten());
+                    let col = column.as_deref().unwrap_or("text_length");
+                    let scored = match (
+                        distribution_values(&ctx, "output", out, m, readable, col).await,
+                        distribution_values(&ctx, "baseline", out, base, base_readable, col).await,
+                    ) {
+                        (Ok(Dist::Numeric(new)), Ok(Dist::Numeric(old))) => Ok(compare(&old, &new, *metric)),
+                        (Ok(Dist::Categories(new)), Ok(Dist::Categories(old))) => {
+                            compare_categories(&old, &new, *metric)
+                        }
+                        (Ok(_), Ok(_)) => Err(format!(
+                            "column {col:?} is numeric in one version and categorical in the other: \
+                             compare a cast of it in an sql check"
+                        )),
+                        (Err(e), _) | (_, Err(e)) => Err(e),
+                    };
+                    match scored {
+                        Ok((score, bins)) => {
+                            let threshold = max.unwrap_or(0.1);
+                            let ok = score <= threshold;
+                            passed &= ok;
+                            v.insert(
+                                match metric {
+                                    Metric::Psi => "psi",
+                                    Metric::Js => "js_distance",
                                 }
-                                Ok::<_, String>(out)
-                            }
-                        };
-                        match (values("output").await, values("baseline").await) {
-                            (Ok(new), Ok(old)) => {
-                                let (score, hist) = compare(&old, &new, *metric);
-                                let threshold = max.unwrap_or(0.1);
-                                let ok = score <= threshold;
-                                passed &= ok;
-                                v.insert(
-                                    match metric {
-                                        Metric::Psi => "psi",
-                                        Metric::Js => "js_distance",
-                                    }
-                                    .into(),
-                                    json!({"column": column.as_deref().unwrap_or("text_length"), "value": score, "threshold": threshold, "passed": ok, "bins": hist}),
-                                );
-                            }
-                            (Err(e), _) | (_, Err(e)) => {
-                                passed = false;
-                                v.insert("error".into(), json!(e));
-                            }
+                                .into(),
+                                json!({"column": col, "value": score, "threshold": threshold, "passed": ok, "bins": bins}),
+                            );
+                        }
+                        Err(e) => {
+                            passed = false;
+                            v.insert("error".into(), json!(e));
                         }
                     }
                 }
@@ -554,6 +550,171 @@ fn brief(v: &Value) -> String {
     parts.join("; ")
 }
 
+/// A `distribution` check's values of one version.
+enum Dist {
+    /// Numbers (binned by the baseline's deciles).
+    Numeric(Vec<f64>),
+    /// Rows per distinct value (strings, booleans; nulls as `(null)`).
+    Categories(std::collections::BTreeMap<String, f64>),
+}
+
+/// Most distinct values a categorical `distribution` compares.
+const MAX_CATEGORIES: usize = 1000;
+
+/// The values of `col` in `table` (the version `m`): a numeric column, a string or
+/// boolean column (categories), or the derived `text_length` (characters of `text`)
+/// and `token_count` (`n_tokens`, the length of `tokens`, or Megatron's `.idx`)
+/// when the shards have no column of that name.
+async fn distribution_values(
+    ctx: &SessionContext,
+    table: &str,
+    out: &Location,
+    m: &Manifest,
+    readable: bool,
+    col: &str,
+) -> Result<Dist, String> {
+    let which = format!("version {}", m.version);
+    if !readable {
+        if col == "token_count" && m.shards.iter().any(|s| s.path.ends_with(".idx")) {
+            let mut values = Vec::new();
+            for s in m.shards.iter().filter(|s| s.path.ends_with(".idx")) {
+                let bytes = out
+                    .join(&s.path)
+                    .get_opt()
+                    .await
+                    .map_err(|e| format!("{which}: {}: {}", s.path, String::from(e)))?
+                    .ok_or_else(|| format!("{which}: {} is missing", s.path))?;
+                let lengths = crate::report::idx_lengths(&bytes, usize::MAX)
+                    .ok_or_else(|| format!("{which}: {} is not a Megatron index", s.path))?;
+                values.extend(lengths.into_iter().map(|x| x as f64));
+            }
+            return Ok(Dist::Numeric(values));
+        }
+        return Err(format!(
+            "distribution of {col:?} needs parquet or jsonl output ({which} is {}; megatron: column = \"token_count\" only)",
+            m.format
+        ));
+    }
+    let df = ctx.table(table).await.map_err(|e| format!("{which}: {e}"))?;
+    let schema = df.schema().as_arrow().clone();
+    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let has = |c: &str| schema.field_with_name(c).is_ok();
+    let (expr, categorical) = match schema.field_with_name(col).ok().map(|f| f.data_type().clone()) {
+        Some(t) if t.is_numeric() => (q(col), false),
+        Some(
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Dictionary(..),
+        ) => (format!("arrow_cast({}, 'Utf8')", q(col)), true),
+        Some(t) => {
+            return Err(format!(
+                "column {col:?} is {t} in {which}: distribution compares numeric, string or boolean columns"
+            ))
+        }
+        None if col == "text_length" && has("text") => ("character_length(text)".to_string(), false),
+        None if col == "token_count" && has("n_tokens") => (q("n_tokens"), false),
+        None if col == "token_count" && has("tokens") => (format!("cardinality({})", q("tokens")), false),
+        None => {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let hint = match col {
+                "token_count" => {
+                    " (token_count needs a tokenize step: a tokens or n_tokens column, or Megatron output)"
+                }
+                "text_length" => " (text_length needs a text column)",
+                _ => "",
+            };
+            return Err(format!("{which} has no column {col:?}{hint}; its columns: {}", names.join(", ")));
+        }
+    };
+    if categorical {
+        let sql = format!(
+            "SELECT coalesce({expr}, '(null)') AS v, arrow_cast(count(*), 'Int64') AS n FROM {table} GROUP BY 1"
+        );
+        let mut counts = std::collections::BTreeMap::new();
+        for b in query(ctx, &sql).await.map_err(|e| format!("{which}: {e}"))? {
+            let v = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| e.to_string())?;
+            let n = datafusion::arrow::compute::cast(b.column(1), &DataType::Float64).map_err(|e| e.to_string())?;
+            let (v, n) = (v.as_string::<i32>(), n.as_primitive::<Float64Type>());
+            for r in 0..b.num_rows() {
+                counts.insert(v.value(r).to_string(), n.value(r));
+            }
+            if counts.len() > MAX_CATEGORIES {
+                return Err(format!(
+                    "column {col:?} has more than {MAX_CATEGORIES} distinct values in {which}: distribution compares \
+                     categorical columns of at most {MAX_CATEGORIES} values (bin a numeric column instead, or use an sql check)"
+                ));
+            }
+        }
+        return Ok(Dist::Categories(counts));
+    }
+    let sql = format!("SELECT arrow_cast({expr}, 'Float64') AS v FROM {table} WHERE {expr} IS NOT NULL");
+    let mut values = Vec::new();
+    for b in query(ctx, &sql).await.map_err(|e| format!("{which}: {e}"))? {
+        values.extend(b.column(0).as_primitive::<Float64Type>().iter().flatten());
+    }
+    Ok(Dist::Numeric(values))
+}
+
+/// PSI or Jensen-Shannon distance of the category shares of `new` against `old`
+/// (every value of either side; a share under 1e-4 counts as 1e-4, as for bins).
+/// The bins shown are the 30 values largest in the baseline (then in the new
+/// version), the rest summed as `(N other values)`.
+pub fn compare_categories(
+    old: &std::collections::BTreeMap<String, f64>,
+    new: &std::collections::BTreeMap<String, f64>,
+    metric: Metric,
+) -> Result<(f64, Value), String> {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    if keys.len() > MAX_CATEGORIES {
+        return Err(format!(
+            "{} distinct values in the two versions: distribution compares at most {MAX_CATEGORIES}",
+            keys.len()
+        ));
+    }
+    let total = |c: &std::collections::BTreeMap<String, f64>| c.values().sum::<f64>().max(1.0);
+    let (to, tn) = (total(old), total(new));
+    let share = |c: &std::collections::BTreeMap<String, f64>, t: f64, k: &String| {
+        (c.get(k).copied().unwrap_or(0.0) / t).max(1e-4)
+    };
+    let p: Vec<f64> = keys.iter().map(|k| share(old, to, k)).collect();
+    let q: Vec<f64> = keys.iter().map(|k| share(new, tn, k)).collect();
+    let score = divergence(&p, &q, metric);
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(q[b].total_cmp(&q[a])).then(keys[a].cmp(keys[b])));
+    const SHOWN: usize = 30;
+    let (mut labels, mut bp, mut bq) = (Vec::new(), Vec::new(), Vec::new());
+    for (rank, &i) in order.iter().enumerate() {
+        if rank < SHOWN || order.len() == SHOWN + 1 {
+            labels.push(keys[i].clone());
+            bp.push(p[i]);
+            bq.push(q[i]);
+        } else if rank == SHOWN {
+            labels.push(format!("({} other values)", order.len() - SHOWN));
+            bp.push(p[i]);
+            bq.push(q[i]);
+        } else {
+            *bp.last_mut().unwrap_or(&mut 0.0) += p[i];
+            *bq.last_mut().unwrap_or(&mut 0.0) += q[i];
+        }
+    }
+    Ok((score, json!({"labels": labels, "baseline": bp, "new": bq, "categories": keys.len()})))
+}
+
+/// PSI or Jensen-Shannon distance of shares `q` (new) against `p` (baseline).
+fn divergence(p: &[f64], q: &[f64], metric: Metric) -> f64 {
+    match metric {
+        Metric::Psi => p.iter().zip(q).map(|(a, b)| (b - a) * (b / a).ln()).sum(),
+        Metric::Js => {
+            let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
+            let (p, q): (Vec<f64>, Vec<f64>) = (p.iter().map(|x| x / sp).collect(), q.iter().map(|x| x / sq).collect());
+            let mix: Vec<f64> = p.iter().zip(&q).map(|(a, b)| (a + b) / 2.0).collect();
+            let kl =
+                |a: &[f64]| a.iter().zip(&mix).map(|(x, m)| if *x > 0.0 { x * (x / m).ln() } else { 0.0 }).sum::<f64>();
+            ((kl(&p) + kl(&q)) / 2.0).max(0.0).sqrt()
+        }
+    }
+}
+
 /// PSI or Jensen-Shannon distance (natural log, as scipy's `jensenshannon`) of
 /// `new` against `old` over 10 quantile bins of `old`; empty bins get 1e-4
 /// (Evidently's smoothing). Returns the score and the two bin shares.
@@ -576,17 +737,7 @@ pub fn compare(old: &[f64], new: &[f64], metric: Metric) -> (f64, Value) {
         c.iter().map(|x| (x / n).max(1e-4)).collect::<Vec<f64>>()
     };
     let (p, q) = (shares(old), shares(new));
-    let score = match metric {
-        Metric::Psi => p.iter().zip(&q).map(|(a, b)| (b - a) * (b / a).ln()).sum(),
-        Metric::Js => {
-            let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
-            let (p, q): (Vec<f64>, Vec<f64>) = (p.iter().map(|x| x / sp).collect(), q.iter().map(|x| x / sq).collect());
-            let mix: Vec<f64> = p.iter().zip(&q).map(|(a, b)| (a + b) / 2.0).collect();
-            let kl =
-                |a: &[f64]| a.iter().zip(&mix).map(|(x, m)| if *x > 0.0 { x * (x / m).ln() } else { 0.0 }).sum::<f64>();
-            ((kl(&p) + kl(&q)) / 2.0).max(0.0).sqrt()
-        }
-    };
+    let score = divergence(&p, &q, metric);
     (score, json!({"edges": edges, "baseline": p, "new": q}))
 }
 

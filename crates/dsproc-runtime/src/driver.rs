@@ -870,7 +870,15 @@ async fn finish(
     }
     // The checks, on the written shards, before the version may become current.
     let current = crate::commit::read_manifest(&job.output).await?;
-    let checks = crate::checks::evaluate(&loaded.spec.checks, &job.output, &manifest, current.as_ref()).await?;
+    let checks = crate::checks::evaluate(
+        &loaded.spec.checks,
+        &job.output,
+        &manifest,
+        current.as_ref(),
+        &opts.engine,
+        &opts.engine_opts,
+    )
+    .await?;
     manifest.checks = checks.iter().map(|c| c.value.clone()).collect();
     manifest.side_files.extend(checks.iter().flat_map(|c| c.side_files.iter().cloned()));
     for c in &checks {

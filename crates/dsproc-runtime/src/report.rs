@@ -282,6 +282,26 @@ fn ints(b: &RecordBatch, i: usize) -> Result<Vec<i64>, String> {
     Ok(a.as_primitive::<Int64Type>().iter().flatten().collect())
 }
 
+/// The first `limit` sequence lengths of a Megatron `.idx` file (header, then
+/// i32 lengths); None when it is not one.
+pub(crate) fn idx_lengths(bytes: &[u8], limit: usize) -> Option<Vec<i64>> {
+    const HEADER: usize = 9 + 8 + 1 + 8 + 8;
+    if bytes.len() < HEADER || &bytes[..9] != b"MMIDIDX\x00\x00" {
+        return None;
+    }
+    let n = u64::from_le_bytes(bytes[18..26].try_into().ok()?) as usize;
+    let body = &bytes[HEADER..];
+    if body.len() / 4 < n {
+        return None;
+    }
+    Some(
+        body[..n.min(limit) * 4]
+            .chunks_exact(4)
+            .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+    )
+}
+
 /// Sequence lengths from the Megatron `.idx` files (header, then i32 lengths).
 async fn megatron_lengths(out: &Location, m: &Manifest) -> Sample {
     let mut values = Vec::new();
@@ -295,17 +315,9 @@ async fn megatron_lengths(out: &Location, m: &Manifest) -> Sample {
             Ok(None) => return missing(format!("{} is missing", s.path)),
             Err(e) => return missing(format!("{}: {}", s.path, String::from(e))),
         };
-        const HEADER: usize = 9 + 8 + 1 + 8 + 8;
-        if bytes.len() < HEADER || &bytes[..9] != b"MMIDIDX\x00\x00" {
-            return missing(format!("{} is not a Megatron index", s.path));
-        }
-        let n = u64::from_le_bytes(bytes[18..26].try_into().unwrap_or_default()) as usize;
-        let body = &bytes[HEADER..];
-        for i in 0..n.min(body.len() / 4) {
-            if values.len() >= SAMPLE_ROWS {
-                break;
-            }
-            values.push(i64::from(i32::from_le_bytes(body[i * 4..i * 4 + 4].try_into().unwrap_or_default())));
+        match idx_lengths(&bytes, SAMPLE_ROWS - values.len()) {
+            Some(v) => values.extend(v),
+            None => return missing(format!("{} is not a Megatron index", s.path)),
         }
     }
     if values.is_empty() {
@@ -1139,15 +1151,29 @@ impl Page<'_> {
                 if base.is_empty() {
                     continue;
                 }
-                let mut labels: Vec<String> = edges.iter().map(|e| format!("≤{}", compact(*e))).collect();
-                labels.push(edges.last().map(|e| format!(">{}", compact(*e))).unwrap_or_else(|| "all".into()));
+                let categorical = d["bins"].get("labels").is_some();
+                let labels: Vec<String> = if categorical {
+                    d["bins"]["labels"]
+                        .as_array()
+                        .map(|a| a.iter().map(|l| l.as_str().unwrap_or("").to_string()).collect())
+                        .unwrap_or_default()
+                } else {
+                    let mut l: Vec<String> = edges.iter().map(|e| format!("≤{}", compact(*e))).collect();
+                    l.push(edges.last().map(|e| format!(">{}", compact(*e))).unwrap_or_else(|| "all".into()));
+                    l
+                };
                 let _ = write!(
                     plots,
-                    "<h3>{}: {} of {} against version {}</h3><p class=\"muted\">Share of rows per bin (deciles of the baseline).</p>",
+                    "<h3>{}: {} of {} against version {}</h3><p class=\"muted\">{}</p>",
                     esc(&title),
                     esc(k),
                     esc(d["column"].as_str().unwrap_or("")),
-                    esc(&c["baseline_version"].to_string())
+                    esc(&c["baseline_version"].to_string()),
+                    if categorical {
+                        "Share of rows per value (largest in the baseline first)."
+                    } else {
+                        "Share of rows per bin (deciles of the baseline)."
+                    }
                 );
                 plots.push_str(&columns(&labels, &[("baseline", GREY, base), ("this version", BLUE, new)], |v| {
                     format!("{}%", fmt_f(v * 100.0))
