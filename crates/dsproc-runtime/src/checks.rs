@@ -528,10 +528,10 @@ fn brief(v: &Value) -> String {
         let part = |k: &str, name: &str| {
             let x = &v[k];
             format!(
-                "{name} {:.4} (max {}){}",
+                "{name} {:.4} (max {}{})",
                 x["value"].as_f64().unwrap_or(f64::NAN),
                 x["threshold"],
-                if x["passed"] == false { " over" } else { "" }
+                if x["passed"] == false { ", exceeded" } else { "" }
             )
         };
         parts.push(format!(
