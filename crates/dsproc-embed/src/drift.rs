@@ -531,7 +531,12 @@ mod tests {
         let same = compare(&a, &b, &o).unwrap();
         let moved = compare(&c, &b, &o).unwrap();
         assert!(same.classifier.roc_auc < 0.6 && moved.classifier.roc_auc > 0.8, "{same:?} {moved:?}");
-        assert!(same.mmd.mmd2.abs() < 0.01 && moved.mmd.mmd2 > 0.1, "{same:?} {moved:?}");
+        // N(0, I) against N(δe₁, I) in d dimensions, RBF kernel of bandwidth σ:
+        // MMD² = 2 (σ²/(σ²+2))^(d/2) (1 − exp(−δ²/(2(σ²+2))))
+        let s2 = moved.mmd.sigma * moved.mmd.sigma;
+        let expected = 2.0 * (s2 / (s2 + 2.0)).powf(4.0) * (1.0 - (-2.25 / (2.0 * (s2 + 2.0))).exp());
+        assert!(same.mmd.mmd2.abs() < 0.01, "{same:?}");
+        assert!((moved.mmd.mmd2 - expected).abs() < 0.25 * expected, "{} vs {expected}: {moved:?}", moved.mmd.mmd2);
         assert!(same.mean_distance.euclidean < 0.5 && (moved.mean_distance.euclidean - 1.5).abs() < 0.3);
         assert_eq!(compare(&a, &b, &o).unwrap().classifier.roc_auc, same.classifier.roc_auc);
         let sum: f64 = same.cosine_to_centroid.new.iter().sum();
