@@ -293,26 +293,43 @@ fn a_scheduler_rebuilds_incrementally_every_2s_and_survives_kill_9_retries_and_a
     // kill -9 of the scheduler while a run waits before its commit: the run dies
     // with it and commits nothing; a restarted scheduler takes the expired lease,
     // catches up (latest) and commits the change once.
-    docs(&input.join("c.jsonl"), "c", 10);
-    // A run that started after c.jsonl was written lists it, so it commits (and
-    // pauses 3 s first); a run that started before may be an up-to-date one that
-    // ends before the kill.
-    let written = chrono::Utc::now();
+    // A run that started after the new file was written lists it, so it commits
+    // (and pauses 3 s first). A run that started just before may list it too and
+    // commit it before the kill: then there is nothing left to interrupt, so the
+    // next file is written and the wait starts again (versions counted from `base`).
     let started =
         |r: &serde_json::Value| r["started_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-    wait_for("a run of the new tick", 60, || {
-        run_records(&out)
-            .into_iter()
-            .rev()
-            .find(|r| r["status"] == "running" && started(r).is_some_and(|t| t > written))
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let version = || current(&out).and_then(|m| m["version"].as_u64()).unwrap_or(0);
+    let mut base = 2u64;
+    for k in 0.. {
+        assert!(k < 5, "every new file was committed by a run that started before it was written");
+        docs(&input.join(format!("c{k}.jsonl")), &format!("c{k}x"), 10);
+        let written = chrono::Utc::now();
+        let ours = wait_for("a run of the new tick", 60, || {
+            if version() > base {
+                return Some(false);
+            }
+            run_records(&out)
+                .into_iter()
+                .rev()
+                .find(|r| r["status"] == "running" && started(r).is_some_and(|t| t > written))
+                .map(|_| true)
+        });
+        if ours {
+            std::thread::sleep(Duration::from_millis(500));
+            if version() == base {
+                break;
+            }
+        }
+        wait_for("the earlier run's commit", 60, || (version() > base).then_some(()));
+        base = version();
+    }
     a.kill9();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(current(&out).unwrap()["version"], 2, "the killed scheduler's run committed");
-    assert!(!out.join("_versions/3.json").exists());
+    assert_eq!(version(), base, "the killed scheduler's run committed");
+    assert!(!out.join(format!("_versions/{}.json", base + 1)).exists());
     let mut b = Scheduler::start(d, &[]);
-    let v3 = wait_for("version 3 after the restart", 60, || current(&out).filter(|m| m["version"] == 3));
+    let v3 = wait_for("the next version after the restart", 60, || current(&out).filter(|m| m["version"] == base + 1));
     assert_eq!(v3["incremental"]["files_read"], 1);
     let recs = run_records(&out);
     assert!(
@@ -326,12 +343,15 @@ fn a_scheduler_rebuilds_incrementally_every_2s_and_survives_kill_9_retries_and_a
     let mut s1 = Scheduler::start(d, &slow);
     let mut s2 = Scheduler::start(d, &slow);
     docs(&input.join("d.jsonl"), "d", 10);
-    wait_for("version 4", 60, || current(&out).filter(|m| m["version"] == 4));
+    wait_for("the rivals' version", 60, || current(&out).filter(|m| m["version"] == base + 2));
     std::thread::sleep(Duration::from_secs(3));
     s2.term();
     s1.term();
     assert_no_overlap(&out);
-    assert!(!out.join("_versions/5.json").exists(), "the rival schedulers built the same change twice");
+    assert!(
+        !out.join(format!("_versions/{}.json", base + 3)).exists(),
+        "the rival schedulers built the same change twice"
+    );
 
     // A failing run (a bad line with on_error = "fail") is retried after the
     // backoff, then reported; fixed, the next tick succeeds (up to date).
