@@ -333,6 +333,33 @@ fn distribution_compares_language_shares_and_megatron_token_counts() {
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("no column \"language\"") && err.contains("lang"), "{err}");
 
+    // a numeric column half null in a new version: nulls are a bin of their own,
+    // so the same non-null values with 50% nulls fail (they were left out before)
+    let scores = |null_every: usize| {
+        let body: String = (0..400)
+            .map(|i| {
+                let score = if null_every > 0 && i % null_every == 0 { None } else { Some(i % 10) };
+                serde_json::json!({"id": format!("s{i}"), "text": format!("document {i}"), "lang": "en", "score": score})
+                    .to_string()
+                    + "\n"
+            })
+            .collect::<String>();
+        std::fs::write(d.join("in/a.jsonl"), body).unwrap();
+    };
+    std::fs::write(d.join("j.toml"), spec("score").replace("uri = \"out\"", "uri = \"scores\"")).unwrap();
+    scores(0);
+    let o = dsproc(d, &["run", "j.toml", "-q"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    scores(2);
+    let o = dsproc(d, &["run", "j.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(3), "half the scores null passed: {err}");
+    let v2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("scores/_versions/2.json")).unwrap()).unwrap();
+    let bins = &v2["checks"][0]["psi"]["bins"];
+    assert_eq!(bins["nulls"], serde_json::json!({"baseline": 0, "new": 200}), "{bins}");
+    assert_eq!(bins["new"].as_array().unwrap().last().unwrap().as_f64(), Some(0.5), "{bins}");
+
     // token_count of Megatron output, from the .idx files
     let Some(tok) = std::env::var_os("DSPROC_TOKENIZERS") else {
         crate::common::skip("distribution token_count: DSPROC_TOKENIZERS is not set");
@@ -370,6 +397,21 @@ fn distribution_compares_language_shares_and_megatron_token_counts() {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("js_distance of token_count"), "{err}");
+    // packed output: the .idx lengths are sequences of seq_len tokens, not
+    // documents: an error, not a check that always passes
+    let packed = std::fs::read_to_string(d.join("m.toml"))
+        .unwrap()
+        .replace("uri = \"mega\"", "uri = \"packed\"")
+        .replace("op = \"tokenize\"", "op = \"tokenize\"\nappend_eos = true")
+        .replace("mode = \"overwrite\"", "mode = \"overwrite\"\npack = { seq_len = 16 }");
+    std::fs::write(d.join("p.toml"), packed).unwrap();
+    let o = dsproc(d, &["run", "p.toml", "-q"]); // a first version: no baseline
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    docs(1, "p");
+    let o = dsproc(d, &["run", "p.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("packed sequences (output.pack)"), "{err}");
 }
 
 /// A cluster job's checks run on its engine: on Ballista standalone (queries

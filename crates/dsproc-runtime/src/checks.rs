@@ -221,10 +221,8 @@ pub async fn evaluate(
                 ..
             } => {
                 if !readable || (baseline.is_some() && !base_readable) {
-                    (
-                        false,
-                        json!({"error": format!("embedding_drift needs parquet or jsonl output, not {}", m.format)}),
-                    )
+                    let format = if readable { baseline.as_ref().map_or("", |b| b.format.as_str()) } else { &m.format };
+                    (false, json!({"error": format!("embedding_drift needs parquet or jsonl output, not {format}")}))
                 } else {
                     let settings = crate::embedding_drift::Settings {
                         sample: *sample,
@@ -269,7 +267,9 @@ pub async fn evaluate(
                         distribution_values(&ctx, "output", out, m, readable, col).await,
                         distribution_values(&ctx, "baseline", out, base, base_readable, col).await,
                     ) {
-                        (Ok(Dist::Numeric(new)), Ok(Dist::Numeric(old))) => Ok(compare(&old, &new, *metric)),
+                        (Ok(Dist::Numeric(new, new_nulls)), Ok(Dist::Numeric(old, old_nulls))) => {
+                            Ok(compare_with_nulls(&old, old_nulls, &new, new_nulls, *metric))
+                        }
                         (Ok(Dist::Categories(new)), Ok(Dist::Categories(old))) => {
                             compare_categories(&old, &new, *metric)
                         }
@@ -552,8 +552,9 @@ fn brief(v: &Value) -> String {
 
 /// A `distribution` check's values of one version.
 enum Dist {
-    /// Numbers (binned by the baseline's deciles).
-    Numeric(Vec<f64>),
+    /// Numbers (binned by the baseline's deciles) and the count of nulls (their
+    /// own bin, so a column going null is seen).
+    Numeric(Vec<f64>, u64),
     /// Rows per distinct value (strings, booleans; nulls as `(null)`).
     Categories(std::collections::BTreeMap<String, f64>),
 }
@@ -576,6 +577,13 @@ async fn distribution_values(
     let which = format!("version {}", m.version);
     if !readable {
         if col == "token_count" && m.shards.iter().any(|s| s.path.ends_with(".idx")) {
+            if m.shards.iter().any(|s| s.sequences.is_some()) {
+                // every sequence is seq_len tokens: the check would always pass
+                return Err(format!(
+                    "token_count of {which}: its .idx lengths are packed sequences (output.pack), not documents; \
+                     check token counts on unpacked output"
+                ));
+            }
             let mut values = Vec::new();
             for s in m.shards.iter().filter(|s| s.path.ends_with(".idx")) {
                 let bytes = out
@@ -588,7 +596,7 @@ async fn distribution_values(
                     .ok_or_else(|| format!("{which}: {} is not a Megatron index", s.path))?;
                 values.extend(lengths.into_iter().map(|x| x as f64));
             }
-            return Ok(Dist::Numeric(values));
+            return Ok(Dist::Numeric(values, 0));
         }
         return Err(format!(
             "distribution of {col:?} needs parquet or jsonl output ({which} is {}; megatron: column = \"token_count\" only)",
@@ -645,12 +653,17 @@ async fn distribution_values(
         }
         return Ok(Dist::Categories(counts));
     }
-    let sql = format!("SELECT arrow_cast({expr}, 'Float64') AS v FROM {table} WHERE {expr} IS NOT NULL");
-    let mut values = Vec::new();
+    let sql = format!("SELECT arrow_cast({expr}, 'Float64') AS v FROM {table}");
+    let (mut values, mut nulls) = (Vec::new(), 0u64);
     for b in query(ctx, &sql).await.map_err(|e| format!("{which}: {e}"))? {
-        values.extend(b.column(0).as_primitive::<Float64Type>().iter().flatten());
+        for v in b.column(0).as_primitive::<Float64Type>().iter() {
+            match v {
+                Some(v) => values.push(v),
+                None => nulls += 1,
+            }
+        }
     }
-    Ok(Dist::Numeric(values))
+    Ok(Dist::Numeric(values, nulls))
 }
 
 /// PSI or Jensen-Shannon distance of the category shares of `new` against `old`
@@ -719,6 +732,12 @@ fn divergence(p: &[f64], q: &[f64], metric: Metric) -> f64 {
 /// `new` against `old` over 10 quantile bins of `old`; empty bins get 1e-4
 /// (Evidently's smoothing). Returns the score and the two bin shares.
 pub fn compare(old: &[f64], new: &[f64], metric: Metric) -> (f64, Value) {
+    compare_with_nulls(old, 0, new, 0, metric)
+}
+
+/// [`compare`] of a column with nulls: shares are of all rows, and when either
+/// side has nulls they are one more bin (`bins.nulls` gives the counts).
+pub fn compare_with_nulls(old: &[f64], old_nulls: u64, new: &[f64], new_nulls: u64, metric: Metric) -> (f64, Value) {
     let mut sorted = old.to_vec();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let mut edges: Vec<f64> = (1..10)
@@ -728,17 +747,25 @@ pub fn compare(old: &[f64], new: &[f64], metric: Metric) -> (f64, Value) {
         .collect();
     edges.dedup();
     let bin = |x: f64| edges.partition_point(|e| *e < x);
-    let shares = |v: &[f64]| {
+    let with_nulls = old_nulls + new_nulls > 0;
+    let shares = |v: &[f64], nulls: u64| {
         let mut c = vec![0f64; edges.len() + 1];
         for x in v {
             c[bin(*x)] += 1.0;
         }
-        let n = v.len().max(1) as f64;
+        if with_nulls {
+            c.push(nulls as f64);
+        }
+        let n = (v.len() as u64 + nulls).max(1) as f64;
         c.iter().map(|x| (x / n).max(1e-4)).collect::<Vec<f64>>()
     };
-    let (p, q) = (shares(old), shares(new));
+    let (p, q) = (shares(old, old_nulls), shares(new, new_nulls));
     let score = divergence(&p, &q, metric);
-    (score, json!({"edges": edges, "baseline": p, "new": q}))
+    let mut bins = json!({"edges": edges, "baseline": p, "new": q});
+    if with_nulls {
+        bins["nulls"] = json!({"baseline": old_nulls, "new": new_nulls});
+    }
+    (score, bins)
 }
 
 /// The checks' failures as one message (the job exits 3).

@@ -1160,6 +1160,9 @@ impl Page<'_> {
                 } else {
                     let mut l: Vec<String> = edges.iter().map(|e| format!("≤{}", compact(*e))).collect();
                     l.push(edges.last().map(|e| format!(">{}", compact(*e))).unwrap_or_else(|| "all".into()));
+                    if d["bins"].get("nulls").is_some() {
+                        l.push("null".into());
+                    }
                     l
                 };
                 let _ = write!(
